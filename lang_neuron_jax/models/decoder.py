@@ -1,0 +1,299 @@
+"""One Flax Linen decoder for every supported family.
+
+Axes, used in einsum strings, ``# [..]`` comments and docstrings:
+
+  B batch, T query length, S key length (cache slots), N query heads, K key/value
+  heads, G query heads per key/value head (N = K*G), H head dim, D model width,
+  F MLP width, V vocabulary, L layers, U units of one tap site.
+
+The module is used functionally::
+
+    logits = module.apply({"params": params}, input_ids)                 # [B, T, V]
+    logits, cache = module.apply({"params": params}, ids, positions=pos, cache=cache)
+
+Padding convention: pad on the *right*. Attention is causal, so real tokens never see
+the pads that follow them; callers that pool over tokens mask the pads out.
+
+The KV cache is an explicit pytree (:class:`KVCache`) that goes in and comes out. Slot
+``s`` of a row holds the key/value of the token at position ``s``; a call writes its
+``T`` tokens at ``positions`` and attends to every slot at or before each query's
+position (and, in local layers, within the sliding window). A full forward therefore
+equals a prefill followed by token-by-token decoding.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from lang_neuron_jax.models.config import DecoderConfig
+from lang_neuron_jax.models.taps import Intervention, Tap
+
+Edits = dict[str, tuple[jax.Array, jax.Array]]
+
+_ACTIVATIONS = {
+    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "silu": jax.nn.silu,
+    "relu": jax.nn.relu,
+}
+
+
+@flax.struct.dataclass
+class KVCache:
+  """Keys and values of every layer.
+
+  Attributes:
+    keys: One ``[B, S, K, H]`` array per layer.
+    values: One ``[B, S, K, H]`` array per layer.
+  """
+
+  keys: tuple[jax.Array, ...]
+  values: tuple[jax.Array, ...]
+
+  @property
+  def max_length(self) -> int:
+    return self.keys[0].shape[1]
+
+
+def init_cache(config: DecoderConfig, batch_size: int, max_length: int,
+               dtype=jnp.float32) -> KVCache:
+  """An empty cache for ``batch_size`` rows of up to ``max_length`` tokens."""
+  shape = (batch_size, max_length, config.num_kv_heads, config.head_dim)
+  zeros = tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers))
+  return KVCache(keys=zeros, values=zeros)
+
+
+class RMSNorm(nn.Module):
+  """RMS norm over the last axis, computed in float32 and cast back.
+
+  With ``plus_one`` (Gemma) the stored scale ``w`` multiplies as ``1 + w``.
+  """
+
+  eps: float
+  plus_one: bool
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    init = nn.initializers.zeros if self.plus_one else nn.initializers.ones
+    scale = self.param("scale", init, (x.shape[-1],), self.param_dtype)
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    scale32 = scale.astype(jnp.float32)
+    return (normed * (1.0 + scale32 if self.plus_one else scale32)).astype(x.dtype)
+
+
+def rope(x: jax.Array, positions: jax.Array, base: float, scale: float) -> jax.Array:
+  """Rotary embedding in the half-split layout of transformers' ``rotate_half``.
+
+  Args:
+    x: ``[B, T, N, H]``.
+    positions: ``[B, T]`` integer positions.
+    base: RoPE base frequency.
+    scale: Linear scaling factor (positions are divided by it).
+
+  Returns:
+    ``[B, T, N, H]``, same dtype as ``x``.
+  """
+  half = x.shape[-1] // 2
+  inv_freq = 1.0 / (base ** (jnp.arange(0, 2 * half, 2, dtype=jnp.float32) / (2 * half)))
+  inv_freq = inv_freq / scale
+  angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, H/2]
+  cos = jnp.cos(angles)[:, :, None, :].astype(x.dtype)
+  sin = jnp.sin(angles)[:, :, None, :].astype(x.dtype)
+  x1, x2 = x[..., :half], x[..., half:]
+  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+def attention_mask(q_positions: jax.Array, k_positions: jax.Array,
+                   window: int | None) -> jax.Array:
+  """Causal (and optionally sliding-window) mask.
+
+  Args:
+    q_positions: ``[B, T]``.
+    k_positions: ``[B, S]``.
+    window: Keys more than ``window - 1`` positions back are hidden; None for all.
+
+  Returns:
+    bool ``[B, T, S]``, True where the query may attend to the key.
+  """
+  q = q_positions[:, :, None]
+  k = k_positions[:, None, :]
+  mask = k <= q
+  if window is not None:
+    mask &= q - k < window
+  return mask
+
+
+class Attention(nn.Module):
+  """Grouped-query self-attention with taps on q, k, v and the output projection."""
+
+  config: DecoderConfig
+  layer_index: int
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, positions, layer_cache, edits: Edits, mode: str):
+    cfg = self.config
+    B, T, _ = x.shape
+    N, K, H = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    dense = lambda width, name: nn.Dense(width, use_bias=False, name=name,
+                                         param_dtype=self.param_dtype)
+    tap = lambda site, h: Tap(site, name=f"tap_{site}")(h, edits.get(site), mode)
+
+    q = tap("q", dense(N * H, "q_proj")(x)).reshape(B, T, N, H)
+    k = tap("k", dense(K * H, "k_proj")(x)).reshape(B, T, K, H)
+    v = tap("v", dense(K * H, "v_proj")(x)).reshape(B, T, K, H)
+    if cfg.qk_norm:
+      norm = lambda name: RMSNorm(cfg.norm_eps, cfg.norm_plus_one, self.param_dtype, name=name)
+      q, k = norm("q_norm")(q), norm("k_norm")(k)
+
+    is_local = cfg.layer_kinds[self.layer_index] == "local"
+    if is_local:
+      base, scale, window = cfg.rope_base_local, 1.0, cfg.sliding_window
+    else:
+      base, scale, window = cfg.rope_base_global, cfg.rope_scale_global, None
+    q = rope(q, positions, base, scale)
+    k = rope(k, positions, base, scale)
+
+    if layer_cache is None:
+      keys, values, k_positions = k, v, positions  # [B, S=T, K, H]
+      new_cache = None
+    else:
+      cache_k, cache_v = layer_cache
+      rows = jnp.arange(B)[:, None]
+      keys = cache_k.at[rows, positions].set(k.astype(cache_k.dtype))  # [B, S, K, H]
+      values = cache_v.at[rows, positions].set(v.astype(cache_v.dtype))
+      k_positions = jnp.broadcast_to(jnp.arange(keys.shape[1]), (B, keys.shape[1]))
+      new_cache = (keys, values)
+
+    G = N // K
+    q = q.reshape(B, T, K, G, H)
+    logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, keys.astype(q.dtype),
+                        preferred_element_type=jnp.float32) * cfg.query_scale
+    if cfg.attn_logit_softcap is not None:
+      logits = jnp.tanh(logits / cfg.attn_logit_softcap) * cfg.attn_logit_softcap
+    mask = attention_mask(positions, k_positions, window)  # [B, T, S]
+    logits = jnp.where(mask[:, None, None], logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(x.dtype)
+    out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, values.astype(x.dtype)).reshape(B, T, N * H)
+    out = tap("o", dense(cfg.width, "o_proj")(out))  # [B, T, D]
+    return out, new_cache
+
+
+class MLP(nn.Module):
+  """Gated MLP, ``down(act(gate(x)) * up(x))``, with taps on every projection."""
+
+  config: DecoderConfig
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, edits: Edits, mode: str):
+    cfg = self.config
+    dense = lambda width, name: nn.Dense(width, use_bias=False, name=name,
+                                         param_dtype=self.param_dtype)
+    tap = lambda site, h: Tap(site, name=f"tap_{site}")(h, edits.get(site), mode)
+    gate = tap("gate", dense(cfg.mlp_width, "gate_proj")(x))  # [B, T, F]
+    up = tap("up", dense(cfg.mlp_width, "up_proj")(x))  # [B, T, F]
+    act = tap("act", _ACTIVATIONS[cfg.activation](gate) * up)
+    return tap("down", dense(cfg.width, "down_proj")(act))  # [B, T, D]
+
+
+class Block(nn.Module):
+  """Pre-norm transformer block (with Gemma's extra post-norms when configured)."""
+
+  config: DecoderConfig
+  layer_index: int
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, positions, layer_cache, edits: Edits, mode: str):
+    cfg = self.config
+    norm = lambda name: RMSNorm(cfg.norm_eps, cfg.norm_plus_one, self.param_dtype, name=name)
+    h = norm("pre_attn_norm")(x)
+    h, new_cache = Attention(cfg, self.layer_index, self.param_dtype, name="attn")(
+        h, positions, layer_cache, edits, mode)
+    if cfg.sandwich_norms:
+      h = norm("post_attn_norm")(h)
+    x = x + h
+    h = norm("pre_mlp_norm")(x)
+    h = MLP(cfg, self.param_dtype, name="mlp")(h, edits, mode)
+    if cfg.sandwich_norms:
+      h = norm("post_mlp_norm")(h)
+    x = Tap("resid", name="tap_resid")(x + h, edits.get("resid"), mode)
+    return x, new_cache
+
+
+class Decoder(nn.Module):
+  """Decoder-only language model.
+
+  Attributes:
+    config: The model's :class:`DecoderConfig`.
+    param_dtype: dtype of freshly initialised parameters (loaded parameters keep
+      theirs; computation follows the parameters' dtype).
+  """
+
+  config: DecoderConfig
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(
+      self,
+      input_ids: jax.Array,
+      *,
+      positions: jax.Array | None = None,
+      cache: KVCache | None = None,
+      intervention: Intervention | None = None,
+      compute_logits: bool = True,
+  ):
+    """Runs the model.
+
+    Args:
+      input_ids: int ``[B, T]``.
+      positions: int ``[B, T]``; defaults to ``0..T-1`` in every row. With a cache,
+        the slots the new tokens are written to.
+      cache: A :class:`KVCache`; when given, the updated cache is returned too.
+      intervention: Edits applied at the tap sites, or None.
+      compute_logits: False skips the output head and returns the final hidden
+        states ``[B, T, D]`` (the analysis path needs only the taps).
+
+    Returns:
+      float32 logits ``[B, T, V]`` (or hidden states), and the new cache if one was
+      given.
+    """
+    cfg = self.config
+    B, T = input_ids.shape
+    if positions is None:
+      positions = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
+    embed = nn.Embed(cfg.vocab_size, cfg.width, param_dtype=self.param_dtype, name="embed")
+    x = embed(input_ids)  # [B, T, D]
+    x = x * jnp.asarray(cfg.embed_scale, x.dtype)
+    mode = "set" if intervention is None else intervention.mode
+    keys, values = [], []
+    for i in range(cfg.num_layers):
+      layer_cache = None if cache is None else (cache.keys[i], cache.values[i])
+      edits = {} if intervention is None else intervention.for_layer(i)
+      x, new_layer_cache = Block(cfg, i, self.param_dtype, name=f"layer_{i}")(
+          x, positions, layer_cache, edits, mode)
+      if new_layer_cache is not None:
+        keys.append(new_layer_cache[0])
+        values.append(new_layer_cache[1])
+    x = RMSNorm(cfg.norm_eps, cfg.norm_plus_one, self.param_dtype, name="final_norm")(x)
+    if compute_logits:
+      if cfg.tie_embeddings:
+        table = embed.embedding  # [V, D]
+      else:
+        table = self.param("lm_head", nn.initializers.normal(0.02),
+                           (cfg.vocab_size, cfg.width), self.param_dtype)
+      out = jnp.einsum("BTD,VD->BTV", x, table.astype(x.dtype),
+                       preferred_element_type=jnp.float32)
+      if cfg.final_logit_softcap is not None:
+        out = jnp.tanh(out / cfg.final_logit_softcap) * cfg.final_logit_softcap
+    else:
+      out = x
+    if cache is None:
+      return out
+    return out, KVCache(keys=tuple(keys), values=tuple(values))

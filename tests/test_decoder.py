@@ -1,0 +1,153 @@
+"""Invariances of the decoder: KV cache, interventions, taps and pooling."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lang_neuron_jax as lnj
+from lang_neuron_jax.activations import capture_taps, pooled_taps
+from lang_neuron_jax.models import gemma3
+
+
+def tiny_config(**overrides):
+  cfg = lnj.DecoderConfig(
+      family="gemma3", vocab_size=67, width=32, num_layers=4, num_heads=4, num_kv_heads=2,
+      head_dim=8, mlp_width=48, layer_kinds=gemma3.layer_kinds(4, 2), sliding_window=4,
+      rope_base_global=10_000.0, rope_base_local=100.0, query_scale=8 ** -0.5,
+      norm_plus_one=True, qk_norm=True, sandwich_norms=True, embed_scale=32 ** 0.5,
+      activation="gelu_tanh")
+  return cfg.replace(**overrides)
+
+
+@pytest.fixture(scope="module")
+def model():
+  cfg = tiny_config()
+  module = lnj.Decoder(cfg)
+  params = module.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]
+  # Random norm scales so that every code path contributes.
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, p: p + 0.3 * jax.random.normal(jax.random.key(len(path)), p.shape)
+      if "scale" in str(path[-1]) else p, params)
+  return module, params
+
+
+def test_full_forward_equals_prefill_plus_decode(model):
+  """Sequences longer than the sliding window (4): 15 tokens, prefill 6, decode 9."""
+  module, params = model
+  ids = jax.random.randint(jax.random.key(1), (2, 15), 0, 67)
+  full = module.apply({"params": params}, ids)
+  cache = lnj.init_cache(module.config, 2, 20)
+  prefill, cache = module.apply({"params": params}, ids[:, :6], cache=cache)
+  steps = [prefill]
+  for t in range(6, 15):
+    pos = jnp.full((2, 1), t, jnp.int32)
+    logits, cache = module.apply({"params": params}, ids[:, t:t + 1], positions=pos, cache=cache)
+    steps.append(logits)
+  np.testing.assert_allclose(np.asarray(jnp.concatenate(steps, 1)), np.asarray(full),
+                             atol=1e-5, rtol=1e-5)
+
+
+def test_rows_with_different_prompt_lengths_decode_independently(model):
+  """Right padding: a short row's pads are overwritten by its own decode steps."""
+  module, params = model
+  ids = jax.random.randint(jax.random.key(2), (2, 12), 0, 67)
+  lengths = jnp.array([7, 4])
+  cache = lnj.init_cache(module.config, 2, 16)
+  _, cache = module.apply({"params": params}, ids[:, :7], cache=cache)  # row 1 padded
+  # Decode row 0's token 7 and row 1's token 4 in one call.
+  step_ids = ids[jnp.arange(2), lengths][:, None]
+  logits, _ = module.apply({"params": params}, step_ids, positions=lengths[:, None], cache=cache)
+  for row, n in enumerate([7, 4]):
+    ref = module.apply({"params": params}, ids[row:row + 1, :n + 1])[0, -1]
+    np.testing.assert_allclose(np.asarray(logits[row, 0]), np.asarray(ref), atol=1e-5, rtol=1e-5)
+
+
+def _edits(cfg, batch=None):
+  shape = lambda w: ((batch,) if batch else ()) + (cfg.num_layers, w)
+  return {s: lnj.SiteEdit(mask=jnp.zeros(shape(w), bool), value=jnp.zeros(shape(w)))
+          for s, w in cfg.site_widths.items()}
+
+
+def test_all_false_intervention_is_bitwise_identity(model):
+  module, params = model
+  ids = jax.random.randint(jax.random.key(3), (3, 9), 0, 67)
+  plain = module.apply({"params": params}, ids)
+  for batch in (None, 3):
+    iv = lnj.Intervention(_edits(module.config, batch))
+    edited = module.apply({"params": params}, ids, intervention=iv)
+    assert np.array_equal(np.asarray(plain), np.asarray(edited))
+
+
+def test_forcing_one_unit_changes_only_that_unit_of_its_tap(model):
+  module, params = model
+  cfg = module.config
+  ids = jax.random.randint(jax.random.key(4), (2, 9), 0, 67)
+  edits = _edits(cfg)
+  edits["up"] = lnj.SiteEdit(mask=edits["up"].mask.at[1, 5].set(True),
+                             value=edits["up"].value.at[1, 5].set(3.25))
+  _, plain = capture_taps(module, params, ids)
+  _, forced = capture_taps(module, params, ids, intervention=lnj.Intervention(edits))
+  diff = np.array(plain["up"] != forced["up"])  # [B, T, L, U]
+  assert np.all(np.asarray(forced["up"][:, :, 1, 5]) == 3.25)
+  diff[:, :, 1, 5] = False
+  assert not diff[:, :, :2].any()  # Nothing else in layers 0-1 of this site changed.
+  # Earlier sites of the same layer are untouched.
+  for site in ("q", "k", "v", "o", "gate"):
+    assert np.array_equal(np.asarray(plain[site][:, :, :2]), np.asarray(forced[site][:, :, :2]))
+
+
+def test_per_row_interventions(model):
+  """Row 0 gets no edit, row 1 an edit; row 0 equals the plain run bitwise."""
+  module, params = model
+  ids = jax.random.randint(jax.random.key(5), (2, 6), 0, 67)
+  edits = _edits(module.config, batch=2)
+  edits["down"] = lnj.SiteEdit(mask=edits["down"].mask.at[1, 0, :].set(True),
+                               value=edits["down"].value.at[1, 0, :].set(1.0))
+  plain = module.apply({"params": params}, ids)
+  out = module.apply({"params": params}, ids, intervention=lnj.Intervention(edits))
+  assert np.array_equal(np.asarray(out[0]), np.asarray(plain[0]))
+  assert not np.allclose(np.asarray(out[1]), np.asarray(plain[1]))
+
+
+def test_intervention_modes(model):
+  module, params = model
+  x = jnp.arange(6.0).reshape(1, 2, 3)
+  mask, value = jnp.array([True, False, True]), jnp.array([10.0, 10.0, 2.0])
+  from lang_neuron_jax.models.taps import apply_edit
+  assert apply_edit(x, mask, value, "set")[0, 1].tolist() == [10.0, 4.0, 2.0]
+  assert apply_edit(x, mask, value, "add")[0, 1].tolist() == [13.0, 4.0, 7.0]
+  assert apply_edit(x, mask, value, "scale")[0, 1].tolist() == [30.0, 4.0, 10.0]
+  with pytest.raises(ValueError, match="mode"):
+    lnj.Intervention({}, mode="replace")
+  with pytest.raises(ValueError, match="sites"):
+    lnj.Intervention({"mlp": None})
+
+
+def test_pooled_taps_is_masked_mean_and_never_recompiles(model):
+  module, params = model
+  cfg = module.config
+  ids = jax.random.randint(jax.random.key(6), (2, 8), 0, 67)
+  mask = jnp.arange(8)[None, :] < jnp.array([[8], [5]])
+  _, taps = capture_taps(module, params, ids)
+  pooled = pooled_taps(cfg, params, ids, mask)
+  assert set(pooled) == set(lnj.NEURON_SITES)
+  for site, h in pooled.items():
+    assert h.shape == (2, cfg.num_layers, cfg.site_widths[site])
+    ref = [np.asarray(taps[site][r, :n]).mean(axis=0) for r, n in enumerate([8, 5])]
+    np.testing.assert_allclose(np.asarray(h), np.stack(ref), atol=1e-6)
+  # Different neurons and values: same compiled function.
+  before = pooled_taps._cache_size()
+  for unit in range(3):
+    edits = _edits(cfg)
+    edits["q"] = lnj.SiteEdit(mask=edits["q"].mask.at[0, unit].set(True),
+                              value=edits["q"].value.at[0, unit].set(float(unit)))
+    pooled_taps(cfg, params, ids, mask, intervention=lnj.Intervention(edits))
+  assert pooled_taps._cache_size() == before + 1
+
+
+def test_config_validation():
+  with pytest.raises(ValueError, match="layer_kinds"):
+    tiny_config(num_layers=3)
+  with pytest.raises(ValueError, match="multiple"):
+    tiny_config(num_kv_heads=3)
