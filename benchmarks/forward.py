@@ -46,10 +46,12 @@ def corpus_texts(n):
 
 
 def batches(tokens, batch_size, pad_id):
-  """Right-padded ``(ids [B, T], mask [B, T])`` batches, T a bucket length."""
+  """Right-padded ``(ids [B, T], mask [B, T])`` batches of length-sorted texts, T a
+  multiple of 8 (as the responses stage batches them)."""
+  tokens = sorted(tokens, key=len)
   for start in range(0, len(tokens), batch_size):
     chunk = tokens[start:start + batch_size]
-    width = bucket_length(max(map(len, chunk)))
+    width = bucket_length(max(map(len, chunk)), buckets=(8,))
     ids = np.full((len(chunk), width), pad_id, np.int32)
     for r, t in enumerate(chunk):
       ids[r, :len(t)] = t

@@ -1,0 +1,226 @@
+"""Neuron scores per language, top/bottom-N selection, and interventions built from them.
+
+Neurons of all sites are numbered by one *flat index*: sites in the config's order, then
+layer, then unit (``site_offset + layer * U_site + unit``). :class:`Expertise` holds every
+language's scores over all flat indices; a :class:`NeuronSet` holds chosen neurons as
+``(site, layer, unit)`` integers with their scores; :func:`build_intervention` turns one
+or several sets into an :class:`~lang_neuron_jax.Intervention`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from lang_neuron_jax.models.taps import Intervention, SiteEdit
+
+STATISTICS = ("on_p50", "on_p90", "off_mean", "off_p50")
+SELECTION_KINDS = ("top", "bottom", "both", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class NeuronIndex:
+  """The flat numbering of a model's neurons.
+
+  Attributes:
+    sites: Site names, in order.
+    num_layers: L.
+    widths: Units per layer of each site, same order.
+    model_id: Identity of the model (config fingerprint), so that sets from one model
+      are not applied to another.
+  """
+
+  sites: tuple[str, ...]
+  num_layers: int
+  widths: tuple[int, ...]
+  model_id: str = ""
+
+  @property
+  def offsets(self) -> np.ndarray:
+    """Flat index of each site's first neuron, ``[len(sites) + 1]``."""
+    return np.concatenate([[0], np.cumsum([self.num_layers * w for w in self.widths])])
+
+  @property
+  def size(self) -> int:
+    return int(self.offsets[-1])
+
+  def unflatten(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat indices ``[n]`` to ``(site, layer, unit)`` int32 arrays ``[n]``."""
+    flat = np.asarray(flat, np.int64)
+    site = np.searchsorted(self.offsets, flat, side="right") - 1
+    within = flat - self.offsets[site]
+    widths = np.asarray(self.widths)[site]
+    return site.astype(np.int32), (within // widths).astype(np.int32), (within % widths).astype(np.int32)
+
+  def flatten(self, site, layer, unit) -> np.ndarray:
+    site = np.asarray(site, np.int64)
+    return self.offsets[site] + np.asarray(layer) * np.asarray(self.widths)[site] + np.asarray(unit)
+
+  def to_dict(self) -> dict:
+    return {"sites": list(self.sites), "num_layers": self.num_layers,
+            "widths": list(self.widths), "model_id": self.model_id}
+
+
+def neuron_index(config, sites: Sequence[str], model_id: str = "") -> NeuronIndex:
+  return NeuronIndex(tuple(sites), config.num_layers,
+                     tuple(config.site_widths[s] for s in sites), model_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class Expertise:
+  """Every language's scores over every neuron.
+
+  Attributes:
+    index: The flat numbering.
+    languages: C language codes.
+    ap: float32 ``[C, G]`` average precision of each neuron for each language.
+    stats: ``{name: float32 [C, G]}`` for each name in :data:`STATISTICS`.
+  """
+
+  index: NeuronIndex
+  languages: tuple[str, ...]
+  ap: np.ndarray
+  stats: Mapping[str, np.ndarray]
+
+  def save(self, path: str) -> None:
+    """Writes ``.npz`` (no pickles: metadata as a JSON string)."""
+    import json
+
+    meta = json.dumps({"index": self.index.to_dict(), "languages": list(self.languages)})
+    np.savez(path, meta=np.array(meta), ap=self.ap, **self.stats)
+
+  @classmethod
+  def load(cls, path: str) -> "Expertise":
+    import json
+
+    with np.load(path, allow_pickle=False) as z:
+      meta = json.loads(str(z["meta"]))
+      idx = meta["index"]
+      index = NeuronIndex(tuple(idx["sites"]), idx["num_layers"], tuple(idx["widths"]),
+                          idx["model_id"])
+      return cls(index, tuple(meta["languages"]), z["ap"], {s: z[s] for s in STATISTICS})
+
+  def language_row(self, language: str) -> int:
+    if language not in self.languages:
+      raise ValueError(f"Unknown language {language!r}; scored languages: {self.languages}.")
+    return self.languages.index(language)
+
+
+@dataclasses.dataclass(frozen=True)
+class NeuronSet:
+  """Chosen neurons of one language with their scores.
+
+  Attributes:
+    index: The flat numbering of the model the set belongs to.
+    language: The language they were chosen for.
+    kind: "top", "bottom", "both" or "random".
+    flat: int64 ``[n]`` flat indices.
+    site, layer, unit: int32 ``[n]``.
+    ap: float32 ``[n]``.
+    stats: ``{name: float32 [n]}``.
+  """
+
+  index: NeuronIndex
+  language: str
+  kind: str
+  flat: np.ndarray
+  site: np.ndarray
+  layer: np.ndarray
+  unit: np.ndarray
+  ap: np.ndarray
+  stats: Mapping[str, np.ndarray]
+
+  def __len__(self) -> int:
+    return int(self.flat.size)
+
+
+def _check_n(n: int, total: int, kind: str):
+  limit = total // 2 if kind == "both" else total
+  if not isinstance(n, (int, np.integer)) or n < 1 or n > limit:
+    raise ValueError(
+        f"N must be an integer from 1 to {limit} for kind {kind!r} (the model has {total} "
+        f"neurons{'; both takes N top and N bottom' if kind == 'both' else ''}), got {n!r}.")
+
+
+def select(expertise: Expertise, language: str, n: int, kind: str = "both", *,
+           seed: int = 0) -> NeuronSet:
+  """The top-N, bottom-N, both (N + N) or a random set of the same size as "both".
+
+  Ordering is by AP with ties broken by flat index (stable), so selection is
+  deterministic. "random" draws ``2 * n`` neurons uniformly without replacement with
+  ``seed`` (a control of the same size as "both").
+  """
+  if kind not in SELECTION_KINDS:
+    raise ValueError(f"Unknown selection kind {kind!r}; use one of {SELECTION_KINDS}.")
+  row = expertise.language_row(language)
+  total = expertise.index.size
+  _check_n(n, total, "both" if kind in ("both", "random") else kind)
+  ap = expertise.ap[row]
+  order = np.argsort(-ap, kind="stable")  # Descending AP; ties by flat index.
+  if kind == "top":
+    flat = order[:n]
+  elif kind == "bottom":
+    flat = order[::-1][:n]
+  elif kind == "both":
+    flat = np.concatenate([order[:n], order[::-1][:n]])
+  else:
+    flat = np.random.default_rng(seed).choice(total, size=2 * n, replace=False)
+  flat = np.asarray(flat, np.int64)
+  site, layer, unit = expertise.index.unflatten(flat)
+  return NeuronSet(expertise.index, language, kind, flat, site, layer, unit, ap[flat],
+                   {k: v[row][flat] for k, v in expertise.stats.items()})
+
+
+def build_intervention(sets: Sequence[NeuronSet | None], *, statistic: str = "on_p50",
+                       multiplier: float = 1.0, mode: str = "set",
+                       batched: bool | None = None) -> Intervention:
+  """An intervention fixing each set's neurons to a statistic of their responses.
+
+  Args:
+    sets: One set (an intervention shared by every row), or one per batch row; None
+      rows get no intervention (a baseline in the same batch).
+    statistic: One of :data:`STATISTICS` (``on_p50``, the paper's choice) or "zero".
+    multiplier: Scales the value (e.g. 2 × on_p50).
+    mode: "set", "add" or "scale" (see :class:`~lang_neuron_jax.Intervention`).
+    batched: Force a leading batch axis (default: when more than one set is given).
+
+  Returns:
+    An :class:`Intervention` with ``[L, U]`` or ``[B, L, U]`` masks and values per site.
+  """
+  if statistic not in STATISTICS + ("zero",):
+    raise ValueError(f"Unknown statistic {statistic!r}; use one of {STATISTICS + ('zero',)}.")
+  present = [s for s in sets if s is not None]
+  if not present:
+    raise ValueError("Give at least one NeuronSet.")
+  index = present[0].index
+  for s in present[1:]:
+    if s.index != index:
+      raise ValueError("Neuron sets come from different models; build one intervention per model.")
+  batched = len(sets) > 1 if batched is None else batched
+  rows = len(sets)
+  edits = {}
+  for site_id, (site, width) in enumerate(zip(index.sites, index.widths)):
+    mask = np.zeros((rows, index.num_layers, width), bool)
+    value = np.zeros((rows, index.num_layers, width), np.float32)
+    for r, s in enumerate(sets):
+      if s is None:
+        continue
+      sel = s.site == site_id
+      mask[r, s.layer[sel], s.unit[sel]] = True
+      if statistic != "zero":
+        value[r, s.layer[sel], s.unit[sel]] = s.stats[statistic][sel] * multiplier
+    if not batched:
+      mask, value = mask[0], value[0]
+    edits[site] = SiteEdit(mask=jnp.asarray(mask), value=jnp.asarray(value))
+  return Intervention(edits, mode=mode)
+
+
+def check_model(neurons: NeuronSet, index: NeuronIndex) -> None:
+  """Raises if a neuron set was found on another model than ``index`` describes."""
+  if neurons.index != index:
+    raise ValueError(
+        f"This neuron set belongs to model {neurons.index.model_id or neurons.index.to_dict()}, "
+        f"not {index.model_id or index.to_dict()}; find neurons on this model first.")
