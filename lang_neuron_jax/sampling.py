@@ -1,4 +1,4 @@
-"""Greedy generation with the explicit KV cache, in one jitted function.
+"""Generation with the explicit KV cache, in one jitted function.
 
 Prompts are right-padded into one ``[B, P]`` batch (P rounded up to a bucket, so few
 shapes compile). The prompt is prefilled at once; then a ``lax.while_loop`` decodes one
@@ -6,12 +6,13 @@ token per row per step, each row writing at its own position, until every row ha
 emitted EOS or ``max_new_tokens`` are done. An optional :class:`Intervention` is applied
 at every position (prompt and new tokens), as in the paper.
 
-This is the first slice of the sampler; temperature/top-k/top-p and per-row keys come
-with the control experiments.
+Greedy, temperature, top-k and top-p are one small frozen :class:`Sampler`. Randomness is
+explicit and per row, so a sample does not depend on what else is in its batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Sequence
 
@@ -49,10 +50,64 @@ def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarr
   return ids, lengths
 
 
-@functools.partial(jax.jit, static_argnames=("config", "max_new_tokens"))
-def greedy_generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, *,
-                    max_new_tokens: int, intervention: Intervention | None = None):
-  """Greedy decoding.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Sampler:
+  """How the next token is chosen (a static argument: each distinct sampler compiles once).
+
+  Attributes:
+    temperature: 0 for greedy (argmax); otherwise logits are divided by it.
+    top_k: Keep only the k most likely tokens (0: all).
+    top_p: Keep the smallest set of most likely tokens whose probability reaches p (1: all).
+  """
+
+  temperature: float = 0.0
+  top_k: int = 0
+  top_p: float = 1.0
+
+  def __post_init__(self):
+    if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+      raise ValueError(f"Invalid sampler {self}: need temperature >= 0, top_k >= 0, "
+                       "0 < top_p <= 1.")
+
+
+GREEDY = Sampler()
+
+
+def filter_logits(logits: jax.Array, sampler: Sampler) -> jax.Array:
+  """Applies temperature, top-k and top-p to float32 logits ``[B, V]``.
+
+  Removed tokens get ``-inf``; at least the most likely token always stays.
+  """
+  logits = logits / sampler.temperature
+  if sampler.top_k:
+    kth = jax.lax.top_k(logits, sampler.top_k)[0][:, -1:]  # [B, 1]
+    logits = jnp.where(logits < kth, -jnp.inf, logits)
+  if sampler.top_p < 1.0:
+    sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]  # [B, V] descending
+    probs = jax.nn.softmax(sorted_logits, axis=-1)
+    # Probability mass strictly before each token; a token stays while that is < p.
+    before = jnp.cumsum(probs, axis=-1) - probs
+    keep = before < sampler.top_p
+    cutoff = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
+    logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+  return logits
+
+
+def next_token(logits: jax.Array, keys: jax.Array, sampler: Sampler) -> jax.Array:
+  """Chooses one token per row from float32 logits ``[B, V]`` with per-row keys ``[B]``."""
+  if sampler.temperature == 0.0:
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  filtered = filter_logits(logits, sampler)
+  return jax.vmap(jax.random.categorical)(keys, filtered).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "max_new_tokens", "sampler",
+                                             "intervene_prompt"))
+def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, *,
+             max_new_tokens: int, sampler: Sampler = GREEDY, seed: int | jax.Array = 0,
+             row_ids: jax.Array | None = None, intervention: Intervention | None = None,
+             intervene_prompt: bool = True):
+  """Generates up to ``max_new_tokens`` per row, in one compiled function.
 
   Args:
     config: The model's config (static).
@@ -60,17 +115,28 @@ def greedy_generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.
     ids: int32 ``[B, P]`` right-padded prompts.
     lengths: int32 ``[B]`` prompt lengths.
     max_new_tokens: Tokens to generate per row (static).
-    intervention: Optional edits applied at every position.
+    sampler: Greedy by default.
+    seed: Random seed. Row ``r`` uses ``fold_in(key(seed), row_ids[r])`` and folds in
+      the step, so a row's sample does not depend on the other rows of its batch.
+    row_ids: int32 ``[B]`` identities of the rows (default ``0..B-1``); give e.g. the
+      sample number to make samples independent of how rows are batched.
+    intervention: Optional edits at the taps, ``[L, U]`` or per row ``[B, L, U]``.
+    intervene_prompt: Apply the intervention to the prompt too (the paper) or only to
+      the new tokens.
 
   Returns:
     ``(tokens int32 [B, max_new_tokens], num_tokens int32 [B])``: the new tokens (EOS
-    included, then padding) and how many each row produced before stopping.
+    included, then padding) and how many each row produced, EOS included.
   """
   module = Decoder(config)
   B, P = ids.shape
+  row_ids = jnp.arange(B, dtype=jnp.int32) if row_ids is None else row_ids
+  row_keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(row_ids)
+  step_keys = lambda step: jax.vmap(lambda k: jax.random.fold_in(k, step))(row_keys)
   cache = init_cache(config, B, P + max_new_tokens, jax.tree.leaves(params)[0].dtype)
-  logits, cache = module.apply({"params": params}, ids, cache=cache, intervention=intervention)
-  first = jnp.argmax(logits[jnp.arange(B), lengths - 1], axis=-1).astype(jnp.int32)  # [B]
+  logits, cache = module.apply({"params": params}, ids, cache=cache,
+                               intervention=intervention if intervene_prompt else None)
+  first = next_token(logits[jnp.arange(B), lengths - 1], step_keys(0), sampler)  # [B]
   out = jnp.full((B, max_new_tokens), config.pad_token_id, jnp.int32).at[:, 0].set(first)
   done = first == config.eos_token_id
 
@@ -83,7 +149,7 @@ def greedy_generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.
     positions = (lengths + step - 1)[:, None]  # [B, 1] slot of the token being fed
     logits, cache = module.apply({"params": params}, token[:, None], positions=positions,
                                  cache=cache, intervention=intervention)
-    nxt = jnp.argmax(logits[:, 0], axis=-1).astype(jnp.int32)
+    nxt = next_token(logits[:, 0], step_keys(step), sampler)
     nxt = jnp.where(done, config.pad_token_id, nxt)
     out = out.at[:, step].set(nxt)
     return step + 1, nxt, cache, done | (nxt == config.eos_token_id), out
@@ -95,12 +161,18 @@ def greedy_generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.
 
 
 def generate_text(lm, texts: Sequence[str], *, max_new_tokens: int = 32,
+                  sampler: Sampler = GREEDY, seed: int = 0,
                   intervention: Intervention | None = None) -> list[str]:
-  """Greedy continuations of ``texts`` with a :class:`~lang_neuron_jax.LanguageModel`."""
+  """Continuations of ``texts`` with a :class:`~lang_neuron_jax.LanguageModel`.
+
+  Each text is tokenized with the model's BOS policy; EOS and special tokens are
+  dropped from the returned strings.
+  """
   prompts = [lm.tokenizer(t).input_ids for t in texts]
   ids, lengths = pad_prompts(prompts, lm.config.pad_token_id)
-  tokens, counts = greedy_generate(lm.config, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
-                                   max_new_tokens=max_new_tokens, intervention=intervention)
+  tokens, counts = generate(lm.config, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
+                            max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
+                            intervention=intervention)
   tokens, counts = np.asarray(tokens), np.asarray(counts)
   return [lm.tokenizer.decode(tokens[r, :counts[r]], skip_special_tokens=True)
           for r in range(len(texts))]

@@ -27,7 +27,7 @@ def test_greedy_matches_naive_loop_for_rows_of_different_lengths():
   prompts = [list(rng.randint(2, 60, n)) for n in (3, 9, 1)]
   ids, lengths = sampling.pad_prompts(prompts, cfg.pad_token_id)
   assert ids.shape == (3, 16)
-  tokens, counts = sampling.greedy_generate(cfg, params, jnp.asarray(ids), jnp.asarray(lengths),
+  tokens, counts = sampling.generate(cfg, params, jnp.asarray(ids), jnp.asarray(lengths),
                                             max_new_tokens=12)
   for row, prompt in enumerate(prompts):
     ref = naive_greedy(module, params, prompt, 12, cfg.eos_token_id)
@@ -42,7 +42,7 @@ def test_generation_stops_at_eos_and_pads_after():
   emb = params["embed"]["embedding"]
   params = {**params, "embed": {"embedding": emb.at[cfg.eos_token_id].set(emb[0] * 0 + 50.0)}}
   ids, lengths = sampling.pad_prompts([[2, 3], [4]], cfg.pad_token_id)
-  tokens, counts = sampling.greedy_generate(cfg, params, jnp.asarray(ids), jnp.asarray(lengths),
+  tokens, counts = sampling.generate(cfg, params, jnp.asarray(ids), jnp.asarray(lengths),
                                             max_new_tokens=5)
   assert np.asarray(counts).tolist() == [1, 1]
   assert np.asarray(tokens[:, 1:]).tolist() == [[cfg.pad_token_id] * 4] * 2
@@ -51,3 +51,51 @@ def test_generation_stops_at_eos_and_pads_after():
 def test_bucket_length():
   assert sampling.bucket_length(1) == 16 and sampling.bucket_length(17) == 32
   assert sampling.bucket_length(600) == 1024
+
+
+def test_filter_logits_top_k_and_top_p():
+  # Probabilities 0.5, 0.25, 0.125, 0.125 (log-space logits).
+  logits = jnp.log(jnp.array([[0.5, 0.25, 0.125, 0.125]]))
+  k2 = sampling.filter_logits(logits, sampling.Sampler(temperature=1.0, top_k=2))
+  assert np.isfinite(np.asarray(k2)).tolist() == [[True, True, False, False]]
+  p = sampling.filter_logits(logits, sampling.Sampler(temperature=1.0, top_p=0.7))
+  assert np.isfinite(np.asarray(p)).tolist() == [[True, True, False, False]]
+  p_small = sampling.filter_logits(logits, sampling.Sampler(temperature=1.0, top_p=0.1))
+  assert np.isfinite(np.asarray(p_small)).tolist() == [[True, False, False, False]]
+  t = sampling.filter_logits(logits, sampling.Sampler(temperature=2.0))
+  np.testing.assert_allclose(np.asarray(t), np.asarray(logits) / 2)
+
+
+def test_sampling_follows_the_distribution():
+  logits = jnp.log(jnp.array([[0.7, 0.2, 0.1, 1e-9]] * 4000))
+  keys = jax.random.split(jax.random.key(0), 4000)
+  tokens = np.asarray(sampling.next_token(logits, keys, sampling.Sampler(temperature=1.0)))
+  freq = np.bincount(tokens, minlength=4) / 4000
+  np.testing.assert_allclose(freq, [0.7, 0.2, 0.1, 0.0], atol=0.03)
+  top1 = sampling.next_token(logits, keys, sampling.Sampler(temperature=1.0, top_k=1))
+  assert np.all(np.asarray(top1) == 0)
+
+
+def test_invalid_sampler():
+  import pytest
+  with pytest.raises(ValueError, match="top_p"):
+    sampling.Sampler(temperature=1.0, top_p=0.0)
+
+
+def test_samples_are_deterministic_and_independent_of_the_batch():
+  cfg = tiny_config()
+  module = lnj.Decoder(cfg)
+  params = module.init(jax.random.key(2), jnp.zeros((1, 1), jnp.int32))["params"]
+  warm = sampling.Sampler(temperature=0.8)
+  ids, lengths = sampling.pad_prompts([[2]] * 4, cfg.pad_token_id)
+  run = lambda ids, lengths, rows, seed=0: np.asarray(sampling.generate(
+      cfg, params, jnp.asarray(ids), jnp.asarray(lengths), max_new_tokens=10, sampler=warm,
+      seed=seed, row_ids=jnp.asarray(rows, jnp.int32))[0])
+  a = run(ids, lengths, [0, 1, 2, 3])
+  assert np.array_equal(a, run(ids, lengths, [0, 1, 2, 3]))
+  assert len({tuple(r) for r in a}) > 1  # Rows differ from each other.
+  # Row 2 alone, or next to other rows, gives the same sample.
+  ids2, lengths2 = sampling.pad_prompts([[2], [2, 7, 9]], cfg.pad_token_id)
+  b = run(ids2, lengths2, [2, 17])
+  assert np.array_equal(b[0], a[2])
+  assert not np.array_equal(run(ids, lengths, [0, 1, 2, 3], seed=1), a)
