@@ -224,3 +224,21 @@ def check_model(neurons: NeuronSet, index: NeuronIndex) -> None:
     raise ValueError(
         f"This neuron set belongs to model {neurons.index.model_id or neurons.index.to_dict()}, "
         f"not {index.model_id or index.to_dict()}; find neurons on this model first.")
+
+
+def union(sets: Sequence[NeuronSet], *, language: str = "all") -> NeuronSet:
+  """Neurons in any of ``sets`` (sorted by flat index); scores are not carried over."""
+  index = sets[0].index
+  flat = np.unique(np.concatenate([s.flat for s in sets]))
+  site, layer, unit = index.unflatten(flat)
+  return NeuronSet(index, language, "union", flat, site, layer, unit,
+                   np.full(flat.size, np.nan, np.float32), {})
+
+
+def random_like(neurons: NeuronSet, *, seed: int = 0) -> NeuronSet:
+  """A uniformly random set of the same size and model, as a control."""
+  index = neurons.index
+  flat = np.sort(np.random.default_rng(seed).choice(index.size, size=len(neurons), replace=False))
+  site, layer, unit = index.unflatten(flat)
+  return NeuronSet(index, neurons.language, "random", flat, site, layer, unit,
+                   np.full(flat.size, np.nan, np.float32), {})

@@ -1,0 +1,109 @@
+"""Figures (PNG, matplotlib's Agg backend) of the analyses."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+
+def _save(fig, path: str) -> str:
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def overlap_heatmap(matrix: np.ndarray, languages: Sequence[str], path: str, *,
+                    title: str = "Overlap of language-specific neurons") -> str:
+  """Heatmap of an ``[C, C]`` overlap matrix with the shares written in the cells."""
+  fig, ax = plt.subplots(figsize=(1 + 0.8 * len(languages), 0.8 + 0.8 * len(languages)))
+  im = ax.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
+  ax.set_xticks(range(len(languages)), languages)
+  ax.set_yticks(range(len(languages)), languages)
+  for i in range(len(languages)):
+    for j in range(len(languages)):
+      ax.text(j, i, f"{matrix[i, j]:.1%}", ha="center", va="center", fontsize=8,
+              color="white" if matrix[i, j] > 0.5 else "black")
+  ax.set_title(title, fontsize=10)
+  fig.colorbar(im, ax=ax, fraction=0.046)
+  return _save(fig, path)
+
+
+def layer_distribution(counts: Mapping[str, np.ndarray], path: str, *,
+                       title: str = "Language-specific neurons per layer") -> str:
+  """Lines of neuron counts per layer, one per language (``{language: [L]}``)."""
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  for lang, c in counts.items():
+    ax.plot(np.arange(len(c)), c, marker="o", markersize=3, label=lang)
+  ax.set_xlabel("layer")
+  ax.set_ylabel("neurons")
+  ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=8, ncol=3)
+  return _save(fig, path)
+
+
+def site_distribution(counts: Mapping[str, np.ndarray], sites: Sequence[str], path: str, *,
+                      title: str = "Language-specific neurons per site") -> str:
+  """Grouped bars of neuron counts per site, one group per language."""
+  fig, ax = plt.subplots(figsize=(7, 3.5))
+  width = 0.8 / max(len(counts), 1)
+  for k, (lang, c) in enumerate(counts.items()):
+    ax.bar(np.arange(len(sites)) + k * width, c, width, label=lang)
+  ax.set_xticks(np.arange(len(sites)) + 0.4 - width / 2, sites)
+  ax.set_ylabel("neurons")
+  ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=8, ncol=3)
+  return _save(fig, path)
+
+
+def ap_histograms(ap: Mapping[str, np.ndarray], path: str) -> str:
+  """Histogram (log counts) of every neuron's AP, one panel per language."""
+  langs = list(ap)
+  fig, axes = plt.subplots(1, len(langs), figsize=(2.2 * len(langs), 2.5), sharey=True)
+  for ax, lang in zip(np.atleast_1d(axes), langs):
+    ax.hist(ap[lang], bins=50, range=(0, 1), log=True)
+    ax.set_title(lang, fontsize=9)
+    ax.set_xlabel("AP", fontsize=8)
+  return _save(fig, path)
+
+
+def share_vs_n(shares: Mapping[str, Mapping[int, float]], path: str, *,
+               baseline: Mapping[str, float] | None = None,
+               title: str = "Generations in the target language") -> str:
+  """Target-language share against N (log x), one line per language."""
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  for k, (lang, by_n) in enumerate(shares.items()):
+    ns = sorted(by_n)
+    line, = ax.plot(ns, [by_n[n] for n in ns], marker="o", markersize=3, label=lang)
+    if baseline and lang in baseline:
+      ax.axhline(baseline[lang], color=line.get_color(), linestyle=":", linewidth=1)
+  ax.set_xscale("log")
+  ax.set_ylim(-0.02, 1.02)
+  ax.set_xlabel("N (top-N + bottom-N neurons fixed)")
+  ax.set_ylabel("share in target language")
+  ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=8, ncol=3)
+  return _save(fig, path)
+
+
+def paired_bars(values: Mapping[str, Mapping[str, float]], path: str, *, ylabel: str,
+                title: str) -> str:
+  """Bars per group (e.g. translation set) for each condition (e.g. with/without)."""
+  groups = list(values)
+  conditions = sorted({c for v in values.values() for c in v})
+  fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(groups)), 3.5))
+  width = 0.8 / max(len(conditions), 1)
+  for k, cond in enumerate(conditions):
+    ax.bar(np.arange(len(groups)) + k * width, [values[g].get(cond, np.nan) for g in groups],
+           width, label=cond)
+  ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, groups, rotation=30, ha="right",
+                fontsize=8)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=8)
+  return _save(fig, path)
