@@ -1,0 +1,111 @@
+"""Control: interventions inside generation, against PyTorch hooks; mixed-condition batches."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lang_neuron_jax as lnj
+from lang_neuron_jax import control, sampling, selection
+from tests.conftest import save_tiny_gemma3
+
+
+def torch_greedy_with_hooks(model, prompt, n, edits):
+  """Plain PyTorch greedy loop; forward hooks set (layer, module, unit) outputs."""
+  import torch
+
+  handles = []
+  for (layer, path), (units, values) in edits.items():
+    module = model.model.layers[layer].get_submodule(path)
+
+    def hook(m, inp, out, units=units, values=values):
+      out = out.clone()
+      out[..., units] = torch.tensor(values, dtype=out.dtype)
+      return out
+    handles.append(module.register_forward_hook(hook))
+  ids = list(prompt)
+  with torch.no_grad():
+    for _ in range(n):
+      logits = model(torch.tensor([ids])).logits
+      ids.append(int(logits[0, -1].argmax()))
+  for h in handles:
+    h.remove()
+  return ids[len(prompt):]
+
+
+def test_greedy_with_intervention_matches_pytorch_hooks(tmp_path):
+  model = save_tiny_gemma3(str(tmp_path))
+  lm = lnj.load_model(str(tmp_path))
+  cfg = lm.config
+  rng = np.random.RandomState(0)
+  units_up, values_up = [3, 10, 40], rng.randn(3).astype(np.float32) * 3
+  units_q, values_q = [0, 5], rng.randn(2).astype(np.float32) * 3
+  edits = {(1, "mlp.up_proj"): (units_up, values_up), (3, "self_attn.q_proj"): (units_q, values_q)}
+  masks = {s: np.zeros((cfg.num_layers, w), bool) for s, w in cfg.site_widths.items()}
+  vals = {s: np.zeros((cfg.num_layers, w), np.float32) for s, w in cfg.site_widths.items()}
+  masks["up"][1, units_up], vals["up"][1, units_up] = True, values_up
+  masks["q"][3, units_q], vals["q"][3, units_q] = True, values_q
+  iv = lnj.Intervention({s: lnj.SiteEdit(jnp.asarray(masks[s]), jnp.asarray(vals[s]))
+                         for s in ("up", "q")})
+  prompt = [2, 17, 33, 4]
+  ids, lengths = sampling.pad_prompts([prompt], cfg.pad_token_id)
+  for intervention, hooks in ((None, {}), (iv, edits)):
+    tokens, counts = sampling.generate(cfg, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
+                                       max_new_tokens=12, intervention=intervention)
+    ours = np.asarray(tokens[0, :counts[0]]).tolist()
+    assert ours == torch_greedy_with_hooks(model, prompt, 12, hooks)[:len(ours)]
+
+
+def toy_setup():
+  from tests.test_decoder import tiny_config
+  cfg = tiny_config(eos_token_id=66)
+  module = lnj.Decoder(cfg)
+  params = module.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]
+  lm = lnj.LanguageModel(module, params, cfg, None, "tiny")
+  index = selection.neuron_index(cfg, lnj.NEURON_SITES, "tiny")
+  rng = np.random.RandomState(0)
+  stats = {k: rng.randn(2, index.size).astype(np.float32) * 4 for k in selection.STATISTICS}
+  exp = selection.Expertise(index, ("en", "de"), rng.rand(2, index.size).astype(np.float32), stats)
+  return lm, exp
+
+
+def test_mixed_condition_batches_equal_separate_runs():
+  lm, exp = toy_setup()
+  conds = [control.BASELINE, control.condition("de", "both", 50),
+           control.condition("en", "random", 50)]
+  jobs = [control.Job(c, (2,), i) for c in conds for i in range(3)]
+  warm = sampling.Sampler(temperature=0.8)
+  mixed = control.run_jobs(lm, exp, jobs, max_new_tokens=8, sampler=warm, batch_size=9,
+                           progress=False)
+  for c in conds:
+    alone = control.run_jobs(lm, exp, [j for j in jobs if j.condition == c], max_new_tokens=8,
+                             sampler=warm, batch_size=3, progress=False)
+    assert [r["tokens"] for r in alone] == [r["tokens"] for r in mixed if r["condition"] == c.name]
+  # Interventions change the samples.
+  by = lambda name: [r["tokens"] for r in mixed if r["condition"] == name]
+  assert by("baseline") != by("de/both/50")
+
+
+def test_unconditional_conditions_cap_n():
+  conds = control.unconditional_conditions(["de", "fr"], 1000)
+  names = [c.name for c in conds]
+  assert names[0] == "baseline"
+  assert "de/both/500" in names and "de/both/200000" not in names
+  assert {"de/top/500", "de/bottom/500", "de/random/500"} <= set(names)
+
+
+def test_cut_translation():
+  assert control.cut_translation(" Hallo Welt.\nEnglish: next") == "Hallo Welt."
+  assert control.cut_translation("\n\n  Bonjour\n") == "Bonjour"
+  assert control.cut_translation("  \n") == ""
+
+
+def test_perplexity_matches_direct_computation():
+  lm, _ = toy_setup()
+  prompts, conts = [[2, 5], [2]], [[7, 9, 11], []]
+  ppl = control.perplexity(lm, prompts, conts, batch_size=2)
+  assert np.isnan(ppl[1])
+  logits = lm.module.apply({"params": lm.params}, jnp.asarray([[2, 5, 7, 9, 11]]))
+  logp = jax.nn.log_softmax(logits[0], -1)
+  ref = np.exp(-np.mean([float(logp[1, 7]), float(logp[2, 9]), float(logp[3, 11])]))
+  assert ppl[0] == pytest.approx(ref, rel=1e-4)
