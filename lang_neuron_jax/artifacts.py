@@ -1,0 +1,93 @@
+"""Writing artifacts: ``run.json`` (configuration, versions, git SHA), JSON and JSON Lines.
+
+Every stage writes files whole (to a temporary name, then renamed), so a killed run never
+leaves a half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Any, Iterable
+
+
+def _versions() -> dict[str, str]:
+  from importlib import metadata
+
+  out = {"python": sys.version.split()[0], "platform": platform.platform()}
+  for name in ("lang_neuron_jax", "jax", "jaxlib", "flax", "optax", "transformers", "numpy",
+               "gguf", "orbax-checkpoint"):
+    try:
+      out[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      out[name] = "not installed"
+  return out
+
+
+def git_sha() -> str | None:
+  """The SHA of the source checkout, if this package runs from one."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                          text=True, timeout=10, check=True).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+
+
+def to_jsonable(obj: Any) -> Any:
+  if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    return to_jsonable(dataclasses.asdict(obj))
+  if isinstance(obj, dict):
+    return {str(k): to_jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [to_jsonable(v) for v in obj]
+  if hasattr(obj, "tolist"):
+    return obj.tolist()
+  return obj
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes JSON atomically."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(to_jsonable(obj), f, indent=1, ensure_ascii=False)
+  os.replace(tmp, path)
+
+
+def read_json(path: str) -> Any:
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def write_jsonl(path: str, records: Iterable[dict]) -> None:
+  """Writes JSON Lines atomically."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w", encoding="utf-8") as f:
+    for r in records:
+      f.write(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n")
+  os.replace(tmp, path)
+
+
+def read_jsonl(path: str) -> list[dict]:
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def write_run_json(directory: str, *, stage: str, config: Any, timings: dict | None = None,
+                   extra: dict | None = None) -> None:
+  """Writes ``run.json``: the resolved configuration, versions, git SHA and timings."""
+  write_json(os.path.join(directory, "run.json"), {
+      "stage": stage,
+      "config": config,
+      "command": sys.argv,
+      "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+      "git_sha": git_sha(),
+      "versions": _versions(),
+      "timings_s": timings or {},
+      **(extra or {}),
+  })

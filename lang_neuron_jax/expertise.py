@@ -1,0 +1,265 @@
+"""Average precision and response statistics of every neuron, for several languages at once.
+
+Axes: N texts, U units, C label vectors (languages).
+
+``average_precision`` equals ``sklearn.metrics.average_precision_score`` per unit, ties
+included: texts are sorted by response (descending); at the end of each group of equal
+responses precision is ``TP / (TP + FP)``; AP is the sum over groups of
+``ΔTP / total TP × precision``, which is sklearn's step-wise sum with every positive of a
+tie group credited the precision at the group's end. Weights act as sklearn's
+``sample_weight`` (a text repeated k times in a language's list gets weight k).
+
+Each unit is sorted once and every language's AP and statistics come from that order.
+Units are processed in fixed-size chunks (the last one padded) so one compilation serves
+the whole model; with several devices, each chunk is sharded over the unit axis.
+
+Sorting decides the speed on CPU, where XLA's sort is several times slower than numpy's:
+there the order comes from ``np.sort`` of packed ``(value key, row)`` integers, and the
+rest runs jitted. On GPU/TPU everything runs on device.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DEFAULT_CHUNK = 512
+
+
+def _check(responses: np.ndarray, labels: np.ndarray, weights: np.ndarray | None):
+  """Validates shapes and values; returns (labels [C, N] bool, weights [C, N] float32)."""
+  if responses.ndim != 2:
+    raise ValueError(f"responses must be [N texts, U units], got shape {responses.shape}.")
+  n = responses.shape[0]
+  labels = np.asarray(labels)
+  if labels.ndim == 1:
+    labels = labels[None]
+  if labels.shape[1] != n:
+    raise ValueError(f"labels have {labels.shape[1]} texts but responses have {n}.")
+  if weights is None:
+    weights = np.ones(labels.shape, np.float32)
+  weights = np.asarray(weights, np.float32)
+  if weights.ndim == 1:
+    weights = np.broadcast_to(weights, labels.shape)
+  if weights.shape != labels.shape:
+    raise ValueError(f"sample_weight has shape {weights.shape}, labels {labels.shape}.")
+  if (weights < 0).any() or not np.isfinite(weights).all():
+    raise ValueError("sample_weight must be finite and non-negative.")
+  if (weights != np.round(weights)).any():
+    raise ValueError("sample_weight must hold whole numbers (how often each text repeats): "
+                     "the percentiles are those of the repeated texts.")
+  labels = labels.astype(bool)
+  pos = (weights * labels).sum(1)
+  neg = (weights * ~labels).sum(1)
+  for c in range(labels.shape[0]):
+    if pos[c] == 0 or neg[c] == 0:
+      raise ValueError(
+          f"Label vector {c} has {'no positive' if pos[c] == 0 else 'no negative'} texts "
+          "(with non-zero weight); AP needs both. Check the corpus for that language.")
+  return labels, weights
+
+
+def _order_keys(x: np.ndarray) -> np.ndarray:
+  """uint32 keys whose ascending order is the descending order of float32 ``x``.
+
+  ``-0.0`` is first turned into ``+0.0`` so that equal floats get equal keys.
+  """
+  bits = (np.asarray(x, np.float32) + np.float32(0.0)).view(np.uint32)
+  ascending = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
+  return ~ascending
+
+
+def sort_units(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Sorts each unit's responses descending, on the host.
+
+  Args:
+    x: float32 ``[N, U]``.
+
+  Returns:
+    ``(sorted_x float32 [U, N], rows int32 [U, N], end int32 [U, N])``: the sorted
+    values, the text each sorted position holds (ties in text order), and the last
+    position of each position's tie group. ``np.sort`` of packed uint64
+    ``(key << 32 | row)`` is several times faster than ``np.argsort`` on CPU.
+  """
+  n = x.shape[0]
+  keys = _order_keys(x.T).astype(np.uint64) << np.uint64(32)  # [U, N]
+  packed = np.sort(keys | np.arange(n, dtype=np.uint64), axis=1)
+  rows = (packed & np.uint64(0xFFFFFFFF)).astype(np.int32)
+  sorted_keys = packed >> np.uint64(32)
+  sorted_x = np.take_along_axis(np.ascontiguousarray(x.T), rows, axis=1)
+  is_end = np.ones(rows.shape, bool)
+  is_end[:, :-1] = sorted_keys[:, 1:] != sorted_keys[:, :-1]
+  end = np.where(is_end, np.arange(n, dtype=np.int32), np.int32(n))
+  end = np.minimum.accumulate(end[:, ::-1], axis=1)[:, ::-1]
+  return sorted_x, rows, np.ascontiguousarray(end)
+
+
+@jax.jit
+def _sort_units_on_device(x):
+  """:func:`sort_units` with XLA (for GPU/TPU, where sorting is cheap)."""
+  n = x.shape[0]
+  xt = x.T
+  rows = jnp.argsort(-xt, axis=1, stable=True).astype(jnp.int32)
+  sorted_x = jnp.take_along_axis(xt, rows, axis=1)
+  is_end = jnp.concatenate([sorted_x[:, 1:] != sorted_x[:, :-1],
+                            jnp.ones((x.shape[1], 1), bool)], axis=1)
+  idx = jnp.arange(n, dtype=jnp.int32)
+  end = jax.lax.cummin(jnp.where(is_end, idx, n), axis=1, reverse=True)
+  return sorted_x, rows, end
+
+
+def descending_order(x: np.ndarray) -> np.ndarray:
+  """int32 ``[N, U]`` row order sorting each column of ``x`` ``[N, U]`` descending
+  (ties keep their row order)."""
+  return np.ascontiguousarray(sort_units(x)[1].T)
+
+
+def _cumsum_last(a: jax.Array, block: int = 32) -> jax.Array:
+  """Cumulative sum over the last axis as small triangular matmuls.
+
+  XLA's CPU cumsum is a slow parallel prefix; within blocks of ``block`` elements a
+  matmul with an upper-triangular ones matrix is fast, and block totals are carried
+  with a short cumsum. Exact for the integer-valued float32 weights used here.
+  """
+  *lead, n = a.shape
+  nb = -(-n // block)
+  a = jnp.pad(a, [(0, 0)] * len(lead) + [(0, nb * block - n)]).reshape(*lead, nb, block)
+  within = a @ jnp.triu(jnp.ones((block, block), a.dtype))
+  totals = within[..., -1]
+  carried = jnp.cumsum(totals, axis=-1) - totals
+  return (within + carried[..., None]).reshape(*lead, nb * block)[..., :n]
+
+
+def _value_at_rank(sorted_x, cum, rank):
+  """Value at (0-based, expanded) ``rank`` given cumulative weights ``cum`` ``[N]``."""
+  idx = jnp.searchsorted(cum, rank, side="right")
+  return sorted_x[jnp.minimum(idx, sorted_x.shape[0] - 1)]
+
+
+def _percentile(sorted_x, cum, percent):
+  """numpy's default (linear) percentile of the weighted values.
+
+  ``sorted_x`` and ``cum`` are in descending order, so ascending rank k is descending
+  rank ``total - 1 - k``. The interpolation point is computed in integers (``percent``
+  is an integer), so it is exact like numpy's float64 arithmetic.
+  """
+  total = cum[-1].astype(jnp.int32)
+  scaled = (total - 1) * percent  # 100 × the fractional rank
+  lo = scaled // 100
+  hi = jnp.minimum(lo + 1, total - 1)
+  t = (scaled % 100).astype(jnp.float32) / 100
+  a = _value_at_rank(sorted_x, cum, (total - 1 - lo).astype(cum.dtype))
+  b = _value_at_rank(sorted_x, cum, (total - 1 - hi).astype(cum.dtype))
+  diff = b - a
+  # numpy's _lerp: a + diff * t, computed from b's side when t >= 0.5.
+  return jnp.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+
+
+@jax.jit
+def _scores_from_sorted(x, sorted_x, rows, end, labels, weights):
+  """AP and statistics for one chunk of units.
+
+  Args:
+    x: float32 ``[N, Uc]`` responses.
+    sorted_x: float32 ``[Uc, N]`` each unit's responses, descending.
+    rows: int32 ``[Uc, N]`` the text at each sorted position.
+    end: int32 ``[Uc, N]`` last sorted position of each position's tie group.
+    labels: bool ``[C, N]``.
+    weights: float32 ``[C, N]``.
+
+  Returns:
+    dict of float32 ``[C, Uc]``: ap, on_p50, on_p90, off_mean, off_p50.
+  """
+  c = labels.shape[0]
+  pos_w = weights * labels
+  neg_w = weights * ~labels
+  inc = jnp.concatenate([pos_w, neg_w])[:, rows]  # [2C, Uc, N] weights in sorted order
+  cum = _cumsum_last(inc)  # [2C, Uc, N] cumulative TP (first C) and FP (last C)
+  cum_end = jnp.take_along_axis(cum, jnp.broadcast_to(end, cum.shape), axis=2)
+  tp_end, fp_end = cum_end[:c], cum_end[c:]
+  denom = tp_end + fp_end
+  precision = jnp.where(denom > 0, tp_end / jnp.where(denom > 0, denom, 1), 0.0)
+  tp, fp = cum[:c], cum[c:]
+  ap = jnp.sum(inc[:c] * precision, axis=2) / tp[:, :, -1]
+
+  def percentiles(cum, percent):
+    per_c_u = jax.vmap(jax.vmap(_percentile, in_axes=(0, 0, None)), in_axes=(None, 0, None))
+    return per_c_u(sorted_x, cum, percent)
+
+  off_mean = jnp.einsum("CN,NU->CU", neg_w, x) / jnp.sum(neg_w, axis=1)[:, None]
+  return {"ap": ap, "on_p50": percentiles(tp, 50), "on_p90": percentiles(tp, 90),
+          "off_mean": off_mean, "off_p50": percentiles(fp, 50)}
+
+
+def score_units(responses, labels, sample_weight=None, *, chunk_size: int = DEFAULT_CHUNK,
+                on_device_sort: bool | None = None, progress=None) -> dict[str, np.ndarray]:
+  """AP and statistics of every unit for every label vector.
+
+  Args:
+    responses: float ``[N, U]`` (a numpy array or memory map; read chunk by chunk).
+    labels: bool ``[C, N]`` (or ``[N]``): which texts are positives, per language.
+    sample_weight: ``[C, N]`` or ``[N]`` whole-number weights (how often each text
+      appears in that language's list; None: all 1).
+    chunk_size: Units per compiled call.
+    on_device_sort: Sort with XLA (default on GPU/TPU) instead of numpy (default on CPU).
+    progress: Optional callable receiving the number of units finished per chunk.
+
+  Returns:
+    ``{"ap", "on_p50", "on_p90", "off_mean", "off_p50"}``, each float32 ``[C, U]``.
+    ``on_*`` are percentiles over the positives, ``off_*`` over the negatives, with
+    numpy's default (linear) interpolation over the weight-expanded texts.
+
+  Raises:
+    ValueError: bad shapes, weights, a label vector without positives or negatives, or
+      non-finite responses.
+  """
+  labels, weights = _check(responses, labels, sample_weight)
+  n, u = responses.shape
+  if on_device_sort is None:
+    on_device_sort = jax.default_backend() != "cpu"
+  devices = jax.devices()
+  chunk_size = -(-chunk_size // len(devices)) * len(devices)
+  mesh = Mesh(np.array(devices), ("units",))
+  by_column = NamedSharding(mesh, PartitionSpec(None, "units"))  # [N, Uc]
+  by_row = NamedSharding(mesh, PartitionSpec("units", None))  # [Uc, N]
+  labels_d, weights_d = jnp.asarray(labels), jnp.asarray(weights)
+  out = {k: np.empty((labels.shape[0], u), np.float32)
+         for k in ("ap", "on_p50", "on_p90", "off_mean", "off_p50")}
+  for start in range(0, u, chunk_size):
+    stop = min(start + chunk_size, u)
+    x = np.zeros((n, chunk_size), np.float32)
+    x[:, :stop - start] = responses[:, start:stop]
+    if not np.isfinite(x).all():
+      bad = start + int(np.flatnonzero(~np.isfinite(x).all(0))[0])
+      raise ValueError(f"Non-finite responses at unit {bad}; rerun the responses stage in "
+                       "float32 or check the model.")
+    x_d = jax.device_put(x, by_column)
+    if on_device_sort:
+      sorted_x, rows, end = _sort_units_on_device(x_d)
+    else:
+      sorted_x, rows, end = (jax.device_put(a, by_row) for a in sort_units(x))
+    scores = _scores_from_sorted(x_d, sorted_x, rows, end, labels_d, weights_d)
+    for k, v in scores.items():
+      out[k][:, start:stop] = np.asarray(v)[:, :stop - start]
+    if progress:
+      progress(stop - start)
+  return out
+
+
+def average_precision(responses, labels, sample_weight=None, **kwargs) -> np.ndarray:
+  """``[U]`` AP of each unit, equal to sklearn's ``average_precision_score`` per column.
+
+  Args:
+    responses: float ``[N, U]``.
+    labels: bool ``[N]``.
+    sample_weight: Optional ``[N]`` non-negative weights.
+
+  Example:
+    >>> ap = average_precision(np.random.rand(100, 7), np.arange(100) < 20)
+  """
+  return score_units(responses, np.asarray(labels)[None], None if sample_weight is None
+                     else np.asarray(sample_weight)[None], **kwargs)["ap"][0]
