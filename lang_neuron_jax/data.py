@@ -1,0 +1,171 @@
+"""Corpora for finding neurons, and translation sets for the control experiments.
+
+A corpus is one JSON file per language in the paper's format::
+
+    {"concept": "de", "sentences": {"positive": [texts in the language],
+                                    "negative": [texts in the other languages]}}
+
+The six shipped files hold 18,000 texts but 5,873 distinct sentences: most of a file's
+negatives are other files' positives. :func:`load_corpus` keeps each distinct sentence
+once (so it runs through the model once) and each language's own list as counts, so a
+language's scores are computed over exactly its own texts, repeats included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+SENSE_DIR = os.path.join(DATA_DIR, "sense")
+TRANSLATION_DIR = os.path.join(DATA_DIR, "translation")
+PAPER_LANGUAGES = ("en", "de", "fr", "es", "zh", "ja")
+
+
+class CorpusError(ValueError):
+  """A corpus file is missing, malformed or unusable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+  """Distinct sentences and each language's list of them.
+
+  Attributes:
+    languages: L language codes.
+    texts: M distinct sentences, in first-appearance order (languages in order,
+      positives before negatives).
+    weights: int32 ``[L, M]``: how often sentence m appears in language l's file.
+    positive: bool ``[L, M]``: sentence m is among language l's positives.
+  """
+
+  languages: tuple[str, ...]
+  texts: tuple[str, ...]
+  weights: np.ndarray
+  positive: np.ndarray
+
+  @property
+  def language_of_text(self) -> np.ndarray:
+    """int ``[M]``: the language whose positives contain each text (-1 if none)."""
+    has = self.positive & (self.weights > 0)
+    return np.where(has.any(0), np.argmax(has, axis=0), -1)
+
+
+def available_languages(corpus_dir: str = SENSE_DIR) -> list[str]:
+  if not os.path.isdir(corpus_dir):
+    raise CorpusError(f"Corpus directory {corpus_dir!r} does not exist.")
+  return sorted(f[:-5] for f in os.listdir(corpus_dir) if f.endswith(".json"))
+
+
+def _read_language(corpus_dir: str, lang: str) -> tuple[list[str], list[str]]:
+  path = os.path.join(corpus_dir, f"{lang}.json")
+  if not os.path.exists(path):
+    raise CorpusError(f"Unknown language {lang!r}: no {path}. Available in {corpus_dir}: "
+                      f"{available_languages(corpus_dir)}.")
+  try:
+    with open(path, encoding="utf-8") as f:
+      doc = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise CorpusError(f"{path} is not valid JSON ({e}); fix or re-create the file.") from e
+  try:
+    sentences = doc["sentences"]
+    pos, neg = sentences["positive"], sentences["negative"]
+  except (KeyError, TypeError) as e:
+    raise CorpusError(f"{path} lacks sentences.positive / sentences.negative; expected "
+                      '{"sentences": {"positive": [...], "negative": [...]}}.') from e
+  for name, texts in (("positive", pos), ("negative", neg)):
+    if not isinstance(texts, list) or not texts:
+      raise CorpusError(f"{path}: sentences.{name} must be a non-empty list of texts.")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad:
+      raise CorpusError(f"{path}: sentences.{name} items {bad[:5]} are not non-empty strings.")
+  return pos, neg
+
+
+def load_corpus(languages: Sequence[str] = PAPER_LANGUAGES, *,
+                corpus_dir: str | None = None) -> Corpus:
+  """Reads one JSON file per language and deduplicates the sentences.
+
+  Args:
+    languages: Two or more language codes; ``{corpus_dir}/{code}.json`` must exist.
+    corpus_dir: Directory of the files (default: the paper's shipped corpora).
+
+  Raises:
+    CorpusError: naming the file and what to fix.
+  """
+  corpus_dir = corpus_dir or SENSE_DIR
+  languages = tuple(languages)
+  if len(languages) < 2 or len(set(languages)) != len(languages):
+    raise CorpusError(f"Give two or more distinct languages, got {list(languages)}.")
+  index: dict[str, int] = {}
+  lists = []
+  for lang in languages:
+    pos, neg = _read_language(corpus_dir, lang)
+    for t in pos + neg:
+      index.setdefault(t, len(index))
+    lists.append((pos, neg))
+  weights = np.zeros((len(languages), len(index)), np.int32)
+  positive = np.zeros((len(languages), len(index)), bool)
+  for l, (pos, neg) in enumerate(lists):
+    pos_ids = np.array([index[t] for t in pos])
+    neg_ids = np.array([index[t] for t in neg])
+    clash = np.intersect1d(pos_ids, neg_ids)
+    if clash.size:
+      texts = list(index)
+      raise CorpusError(f"Language {languages[l]!r}: {clash.size} texts are both positive and "
+                        f"negative (e.g. {texts[clash[0]][:60]!r}); remove them from one list.")
+    np.add.at(weights[l], pos_ids, 1)
+    np.add.at(weights[l], neg_ids, 1)
+    positive[l, pos_ids] = True
+  return Corpus(languages, tuple(index), weights, positive)
+
+
+def filter_corpus(corpus: Corpus, keep: np.ndarray) -> Corpus:
+  """Drops texts (e.g. over the length limit); ``keep`` is bool ``[M]``."""
+  keep = np.asarray(keep, bool)
+  out = Corpus(corpus.languages, tuple(t for t, k in zip(corpus.texts, keep) if k),
+               corpus.weights[:, keep], corpus.positive[:, keep])
+  for l, lang in enumerate(out.languages):
+    w = out.weights[l]
+    if not (w * out.positive[l]).any() or not (w * ~out.positive[l]).any():
+      raise CorpusError(f"After dropping long texts, language {lang!r} has no "
+                        f"{'positive' if not (w * out.positive[l]).any() else 'negative'} "
+                        "texts left; raise the length limit or fix the corpus.")
+  return out
+
+
+def available_translation_sets(data_dir: str = TRANSLATION_DIR) -> list[tuple[str, str]]:
+  """``(dataset, target language)`` pairs of the shipped ``{dataset}_en_{xx}.jsonl`` files."""
+  out = []
+  for name in sorted(os.listdir(data_dir)):
+    if name.endswith(".jsonl") and "_en_" in name:
+      dataset, lang = name[:-6].rsplit("_en_", 1)
+      out.append((dataset, lang))
+  return out
+
+
+def load_translation_pairs(dataset: str, target_language: str, *,
+                           data_dir: str | None = None) -> list[tuple[str, str]]:
+  """``(English source, reference)`` pairs of one translation set."""
+  data_dir = data_dir or TRANSLATION_DIR
+  path = os.path.join(data_dir, f"{dataset}_en_{target_language}.jsonl")
+  if not os.path.exists(path):
+    raise CorpusError(f"No translation set {path}; available: "
+                      f"{available_translation_sets(data_dir)}.")
+  pairs = []
+  with open(path, encoding="utf-8") as f:
+    for n, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        doc = json.loads(line)
+        pairs.append((doc["en"], doc[target_language]))
+      except (json.JSONDecodeError, KeyError) as e:
+        raise CorpusError(f"{path}:{n}: expected {{\"en\": ..., \"{target_language}\": ...}}"
+                          f" ({e}).") from e
+  if not pairs:
+    raise CorpusError(f"{path} holds no pairs.")
+  return pairs
