@@ -97,16 +97,18 @@ def sufficiency_check(responses: Mapping[str, np.ndarray], selected: NeuronSet,
   """Language-ID accuracy from only the selected neurons vs as many random neurons.
 
   Args:
-    responses: ``{site: [M, L, U]}``.
+    responses: ``{site: [M, L, U]}`` (memory maps are fine: only the chosen columns
+      are read).
     selected: Neurons chosen by AP (e.g. the union over languages, as one set).
     random: A random set of the same size.
-    labels: int ``[M]`` language of each text.
+    labels: int ``[M]`` language of each text; texts with a negative label (no known
+      language) are left out.
 
   Returns:
-    ``{"selected": accuracy, "random": accuracy, "neurons": n}``.
+    ``{"selected": accuracy, "random": accuracy, "neurons": n, "texts": m}``.
   """
-  return {
-      "selected": classifier_accuracy(gather_responses(responses, selected), labels, seed=seed),
-      "random": classifier_accuracy(gather_responses(responses, random), labels, seed=seed),
-      "neurons": len(selected),
-  }
+  known = labels >= 0
+  accuracy = lambda s: classifier_accuracy(gather_responses(responses, s)[known], labels[known],
+                                           seed=seed)
+  return {"selected": accuracy(selected), "random": accuracy(random), "neurons": len(selected),
+          "texts": int(known.sum())}

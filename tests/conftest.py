@@ -39,3 +39,42 @@ def tiny_gemma3(tmp_path):
   """``(directory, torch_model)`` of the default tiny Gemma 3."""
   directory = str(tmp_path / "tiny_gemma3")
   return directory, save_tiny_gemma3(directory)
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_with_tokenizer(tmp_path_factory):
+  """A tiny random Gemma 3 with the real Gemma tokenizer (vocabulary 262,144) saved beside
+  it, so binaries run end to end on real text quickly."""
+  import lang_neuron_jax as lnj
+  from lang_neuron_jax import tokenizer as tokenizer_lib
+  from lang_neuron_jax.loading import default_cache_dir, embedded_gguf_path
+  from lang_neuron_jax.models.sources import gguf_metadata, open_gguf
+
+  directory = str(tmp_path_factory.mktemp("tiny_gemma3_tok"))
+  save_tiny_gemma3(directory, vocab_size=262_144, hidden_size=32, intermediate_size=48,
+                   num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                   head_dim=16, sliding_window=8, layer_types=["sliding_attention",
+                                                               "full_attention"])
+  cache = os.path.join(default_cache_dir(), "gemma3-270m", "tokenizer")
+  tok = tokenizer_lib.cached_gguf_tokenizer(
+      lambda: gguf_metadata(open_gguf(embedded_gguf_path("gemma3-270m"))), cache)
+  tok.save_pretrained(directory)
+  return directory
+
+
+def write_small_corpus(directory, languages=("en", "de", "ja"), positives=30, negatives=60):
+  """A subset of the shipped corpora in the same format (first texts of each list)."""
+  import json
+
+  from lang_neuron_jax import data
+
+  os.makedirs(directory, exist_ok=True)
+  for lang in languages:
+    with open(os.path.join(data.SENSE_DIR, f"{lang}.json")) as f:
+      doc = json.load(f)
+    s = doc["sentences"]
+    doc["sentences"] = {"positive": s["positive"][:positives],
+                        "negative": s["negative"][:negatives]}
+    with open(os.path.join(directory, f"{lang}.json"), "w") as f:
+      json.dump(doc, f, ensure_ascii=False)
+  return directory

@@ -1,0 +1,50 @@
+"""Finds language-specific neurons: responses, AP scores, top/bottom-N sets, analyses.
+
+  python experiments/find_neurons.py --workdir=workdir/find            # embedded Gemma 3 270M
+  python experiments/find_neurons.py --model=/ckpt/xglm-564M --languages=en,de,fr \\
+      --top_n=1000 --workdir=workdir/xglm
+
+Writes into --workdir (see lang_neuron_jax/find.py for the layout); a re-run resumes.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+import lang_neuron_jax as lnj
+from lang_neuron_jax import find, responses
+
+_MODEL = flags.DEFINE_string("model", lnj.DEFAULT_MODEL,
+                             "Embedded preset, .gguf file or transformers checkpoint directory.")
+_WORKDIR = flags.DEFINE_string("workdir", "workdir/find", "Output directory.")
+_LANGUAGES = flags.DEFINE_list("languages", list(find.data.PAPER_LANGUAGES),
+                               "Languages to score (two or more).")
+_CORPUS_DIR = flags.DEFINE_string("corpus_dir", None,
+                                  "Directory of {lang}.json corpora (default: the paper's).")
+_TOP_N = flags.DEFINE_integer("top_n", 1000, "N of the top-N and bottom-N sets.")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Texts per forward pass.")
+_MAX_LENGTH = flags.DEFINE_integer("max_length", 256, "Texts with more tokens are dropped.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of random controls.")
+
+
+def main(argv):
+  del argv
+  lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
+  config = find.FindConfig(languages=tuple(_LANGUAGES.value), corpus_dir=_CORPUS_DIR.value,
+                           max_length=_MAX_LENGTH.value, batch_size=_BATCH.value,
+                           top_n=_TOP_N.value, seed=_SEED.value)
+  model_id = f"{_MODEL.value}|{_DTYPE.value}|" + responses.fingerprint(config=lm.config.to_dict())
+  result = find.find_neurons(lm, config, _WORKDIR.value, model_id=model_id)
+  a = result.analysis
+  logging.info("Dropped %d texts over %d tokens.", result.dropped_texts, _MAX_LENGTH.value)
+  print(f"neurons scored: {result.expertise.index.size}; texts: {len(result.corpus.texts)}")
+  print(f"max overlap between languages: top {a['max_overlap_between_languages']['top']:.1%}, "
+        f"bottom {a['max_overlap_between_languages']['bottom']:.1%}")
+  print(f"sufficiency: language ID from the {a['sufficiency']['neurons']} selected neurons "
+        f"{a['sufficiency']['selected']:.1%}, random {a['sufficiency']['random']:.1%}")
+  print(f"results in {_WORKDIR.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)

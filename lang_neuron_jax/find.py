@@ -1,0 +1,206 @@
+"""The find stage: corpus → responses → scores → selections → analyses, in a work directory.
+
+Layout of ``workdir``::
+
+    responses/{site}.npy     float32 [texts, layers, units] (memory-mapped)
+    expertise.npz            every language's AP and statistics for every neuron
+    expertise/{lang}.csv     the PyTorch reference's columns, for comparison
+    neurons/{lang}.npz       the selected top/bottom-N neurons of each language
+    analysis.json            overlaps, layer/site distributions, sufficiency check
+    *.png                    figures
+    run.json                 configuration, versions, git SHA, timings
+
+Each step is skipped when its outputs exist for the same configuration, so an
+interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Sequence
+
+from absl import logging
+import numpy as np
+from tqdm.auto import tqdm
+
+from lang_neuron_jax import analysis, artifacts, data, expertise, figures, responses, selection
+from lang_neuron_jax.models.taps import NEURON_SITES
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FindConfig:
+  """What the find stage does.
+
+  Attributes:
+    languages: Languages to score (two or more).
+    corpus_dir: Directory of ``{lang}.json`` corpora (None: the paper's shipped texts).
+    max_length: Texts with more tokens are dropped (as in the reference: 256).
+    batch_size: Texts per forward pass.
+    top_n: N of the top-N and bottom-N sets.
+    sites: Neuron sites to record.
+    seed: Seed of random controls and the classifier split.
+    chunk_size: Units per scoring call.
+  """
+
+  languages: tuple[str, ...] = data.PAPER_LANGUAGES
+  corpus_dir: str | None = None
+  max_length: int = 256
+  batch_size: int = 32
+  top_n: int = 1000
+  sites: tuple[str, ...] = NEURON_SITES
+  seed: int = 0
+  chunk_size: int = expertise.DEFAULT_CHUNK
+
+
+@dataclasses.dataclass(frozen=True)
+class FindResult:
+  corpus: data.Corpus
+  expertise: selection.Expertise
+  neurons: dict[str, selection.NeuronSet]
+  analysis: dict
+  dropped_texts: int
+
+
+def score_responses(resp: dict[str, np.ndarray], corpus: data.Corpus,
+                    index: selection.NeuronIndex, *, chunk_size: int = expertise.DEFAULT_CHUNK,
+                    progress: bool = True) -> selection.Expertise:
+  """Every language's AP and statistics for every neuron of ``index``."""
+  c, total = len(corpus.languages), index.size
+  ap = np.empty((c, total), np.float32)
+  stats = {k: np.empty((c, total), np.float32) for k in selection.STATISTICS}
+  bar = tqdm(total=total, desc="scores", unit="neuron", disable=not progress)
+  for site, offset in zip(index.sites, index.offsets):
+    x = resp[site].reshape(resp[site].shape[0], -1)  # [M, L*U], a view of the memory map
+    scores = expertise.score_units(x, corpus.positive, corpus.weights, chunk_size=chunk_size,
+                                   progress=bar.update)
+    span = slice(offset, offset + x.shape[1])
+    ap[:, span] = scores["ap"]
+    for k in selection.STATISTICS:
+      stats[k][:, span] = scores[k]
+  bar.close()
+  return selection.Expertise(index, corpus.languages, ap, stats)
+
+
+def write_reference_csv(exp: selection.Expertise, directory: str) -> None:
+  """One CSV per language with the PyTorch reference's columns (+ ``site``), by AP."""
+  os.makedirs(directory, exist_ok=True)
+  site, layer, unit = exp.index.unflatten(np.arange(exp.index.size))
+  names = np.asarray(exp.index.sites)[site]
+  for row, lang in enumerate(exp.languages):
+    order = np.argsort(-exp.ap[row], kind="stable")
+    path = os.path.join(directory, f"{lang}.csv")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      f.write("ap,on_p50,on_p90,off_mean,off_p50,layer,unit,site\n")
+      cols = [exp.ap[row]] + [exp.stats[k][row] for k in selection.STATISTICS]
+      for i in order:
+        f.write(",".join(f"{c[i]:.9g}" for c in cols) + f",{layer[i]},{unit[i]},{names[i]}\n")
+    os.replace(tmp, path)
+
+
+def save_neuron_set(neurons: selection.NeuronSet, path: str) -> None:
+  np.savez(path, flat=neurons.flat, site=neurons.site, layer=neurons.layer, unit=neurons.unit,
+           ap=neurons.ap, **neurons.stats)
+
+
+def analyse(exp: selection.Expertise, resp, corpus: data.Corpus, config: FindConfig,
+            workdir: str) -> dict:
+  """Overlaps, distributions, top tables, the sufficiency check and figures."""
+  langs = exp.languages
+  n = config.top_n
+  top = {l: selection.select(exp, l, n, "top") for l in langs}
+  bottom = {l: selection.select(exp, l, n, "bottom") for l in langs}
+  both = {l: selection.select(exp, l, n, "both") for l in langs}
+  overlap_top = analysis.overlap_matrix([top[l] for l in langs])
+  overlap_bottom = analysis.overlap_matrix([bottom[l] for l in langs])
+  layers = {l: analysis.layer_distribution(both[l]) for l in langs}
+  sites = {l: analysis.site_distribution(both[l]) for l in langs}
+  figures.overlap_heatmap(overlap_top, langs, os.path.join(workdir, "overlap_top.png"),
+                          title=f"Overlap of top-{n} neurons")
+  figures.overlap_heatmap(overlap_bottom, langs, os.path.join(workdir, "overlap_bottom.png"),
+                          title=f"Overlap of bottom-{n} neurons")
+  figures.layer_distribution(layers, os.path.join(workdir, "layers.png"),
+                             title=f"Top-{n} + bottom-{n} neurons per layer")
+  figures.site_distribution(sites, exp.index.sites, os.path.join(workdir, "sites.png"))
+  figures.ap_histograms({l: exp.ap[i] for i, l in enumerate(langs)},
+                        os.path.join(workdir, "ap_histograms.png"))
+  off_diagonal = ~np.eye(len(langs), dtype=bool)
+  chosen = selection.union([both[l] for l in langs])
+  control = selection.random_like(chosen, seed=config.seed)
+  sufficiency = analysis.sufficiency_check(resp, chosen, control, corpus.language_of_text,
+                                           seed=config.seed)
+  tables = {}
+  for l in langs:
+    t = selection.select(exp, l, min(10, n), "top")
+    tables[l] = [{"site": exp.index.sites[t.site[i]], "layer": int(t.layer[i]),
+                  "unit": int(t.unit[i]), "ap": float(t.ap[i]),
+                  "on_p50": float(t.stats["on_p50"][i]), "off_p50": float(t.stats["off_p50"][i])}
+                 for i in range(len(t))]
+  return {
+      "languages": list(langs),
+      "top_n": n,
+      "overlap_top": overlap_top,
+      "overlap_bottom": overlap_bottom,
+      "max_overlap_between_languages": {
+          "top": float(overlap_top[off_diagonal].max()),
+          "bottom": float(overlap_bottom[off_diagonal].max())},
+      "layers": layers,
+      "sites": {l: dict(zip(exp.index.sites, sites[l].tolist())) for l in langs},
+      "sufficiency": sufficiency,
+      "top_neurons": tables,
+      "mean_ap_of_top": {l: float(top[l].ap.mean()) for l in langs},
+  }
+
+
+def find_neurons(lm, config: FindConfig, workdir: str, *, model_id: str = "",
+                 progress: bool = True) -> FindResult:
+  """Runs (or resumes) the find stage in ``workdir``; see the module docstring."""
+  os.makedirs(workdir, exist_ok=True)
+  timings = {}
+  start = time.perf_counter()
+  corpus = data.load_corpus(config.languages, corpus_dir=config.corpus_dir)
+  tokenized = responses.tokenize_texts(lm.tokenizer, corpus.texts, max_length=config.max_length)
+  dropped = int((~tokenized.kept).sum())
+  corpus = data.filter_corpus(corpus, tokenized.kept)
+  index = selection.neuron_index(lm.config, config.sites, model_id)
+  timings["load_and_tokenize"] = time.perf_counter() - start
+
+  start = time.perf_counter()
+  resp = responses.compute_responses(
+      lm, tokenized.tokens, os.path.join(workdir, "responses"), sites=config.sites,
+      batch_size=config.batch_size, config_id={"model": model_id}, progress=progress)
+  timings["responses"] = time.perf_counter() - start
+
+  start = time.perf_counter()
+  exp_path = os.path.join(workdir, "expertise.npz")
+  stamp_path = os.path.join(workdir, "expertise.json")
+  stamp = {"fingerprint": responses.fingerprint(
+      responses=artifacts.read_json(os.path.join(workdir, "responses", responses.DONE_FILE)),
+      languages=corpus.languages, index=index.to_dict())}
+  if os.path.exists(exp_path) and os.path.exists(stamp_path) and \
+      artifacts.read_json(stamp_path) == stamp:
+    exp = selection.Expertise.load(exp_path)
+    logging.info("Reusing %s", exp_path)
+  else:
+    exp = score_responses(resp, corpus, index, chunk_size=config.chunk_size, progress=progress)
+    exp.save(exp_path + ".tmp.npz")
+    os.replace(exp_path + ".tmp.npz", exp_path)
+    write_reference_csv(exp, os.path.join(workdir, "expertise"))
+    artifacts.write_json(stamp_path, stamp)
+  timings["scores"] = time.perf_counter() - start
+
+  start = time.perf_counter()
+  os.makedirs(os.path.join(workdir, "neurons"), exist_ok=True)
+  neurons = {}
+  for lang in corpus.languages:
+    neurons[lang] = selection.select(exp, lang, config.top_n, "both")
+    save_neuron_set(neurons[lang], os.path.join(workdir, "neurons", f"{lang}.npz"))
+  result_analysis = analyse(exp, resp, corpus, config, workdir)
+  artifacts.write_json(os.path.join(workdir, "analysis.json"), result_analysis)
+  timings["analysis"] = time.perf_counter() - start
+  artifacts.write_run_json(workdir, stage="find", config=config, timings=timings,
+                           extra={"model": model_id, "texts": len(corpus.texts),
+                                  "dropped_texts": dropped, "neurons": index.size})
+  return FindResult(corpus, exp, neurons, result_analysis, dropped)

@@ -1,0 +1,66 @@
+"""The find stage and its binary, end to end on a tiny model with the real tokenizer."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import lang_neuron_jax as lnj
+from lang_neuron_jax import find, selection
+from tests.conftest import write_small_corpus
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_find_binary_end_to_end(tiny_gemma3_with_tokenizer, tmp_path):
+  corpus = write_small_corpus(str(tmp_path / "corpus"))
+  work = str(tmp_path / "work")
+  cmd = [sys.executable, os.path.join(ROOT, "experiments", "find_neurons.py"),
+         f"--model={tiny_gemma3_with_tokenizer}", f"--workdir={work}", "--languages=en,de,ja",
+         f"--corpus_dir={corpus}", "--top_n=20", "--batch_size=16"]
+  out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "max overlap between languages" in out.stdout
+  for name in ("expertise.npz", "analysis.json", "run.json", "overlap_top.png", "layers.png",
+               "sites.png", "ap_histograms.png", "expertise/de.csv", "neurons/ja.npz",
+               "responses/q.npy"):
+    assert os.path.exists(os.path.join(work, name)), name
+  exp = selection.Expertise.load(os.path.join(work, "expertise.npz"))
+  assert exp.languages == ("en", "de", "ja")
+  assert exp.ap.shape == (3, exp.index.size) and np.isfinite(exp.ap).all()
+  with open(os.path.join(work, "analysis.json")) as f:
+    a = json.load(f)
+  assert set(a["sufficiency"]) >= {"selected", "random"}
+  with open(os.path.join(work, "expertise", "de.csv")) as f:
+    header = f.readline().strip().split(",")
+    first = f.readline().split(",")
+  assert header[:7] == ["ap", "on_p50", "on_p90", "off_mean", "off_p50", "layer", "unit"]
+  assert np.float32(first[0]) == exp.ap[1].max()
+  # A second run reuses every stage (no recomputation) and gives the same scores.
+  out2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert out2.returncode == 0, out2.stderr[-3000:]
+  assert "Reusing finished responses" in out2.stderr and "Reusing" in out2.stderr
+  assert np.array_equal(selection.Expertise.load(os.path.join(work, "expertise.npz")).ap, exp.ap)
+
+
+def test_dedup_gives_the_same_scores_as_running_each_language_alone(tiny_gemma3_with_tokenizer,
+                                                                   tmp_path):
+  """Scores from the shared distinct sentences equal scores from each file on its own."""
+  from lang_neuron_jax import expertise, responses
+
+  lm = lnj.load_model(tiny_gemma3_with_tokenizer)
+  corpus_dir = write_small_corpus(str(tmp_path / "corpus"), positives=12, negatives=24)
+  config = find.FindConfig(languages=("en", "de", "ja"), corpus_dir=corpus_dir, top_n=5,
+                           batch_size=8, sites=("up",))
+  result = find.find_neurons(lm, config, str(tmp_path / "work"), progress=False)
+  with open(os.path.join(corpus_dir, "de.json")) as f:
+    s = json.load(f)["sentences"]
+  texts = s["positive"] + s["negative"]
+  tok = responses.tokenize_texts(lm.tokenizer, texts)
+  alone = responses.compute_responses(lm, tok.tokens, str(tmp_path / "alone"), sites=("up",),
+                                      batch_size=8, progress=False)
+  labels = np.arange(len(texts)) < len(s["positive"])
+  ap = expertise.average_precision(alone["up"].reshape(len(texts), -1), labels)
+  np.testing.assert_allclose(result.expertise.ap[1], ap, atol=1e-5)
