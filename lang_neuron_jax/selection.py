@@ -242,3 +242,10 @@ def random_like(neurons: NeuronSet, *, seed: int = 0) -> NeuronSet:
   site, layer, unit = index.unflatten(flat)
   return NeuronSet(index, neurons.language, "random", flat, site, layer, unit,
                    np.full(flat.size, np.nan, np.float32), {})
+
+
+def check_model_id(index: NeuronIndex, model_id: str) -> None:
+  """Raises if scores were computed on another model than ``model_id``."""
+  if index.model_id and model_id and index.model_id != model_id:
+    raise ValueError(f"These neuron scores were computed on {index.model_id!r}, not on "
+                     f"{model_id!r}; run the find stage on this model (and dtype) first.")

@@ -1,0 +1,65 @@
+"""Controls generation with the found neurons: unconditional and translation experiments.
+
+  python experiments/control.py --find_workdir=workdir/find --workdir=workdir/control
+
+Reads the expertise scores written by experiments/find_neurons.py (same --model), then
+writes generations (.jsonl), metrics.json, figures and run.json into --workdir.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+import lang_neuron_jax as lnj
+from lang_neuron_jax import artifacts, control, control_stage, responses, selection
+
+_MODEL = flags.DEFINE_string("model", lnj.DEFAULT_MODEL,
+                             "Embedded preset, .gguf file or transformers checkpoint directory.")
+_FIND_WORKDIR = flags.DEFINE_string("find_workdir", "workdir/find",
+                                    "Work directory of experiments/find_neurons.py.")
+_WORKDIR = flags.DEFINE_string("workdir", "workdir/control", "Output directory.")
+_LANGUAGES = flags.DEFINE_list("languages", ["de", "fr", "es", "zh", "ja"], "Target languages.")
+_SAMPLES = flags.DEFINE_integer("samples", 100, "Unconditional samples per condition.")
+_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 64, "Unconditional new tokens.")
+_NS = flags.DEFINE_list("ns", [str(n) for n in control.UNCONDITIONAL_NS],
+                        "N of the top+bottom sweep (capped at the model's neuron count).")
+_EXTRA_N = flags.DEFINE_integer("extra_n", 1000, "N of top-only, bottom-only and random sets.")
+_PAIRS = flags.DEFINE_integer("translation_pairs", 100, "Pairs per translation set.")
+_TRANSLATION_N = flags.DEFINE_integer("translation_n", 1000, "N used for translation.")
+_TRANSLATION_TOKENS = flags.DEFINE_integer("translation_tokens", 128, "Greedy new tokens.")
+_BATCH = flags.DEFINE_integer("batch_size", 64, "Generation rows per call.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed.")
+
+
+def main(argv):
+  del argv
+  lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
+  exp_path = os.path.join(_FIND_WORKDIR.value, "expertise.npz")
+  if not os.path.exists(exp_path):
+    raise FileNotFoundError(f"{exp_path} does not exist; run experiments/find_neurons.py "
+                            f"--workdir={_FIND_WORKDIR.value} first.")
+  exp = selection.Expertise.load(exp_path)
+  model_id = f"{_MODEL.value}|{_DTYPE.value}|" + responses.fingerprint(config=lm.config.to_dict())
+  selection.check_model_id(exp.index, model_id)
+  config = control_stage.ControlConfig(
+      languages=tuple(_LANGUAGES.value), samples=_SAMPLES.value, max_new_tokens=_MAX_NEW.value,
+      ns=tuple(int(n) for n in _NS.value), extra_n=_EXTRA_N.value,
+      translation_pairs=_PAIRS.value, translation_n=_TRANSLATION_N.value,
+      translation_tokens=_TRANSLATION_TOKENS.value, batch_size=_BATCH.value, seed=_SEED.value)
+  stamp = artifacts.read_json(os.path.join(_FIND_WORKDIR.value, "expertise.json"))
+  metrics = control_stage.run_control(lm, exp, config, _WORKDIR.value, model_id=model_id,
+                                      expertise_stamp=stamp)
+  for name, m in metrics["unconditional"].items():
+    if m["language"] is None or m["kind"] == "both":
+      share = m.get("target_share", max(m["share"].values(), default=0))
+      print(f"{name:22s} target share {share:6.1%}  empty {m['empty_share']:6.1%}  "
+            f"median ppl {m['median_perplexity']}")
+  for key, t in metrics["translation"].items():
+    print(key, {c: (round(v["bleu"], 1), f"{v['target_share']:.0%}") for c, v in t.items()})
+  print(f"results in {_WORKDIR.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)

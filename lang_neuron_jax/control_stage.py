@@ -1,0 +1,203 @@
+"""The control stage: unconditional and translation experiments, evaluated, in a work dir.
+
+Layout of ``workdir``::
+
+    unconditional.jsonl   one record per generated sample (condition, tokens, text, language)
+    translation.jsonl     one record per translation (set, condition, source, output, ...)
+    metrics.json          per condition: target-language share, empty share, perplexity;
+                          per translation set: BLEU, chrF, target share with/without
+    share_vs_n.png, translation_bleu.png, translation_share.png
+    run.json
+
+Generation results are written as each experiment finishes, and reused on a re-run with
+the same configuration.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import time
+from typing import Sequence
+
+from absl import logging
+import numpy as np
+
+from lang_neuron_jax import artifacts, control, data, evaluation, figures, responses, sampling
+from lang_neuron_jax.selection import Expertise
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ControlConfig:
+  """What the control stage does.
+
+  Attributes:
+    languages: Target languages (must have been scored).
+    samples: Unconditional samples per condition (the paper: 100).
+    max_new_tokens: Unconditional new tokens (the paper: 64).
+    temperature: Unconditional sampling temperature (the paper: 0.8).
+    ns: N values of the top+bottom sweep (capped at the model's size).
+    extra_n: N of the top-only, bottom-only and random conditions.
+    translation_sets: ``(dataset, language)`` pairs; None for every shipped set whose
+      language is in ``languages``.
+    translation_pairs: Pairs used per translation set (the shipped sets hold 100).
+    translation_n: N of the top+bottom set used for translation.
+    translation_tokens: Greedy new tokens for translation (the paper: 128).
+    statistic: Value the neurons are fixed to.
+    batch_size: Generation rows per compiled call.
+    seed: Base seed.
+  """
+
+  languages: tuple[str, ...] = ("de", "fr", "es", "zh", "ja")
+  samples: int = 100
+  max_new_tokens: int = 64
+  temperature: float = 0.8
+  ns: tuple[int, ...] = control.UNCONDITIONAL_NS
+  extra_n: int = 1000
+  translation_sets: tuple[tuple[str, str], ...] | None = None
+  translation_pairs: int = 100
+  translation_n: int = 1000
+  translation_tokens: int = 128
+  statistic: str = "on_p50"
+  batch_size: int = 64
+  seed: int = 0
+
+
+def _stage_fingerprint(config: ControlConfig, expertise_stamp, model_id: str, part: str) -> str:
+  return responses.fingerprint(config=dataclasses.asdict(config), expertise=expertise_stamp,
+                               model=model_id, part=part)
+
+
+def _cached_records(path: str, fingerprint: str):
+  stamp = path + ".json"
+  if os.path.exists(path) and os.path.exists(stamp) and \
+      artifacts.read_json(stamp).get("fingerprint") == fingerprint:
+    logging.info("Reusing %s", path)
+    return artifacts.read_jsonl(path)
+  return None
+
+
+def _save_records(path: str, records, fingerprint: str):
+  artifacts.write_jsonl(path, records)
+  artifacts.write_json(path + ".json", {"fingerprint": fingerprint})
+
+
+def run_unconditional(lm, exp: Expertise, config: ControlConfig, *, progress=True) -> list[dict]:
+  conditions = control.unconditional_conditions(config.languages, exp.index.size, ns=config.ns,
+                                                extra_n=config.extra_n)
+  prompt = tuple(control.unconditional_prompt(lm.config))
+  jobs = [control.Job(c, prompt, i) for c in conditions for i in range(config.samples)]
+  sampler = sampling.Sampler(temperature=config.temperature)
+  records = control.run_jobs(lm, exp, jobs, max_new_tokens=config.max_new_tokens,
+                             sampler=sampler, seed=config.seed, batch_size=config.batch_size,
+                             statistic=config.statistic, progress=progress)
+  for r, lang in zip(records, evaluation.identify_language([r["text"] for r in records])):
+    r["detected"] = lang
+  ppl = control.perplexity(lm, [prompt] * len(records), [r["tokens"] for r in records])
+  for r, p in zip(records, ppl):
+    r["perplexity"] = None if np.isnan(p) else float(p)
+  return records
+
+
+def translation_sets(config: ControlConfig) -> list[tuple[str, str]]:
+  if config.translation_sets is not None:
+    return list(config.translation_sets)
+  return [(d, l) for d, l in data.available_translation_sets() if l in config.languages]
+
+
+def run_translation(lm, exp: Expertise, config: ControlConfig, *, progress=True) -> list[dict]:
+  jobs = []
+  for dataset, lang in translation_sets(config):
+    pairs = data.load_translation_pairs(dataset, lang)[:config.translation_pairs]
+    for cond in (control.BASELINE, control.condition(lang, "both", config.translation_n)):
+      for i, (source, reference) in enumerate(pairs):
+        prompt = lm.tokenizer(control.TRANSLATION_PROMPT.format(source=source)).input_ids
+        jobs.append(control.Job(cond, tuple(prompt), i, meta={
+            "dataset": dataset, "target": lang, "source": source, "reference": reference}))
+  records = control.run_jobs(lm, exp, jobs, max_new_tokens=config.translation_tokens,
+                             sampler=sampling.GREEDY, seed=config.seed,
+                             batch_size=config.batch_size, statistic=config.statistic,
+                             progress=progress)
+  for r in records:
+    r["output"] = control.cut_translation(r["text"])
+  for r, lang in zip(records, evaluation.identify_language([r["output"] for r in records])):
+    r["detected"] = lang
+  return records
+
+
+def summarize(unconditional: Sequence[dict], translation: Sequence[dict]) -> dict:
+  """metrics.json: per-condition shares and perplexity, per-set translation scores."""
+  by_condition = collections.defaultdict(list)
+  for r in unconditional:
+    by_condition[r["condition"]].append(r)
+  langs = sorted({r["language"] for r in unconditional if r["language"]})
+  uncond = {}
+  for name, rows in by_condition.items():
+    ppl = [r["perplexity"] for r in rows if r["perplexity"] is not None]
+    uncond[name] = {
+        "language": rows[0]["language"], "kind": rows[0]["kind"], "n": rows[0]["n"],
+        "samples": len(rows),
+        "empty_share": sum(r["detected"] == "" for r in rows) / len(rows),
+        "median_perplexity": float(np.median(ppl)) if ppl else None,
+        # Share of samples in each language; for the baseline, the model's own mix.
+        "share": {l: sum(r["detected"] == l for r in rows) / len(rows) for l in langs},
+    }
+    if rows[0]["language"]:
+      uncond[name]["target_share"] = uncond[name]["share"][rows[0]["language"]]
+  trans = {}
+  groups = collections.defaultdict(list)
+  for r in translation:
+    groups[(r["dataset"], r["target"], r["condition"])].append(r)
+  for (dataset, lang, cond), rows in sorted(groups.items()):
+    scores = evaluation.translation_scores([r["output"] for r in rows],
+                                           [r["reference"] for r in rows], lang)
+    key = f"{dataset}_en_{lang}"
+    trans.setdefault(key, {})["baseline" if cond == "baseline" else "intervention"] = {
+        **scores, "target_share": sum(r["detected"] == lang for r in rows) / len(rows),
+        "empty_share": sum(r["output"] == "" for r in rows) / len(rows), "pairs": len(rows)}
+  return {"unconditional": uncond, "translation": trans}
+
+
+def draw(metrics: dict, workdir: str) -> None:
+  uncond = metrics["unconditional"]
+  shares = collections.defaultdict(dict)
+  for m in uncond.values():
+    if m["kind"] == "both":
+      shares[m["language"]][m["n"]] = m["target_share"]
+  baseline = uncond.get("baseline", {}).get("share", {})
+  if shares:
+    figures.share_vs_n(shares, os.path.join(workdir, "share_vs_n.png"), baseline=baseline)
+  trans = metrics["translation"]
+  if trans:
+    for key, label in (("bleu", "BLEU"), ("target_share", "share in target language")):
+      figures.paired_bars({k: {c: v[key] for c, v in t.items()} for k, t in trans.items()},
+                          os.path.join(workdir, f"translation_{key}.png"), ylabel=label,
+                          title=f"Translation: {label}, with and without intervention")
+
+
+def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *, model_id: str = "",
+                expertise_stamp=None, progress: bool = True) -> dict:
+  """Runs (or reuses) both experiments, evaluates them, writes metrics and figures."""
+  unknown = set(config.languages) - set(exp.languages)
+  if unknown:
+    raise ValueError(f"Languages {sorted(unknown)} were not scored; scored: {exp.languages}.")
+  os.makedirs(workdir, exist_ok=True)
+  timings = {}
+  outputs = {}
+  for part, fn in (("unconditional", run_unconditional), ("translation", run_translation)):
+    start = time.perf_counter()
+    path = os.path.join(workdir, f"{part}.jsonl")
+    fp = _stage_fingerprint(config, expertise_stamp, model_id, part)
+    records = _cached_records(path, fp)
+    if records is None:
+      records = fn(lm, exp, config, progress=progress)
+      _save_records(path, records, fp)
+    outputs[part] = records
+    timings[part] = time.perf_counter() - start
+  metrics = summarize(outputs["unconditional"], outputs["translation"])
+  artifacts.write_json(os.path.join(workdir, "metrics.json"), metrics)
+  draw(metrics, workdir)
+  artifacts.write_run_json(workdir, stage="control", config=config, timings=timings,
+                           extra={"model": model_id})
+  return metrics
