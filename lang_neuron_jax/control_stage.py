@@ -107,10 +107,11 @@ def translation_sets(config: ControlConfig) -> list[tuple[str, str]]:
 
 
 def run_translation(lm, exp: Expertise, config: ControlConfig, *, progress=True) -> list[dict]:
+  n = min(config.translation_n, exp.index.size // 2)  # Small models have fewer neurons.
   jobs = []
   for dataset, lang in translation_sets(config):
     pairs = data.load_translation_pairs(dataset, lang)[:config.translation_pairs]
-    for cond in (control.BASELINE, control.condition(lang, "both", config.translation_n)):
+    for cond in (control.BASELINE, control.condition(lang, "both", n)):
       for i, (source, reference) in enumerate(pairs):
         prompt = lm.tokenizer(control.TRANSLATION_PROMPT.format(source=source)).input_ids
         jobs.append(control.Job(cond, tuple(prompt), i, meta={

@@ -86,12 +86,15 @@ def _read_language(corpus_dir: str, lang: str) -> tuple[list[str], list[str]]:
 
 
 def load_corpus(languages: Sequence[str] = PAPER_LANGUAGES, *,
-                corpus_dir: str | None = None) -> Corpus:
+                corpus_dir: str | None = None, positives_per_language: int | None = None
+                ) -> Corpus:
   """Reads one JSON file per language and deduplicates the sentences.
 
   Args:
     languages: Two or more language codes; ``{corpus_dir}/{code}.json`` must exist.
     corpus_dir: Directory of the files (default: the paper's shipped corpora).
+    positives_per_language: Keep only each file's first this many positives, and its
+      negatives in the same proportion (for quick runs); None keeps everything.
 
   Raises:
     CorpusError: naming the file and what to fix.
@@ -104,6 +107,11 @@ def load_corpus(languages: Sequence[str] = PAPER_LANGUAGES, *,
   lists = []
   for lang in languages:
     pos, neg = _read_language(corpus_dir, lang)
+    if positives_per_language is not None:
+      if positives_per_language < 1:
+        raise CorpusError(f"positives_per_language must be positive, got {positives_per_language}.")
+      keep_neg = max(1, round(positives_per_language * len(neg) / len(pos)))
+      pos, neg = pos[:positives_per_language], neg[:keep_neg]
     for t in pos + neg:
       index.setdefault(t, len(index))
     lists.append((pos, neg))

@@ -42,6 +42,8 @@ class FindConfig:
     sites: Neuron sites to record.
     seed: Seed of random controls and the classifier split.
     chunk_size: Units per scoring call.
+    positives_per_language: Use only the first this many positives of each language (and
+      negatives in proportion), for quick runs; None uses the whole corpus.
   """
 
   languages: tuple[str, ...] = data.PAPER_LANGUAGES
@@ -52,6 +54,7 @@ class FindConfig:
   sites: tuple[str, ...] = NEURON_SITES
   seed: int = 0
   chunk_size: int = expertise.DEFAULT_CHUNK
+  positives_per_language: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +163,8 @@ def find_neurons(lm, config: FindConfig, workdir: str, *, model_id: str = "",
   os.makedirs(workdir, exist_ok=True)
   timings = {}
   start = time.perf_counter()
-  corpus = data.load_corpus(config.languages, corpus_dir=config.corpus_dir)
+  corpus = data.load_corpus(config.languages, corpus_dir=config.corpus_dir,
+                            positives_per_language=config.positives_per_language)
   tokenized = responses.tokenize_texts(lm.tokenizer, corpus.texts, max_length=config.max_length)
   dropped = int((~tokenized.kept).sum())
   corpus = data.filter_corpus(corpus, tokenized.kept)

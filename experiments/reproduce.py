@@ -1,0 +1,76 @@
+"""The whole study in one command: find neurons, analyse them, control generation, report.
+
+  python experiments/reproduce.py                       # embedded Gemma 3 270M, full study
+  python experiments/reproduce.py --quick               # fewer texts, samples and conditions
+  python experiments/reproduce.py --model=/ckpt/bloom-560m --languages=en,fr,es,zh
+
+Writes --workdir/report.md with its figures, and the stages' outputs in find/ and
+control/. Re-running skips finished stages (checked by configuration) and continues an
+interrupted one.
+"""
+
+import os
+import time
+
+from absl import app
+from absl import flags
+
+import lang_neuron_jax as lnj
+from lang_neuron_jax import artifacts, control, control_stage, find, report, responses
+
+_MODEL = flags.DEFINE_string("model", lnj.DEFAULT_MODEL,
+                             "Embedded preset, .gguf file or transformers checkpoint directory.")
+_WORKDIR = flags.DEFINE_string("workdir", "workdir/reproduce", "Output directory.")
+_LANGUAGES = flags.DEFINE_list("languages", list(find.data.PAPER_LANGUAGES),
+                               "Languages to find neurons for (two or more).")
+_TARGETS = flags.DEFINE_list("targets", None, "Languages to steer towards (default: all "
+                             "--languages but the first, the paper's en, which is the "
+                             "translation source).")
+_CORPUS_DIR = flags.DEFINE_string("corpus_dir", None, "Directory of {lang}.json corpora.")
+_QUICK = flags.DEFINE_bool("quick", False, "Small settings, same code path (minutes on CPU).")
+_TOP_N = flags.DEFINE_integer("top_n", 1000, "N of the top-N and bottom-N sets.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype.")
+_BATCH = flags.DEFINE_integer("batch_size", 64, "Rows per generation call.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed.")
+
+
+def main(argv):
+  del argv
+  timings = {}
+  start = time.perf_counter()
+  lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
+  timings["load"] = time.perf_counter() - start
+  model_id = f"{_MODEL.value}|{_DTYPE.value}|" + responses.fingerprint(config=lm.config.to_dict())
+  quick = _QUICK.value
+  find_config = find.FindConfig(
+      languages=tuple(_LANGUAGES.value), corpus_dir=_CORPUS_DIR.value, top_n=_TOP_N.value,
+      seed=_SEED.value, positives_per_language=60 if quick else None)
+  targets = tuple(_TARGETS.value or _LANGUAGES.value[1:])
+  control_config = control_stage.ControlConfig(
+      languages=targets, samples=10 if quick else 100,
+      ns=(20, 2_000, 200_000) if quick else control.UNCONDITIONAL_NS,
+      translation_pairs=5 if quick else 100, translation_tokens=48 if quick else 128,
+      batch_size=_BATCH.value, seed=_SEED.value)
+  find_dir = os.path.join(_WORKDIR.value, "find")
+  control_dir = os.path.join(_WORKDIR.value, "control")
+
+  start = time.perf_counter()
+  result = find.find_neurons(lm, find_config, find_dir, model_id=model_id)
+  timings["find"] = time.perf_counter() - start
+  start = time.perf_counter()
+  stamp = artifacts.read_json(os.path.join(find_dir, "expertise.json"))
+  control_stage.run_control(lm, result.expertise, control_config, control_dir,
+                            model_id=model_id, expertise_stamp=stamp)
+  timings["control"] = time.perf_counter() - start
+  config = {"model": _MODEL.value, "dtype": _DTYPE.value, "quick": quick,
+            "find": find_config, "control": control_config,
+            "command": ["python", "experiments/reproduce.py"] + [
+                f for f in os.sys.argv[1:]]}
+  path = report.write_report(_WORKDIR.value, find_dir=find_dir, control_dir=control_dir,
+                             config=config, timings=timings)
+  artifacts.write_run_json(_WORKDIR.value, stage="reproduce", config=config, timings=timings)
+  print(f"report: {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,32 @@
+"""experiments/reproduce.py --quick end to end on a tiny model: every report section."""
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import write_small_corpus
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_reproduce_quick_writes_every_report_section(tiny_gemma3_with_tokenizer, tmp_path):
+  corpus = write_small_corpus(str(tmp_path / "corpus"), languages=("en", "de", "ja"))
+  work = str(tmp_path / "work")
+  cmd = [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--quick",
+         f"--model={tiny_gemma3_with_tokenizer}", f"--workdir={work}", "--languages=en,de,ja",
+         f"--corpus_dir={corpus}", "--top_n=10", "--batch_size=32"]
+  out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+  assert out.returncode == 0, out.stderr[-3000:]
+  with open(os.path.join(work, "report.md")) as f:
+    text = f.read()
+  for section in ("## Finding language-specific neurons", "### Highest-AP neurons",
+                  "### Overlap between languages", "### Where they sit", "### Sufficiency check",
+                  "## Controlling the output language", "### Translation",
+                  "### Example generations", "## Run", "Median perplexity"):
+    assert section in text, section
+  for image in ("overlap_top.png", "layers.png", "share_vs_n.png", "translation_bleu.png"):
+    assert f"]({image})" in text and os.path.exists(os.path.join(work, image)), image
+  again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "Reusing finished responses" in again.stderr
+  assert again.stderr.count("Reusing") >= 4  # responses, scores, both generation sets
