@@ -99,6 +99,7 @@ def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_to
              sampler: sampling.Sampler, seed: int = 0, batch_size: int = 64,
              statistic: str = "on_p50", intervene_prompt: bool = True,
              on_batch: Callable[[list[dict]], None] | None = None,
+             line_stop: sampling.LineStop | None = None,
              progress: bool = True) -> list[dict]:
   """Generates every job, batching rows of different conditions together.
 
@@ -113,6 +114,7 @@ def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_to
     statistic: Value the neurons are fixed to.
     intervene_prompt: Intervene on the prompt too (the paper) or only new tokens.
     on_batch: Called with each finished batch's records (for streaming to disk).
+    line_stop: Stop rows after their first non-empty line (translation).
     progress: Show a progress bar.
 
   Returns:
@@ -139,7 +141,7 @@ def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_to
         lm.config, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
         max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
         row_ids=jnp.asarray([j.sample_index for j in padded], jnp.int32),
-        intervention=intervention, intervene_prompt=intervene_prompt)
+        intervention=intervention, intervene_prompt=intervene_prompt, line_stop=line_stop)
     tokens, counts = np.asarray(tokens), np.asarray(counts)
     batch_records = []
     for r, job in enumerate(chunk):

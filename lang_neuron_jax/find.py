@@ -44,6 +44,9 @@ class FindConfig:
     chunk_size: Units per scoring call.
     positives_per_language: Use only the first this many positives of each language (and
       negatives in proportion), for quick runs; None uses the whole corpus.
+    sufficiency_n: The sufficiency check classifies languages from the union of each
+      language's top-``sufficiency_n`` neurons (vs as many random ones). Small, because
+      a few thousand neurons of any kind identify the language.
   """
 
   languages: tuple[str, ...] = data.PAPER_LANGUAGES
@@ -55,6 +58,7 @@ class FindConfig:
   seed: int = 0
   chunk_size: int = expertise.DEFAULT_CHUNK
   positives_per_language: int | None = None
+  sufficiency_n: int = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +134,8 @@ def analyse(exp: selection.Expertise, resp, corpus: data.Corpus, config: FindCon
   figures.ap_histograms({l: exp.ap[i] for i, l in enumerate(langs)},
                         os.path.join(workdir, "ap_histograms.png"))
   off_diagonal = ~np.eye(len(langs), dtype=bool)
-  chosen = selection.union([both[l] for l in langs])
+  k = min(config.sufficiency_n, exp.index.size)
+  chosen = selection.union([selection.select(exp, l, k, "top") for l in langs])
   control = selection.random_like(chosen, seed=config.seed)
   sufficiency = analysis.sufficiency_check(resp, chosen, control, corpus.language_of_text,
                                            seed=config.seed)

@@ -51,8 +51,8 @@ def _find_section(find: dict, images: dict) -> list[str]:
   lines += _table(["layer"] + [str(i) for i in range(num_layers)], rows) + [""]
   s = a["sufficiency"]
   lines += ["### Sufficiency check", "",
-            f"A logistic-regression language classifier on only the {s['neurons']} selected "
-            f"neurons' responses reaches {_pct(s['selected'])} held-out accuracy; on as many "
+            f"A logistic-regression language classifier on only the {s['neurons']} neurons "
+            "with the highest AP (a few per language) reaches {_pct(s['selected'])} held-out accuracy; on as many "
             f"random neurons, {_pct(s['random'])} ({s.get('texts', '?')} texts of known "
             "language).", ""]
   return lines

@@ -16,6 +16,7 @@ import dataclasses
 import functools
 from typing import Sequence
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -101,12 +102,53 @@ def next_token(logits: jax.Array, keys: jax.Array, sampler: Sampler) -> jax.Arra
   return jax.vmap(jax.random.categorical)(keys, filtered).astype(jnp.int32)
 
 
+@flax.struct.dataclass
+class LineStop:
+  """Stops a row once it has finished its first non-empty line.
+
+  The translation experiment scores only the first non-empty line of a continuation;
+  stopping there gives the same line and saves the rest of the 128 tokens. Per-token
+  facts about the decoded text (bool ``[V]`` each, from :func:`line_stop_for`):
+
+  Attributes:
+    newline: The token contains a newline.
+    before: Non-whitespace before its first newline.
+    between: Non-whitespace between its first and last newline.
+    content: Any non-whitespace.
+  """
+
+  newline: jax.Array
+  before: jax.Array
+  between: jax.Array
+  content: jax.Array
+
+  def update(self, token: jax.Array, has_content: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(stop, has_content)`` after emitting ``token`` ``[B]``."""
+    stop = self.newline[token] & (has_content | self.before[token] | self.between[token])
+    return stop, has_content | self.content[token]
+
+
+def line_stop_for(tokenizer, vocab_size: int) -> LineStop:
+  """Builds :class:`LineStop` tables from a tokenizer's vocabulary."""
+  flags = np.zeros((4, vocab_size), bool)
+  n = min(vocab_size, len(tokenizer))
+  texts = tokenizer.batch_decode([[t] for t in range(n)])
+  for token, text in enumerate(texts):
+    if "\n" in text:
+      first, last = text.index("\n"), text.rindex("\n")
+      flags[0, token] = True
+      flags[1, token] = bool(text[:first].strip())
+      flags[2, token] = bool(text[first:last].strip())
+    flags[3, token] = bool(text.strip())
+  return LineStop(*(jnp.asarray(f) for f in flags))
+
+
 @functools.partial(jax.jit, static_argnames=("config", "max_new_tokens", "sampler",
                                              "intervene_prompt"))
 def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, *,
              max_new_tokens: int, sampler: Sampler = GREEDY, seed: int | jax.Array = 0,
              row_ids: jax.Array | None = None, intervention: Intervention | None = None,
-             intervene_prompt: bool = True):
+             intervene_prompt: bool = True, line_stop: LineStop | None = None):
   """Generates up to ``max_new_tokens`` per row, in one compiled function.
 
   Args:
@@ -123,10 +165,11 @@ def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, 
     intervention: Optional edits at the taps, ``[L, U]`` or per row ``[B, L, U]``.
     intervene_prompt: Apply the intervention to the prompt too (the paper) or only to
       the new tokens.
+    line_stop: Also stop a row after its first non-empty line (see :class:`LineStop`).
 
   Returns:
-    ``(tokens int32 [B, max_new_tokens], num_tokens int32 [B])``: the new tokens (EOS
-    included, then padding) and how many each row produced, EOS included.
+    ``(tokens int32 [B, max_new_tokens], num_tokens int32 [B])``: the new tokens (the
+    stopping EOS or newline token included, then padding) and how many each row produced.
   """
   module = Decoder(config)
   B, P = ids.shape
@@ -136,28 +179,38 @@ def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, 
   cache = init_cache(config, B, P + max_new_tokens, jax.tree.leaves(params)[0].dtype)
   logits, cache = module.apply({"params": params}, ids, cache=cache,
                                intervention=intervention if intervene_prompt else None)
+
+  def finished(token, has_content):
+    stop = token == config.eos_token_id
+    if line_stop is not None:
+      line_done, has_content = line_stop.update(token, has_content)
+      stop |= line_done
+    return stop, has_content
+
   first = next_token(logits[jnp.arange(B), lengths - 1], step_keys(0), sampler)  # [B]
   out = jnp.full((B, max_new_tokens), config.pad_token_id, jnp.int32).at[:, 0].set(first)
-  done = first == config.eos_token_id
+  done, has_content = finished(first, jnp.zeros(B, bool))
+  count = jnp.ones(B, jnp.int32)
 
   def cond(state):
-    step, _, _, done, _ = state
+    step, _, _, done, _, _, _ = state
     return (step < max_new_tokens) & ~jnp.all(done)
 
   def body(state):
-    step, token, cache, done, out = state
+    step, token, cache, done, has_content, count, out = state
     positions = (lengths + step - 1)[:, None]  # [B, 1] slot of the token being fed
     logits, cache = module.apply({"params": params}, token[:, None], positions=positions,
                                  cache=cache, intervention=intervention)
     nxt = next_token(logits[:, 0], step_keys(step), sampler)
     nxt = jnp.where(done, config.pad_token_id, nxt)
     out = out.at[:, step].set(nxt)
-    return step + 1, nxt, cache, done | (nxt == config.eos_token_id), out
+    stop, has_content = finished(nxt, has_content)
+    count = jnp.where(done, count, step + 1)
+    return step + 1, nxt, cache, done | stop, has_content, count, out
 
-  _, _, _, _, out = jax.lax.while_loop(cond, body, (jnp.int32(1), first, cache, done, out))
-  is_eos = out == config.eos_token_id
-  first_eos = jnp.where(is_eos.any(axis=1), jnp.argmax(is_eos, axis=1) + 1, max_new_tokens)
-  return out, first_eos.astype(jnp.int32)
+  state = (jnp.int32(1), first, cache, done, has_content, count, out)
+  *_, count, out = jax.lax.while_loop(cond, body, state)
+  return out, count
 
 
 def generate_text(lm, texts: Sequence[str], *, max_new_tokens: int = 32,

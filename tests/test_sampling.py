@@ -99,3 +99,51 @@ def test_samples_are_deterministic_and_independent_of_the_batch():
   b = run(ids2, lengths2, [2, 17])
   assert np.array_equal(b[0], a[2])
   assert not np.array_equal(run(ids, lengths, [0, 1, 2, 3], seed=1), a)
+
+
+def test_line_stop_rules():
+  # Tokens: 0 "a", 1 "\n", 2 "b\n", 3 "\nc", 4 " ", 5 "\nd\n".
+  table = np.array([
+      # newline, before, between, content
+      [0, 1, 1, 1, 0, 1],
+      [0, 0, 1, 0, 0, 0],
+      [0, 0, 0, 0, 0, 1],
+      [1, 0, 1, 1, 0, 1],
+  ], bool)
+  stop = sampling.LineStop(*(jnp.asarray(t) for t in table))
+  def run(tokens):
+    has = jnp.zeros(1, bool)
+    for i, t in enumerate(tokens):
+      s, has = stop.update(jnp.asarray([t]), has)
+      if bool(s[0]):
+        return i
+    return None
+  assert run([1, 4, 1, 0, 4, 1]) == 5  # Leading empty lines are skipped.
+  assert run([2]) == 0  # Content then newline in one token.
+  assert run([3, 0, 1]) == 2  # "\nc" starts the first line.
+  assert run([5]) == 0  # A whole line inside one token.
+  assert run([0, 0]) is None
+
+
+def test_line_stop_keeps_the_first_line(tiny_gemma3_with_tokenizer):
+  from lang_neuron_jax import control
+  lm = lnj.load_model(tiny_gemma3_with_tokenizer)
+  # Bias the (tied) embedding of the newline token so that lines end often.
+  newline = lm.tokenizer("\n", add_special_tokens=False).input_ids[0]
+  emb = lm.params["embed"]["embedding"]
+  params = {**lm.params, "embed": {"embedding": emb.at[newline].multiply(8.0)}}
+  lm = lnj.LanguageModel(lm.module, params, lm.config, lm.tokenizer, lm.source)
+  prompts = [lm.tokenizer(t).input_ids for t in ("English: a\nTarget:", "Hallo", "x")]
+  ids, lengths = sampling.pad_prompts(prompts, lm.config.pad_token_id)
+  stop = sampling.line_stop_for(lm.tokenizer, lm.config.vocab_size)
+  full, n_full = sampling.generate(lm.config, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
+                                   max_new_tokens=40)
+  cut, n_cut = sampling.generate(lm.config, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
+                                 max_new_tokens=40, line_stop=stop)
+  decode = lambda t, n: lm.tokenizer.decode(np.asarray(t[:n]), skip_special_tokens=True)
+  shorter = 0
+  for r in range(3):
+    a, b = decode(full[r], n_full[r]), decode(cut[r], n_cut[r])
+    assert control.cut_translation(a) == control.cut_translation(b)
+    shorter += int(n_cut[r] < n_full[r])
+  assert shorter >= 1
