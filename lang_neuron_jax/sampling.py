@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lang_neuron_jax.models.config import DecoderConfig
-from lang_neuron_jax.models.decoder import Decoder, init_cache
+from lang_neuron_jax.models.decoder import Decoder, init_cache, output_logits
 from lang_neuron_jax.models.taps import Intervention
 
 PROMPT_BUCKETS = (16, 32, 64, 128, 256, 512)
@@ -94,12 +94,40 @@ def filter_logits(logits: jax.Array, sampler: Sampler) -> jax.Array:
   return logits
 
 
+def sample_categorical(keys: jax.Array, logits: jax.Array, block: int = 512) -> jax.Array:
+  """One token per row from float32 logits ``[B, V]`` (``-inf`` = excluded), by inverse CDF.
+
+  ``jax.random.categorical`` draws V Gumbel numbers per row, which over a 262k vocabulary
+  costs more than the model's decode step on CPU. Here each row draws one uniform number
+  and finds its token in two levels: a cumulative sum over blocks of ``block`` tokens,
+  then within the chosen block. O(V) work, no large cumsum.
+  """
+  b, v = logits.shape
+  pad = -v % block
+  logits = jnp.pad(logits, ((0, 0), (0, pad)), constant_values=-jnp.inf)
+  p = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))  # [B, V'] unnormalised
+  blocks = p.reshape(b, -1, block)  # [B, nb, block]
+  block_sums = blocks.sum(-1)  # [B, nb]
+  block_cum = jnp.cumsum(block_sums, axis=-1)
+  u = jax.vmap(jax.random.uniform)(keys) * block_cum[:, -1]  # [B]
+  # First block whose cumulative mass exceeds u (empty blocks never qualify).
+  j = jnp.minimum(jnp.sum(block_cum <= u[:, None], axis=-1), blocks.shape[1] - 1)
+  take = lambda a: jnp.take_along_axis(a, j[:, None], axis=1)[:, 0]
+  chosen = jnp.take_along_axis(blocks, j[:, None, None], axis=1)[:, 0]  # [B, block]
+  rest = u - (take(block_cum) - take(block_sums))
+  within = jnp.cumsum(chosen, axis=-1)
+  k = jnp.sum(within <= rest[:, None], axis=-1)
+  # Rounding can push k past the block's last allowed token: clamp to it.
+  last_allowed = block - 1 - jnp.argmax((chosen > 0)[:, ::-1], axis=-1)
+  k = jnp.minimum(k, last_allowed)
+  return (j * block + k).astype(jnp.int32)
+
+
 def next_token(logits: jax.Array, keys: jax.Array, sampler: Sampler) -> jax.Array:
   """Chooses one token per row from float32 logits ``[B, V]`` with per-row keys ``[B]``."""
   if sampler.temperature == 0.0:
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-  filtered = filter_logits(logits, sampler)
-  return jax.vmap(jax.random.categorical)(keys, filtered).astype(jnp.int32)
+  return sample_categorical(keys, filter_logits(logits, sampler))
 
 
 @flax.struct.dataclass
@@ -177,8 +205,10 @@ def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, 
   row_keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(row_ids)
   step_keys = lambda step: jax.vmap(lambda k: jax.random.fold_in(k, step))(row_keys)
   cache = init_cache(config, B, P + max_new_tokens, jax.tree.leaves(params)[0].dtype)
-  logits, cache = module.apply({"params": params}, ids, cache=cache,
+  # Prefill without the output head; project only each row's last prompt position.
+  hidden, cache = module.apply({"params": params}, ids, cache=cache, compute_logits=False,
                                intervention=intervention if intervene_prompt else None)
+  last_logits = output_logits(config, params, hidden[jnp.arange(B), lengths - 1])  # [B, V]
 
   def finished(token, has_content):
     stop = token == config.eos_token_id
@@ -187,7 +217,7 @@ def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, 
       stop |= line_done
     return stop, has_content
 
-  first = next_token(logits[jnp.arange(B), lengths - 1], step_keys(0), sampler)  # [B]
+  first = next_token(last_logits, step_keys(0), sampler)  # [B]
   out = jnp.full((B, max_new_tokens), config.pad_token_id, jnp.int32).at[:, 0].set(first)
   done, has_content = finished(first, jnp.zeros(B, bool))
   count = jnp.ones(B, jnp.int32)

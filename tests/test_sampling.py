@@ -76,6 +76,21 @@ def test_sampling_follows_the_distribution():
   assert np.all(np.asarray(top1) == 0)
 
 
+def test_two_level_sampling_over_a_large_vocabulary():
+  """Several blocks, excluded tokens never drawn, frequencies follow the probabilities."""
+  v = 1500
+  logits = np.full((1, v), -np.inf, np.float32)
+  allowed = {3: 0.5, 700: 0.3, 1499: 0.2}  # In the first, a middle and the (padded) last block.
+  for t, p in allowed.items():
+    logits[0, t] = np.log(p)
+  logits = jnp.asarray(np.repeat(logits, 3000, axis=0))
+  keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(3), r))(jnp.arange(3000))
+  tokens = np.asarray(sampling.sample_categorical(keys, logits))
+  assert set(tokens.tolist()) <= set(allowed)
+  for t, p in allowed.items():
+    assert abs(np.mean(tokens == t) - p) < 0.03
+
+
 def test_invalid_sampler():
   import pytest
   with pytest.raises(ValueError, match="top_p"):

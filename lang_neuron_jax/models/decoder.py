@@ -227,6 +227,21 @@ class Block(nn.Module):
     return x, new_cache
 
 
+def output_logits(config: DecoderConfig, params, hidden: jax.Array) -> jax.Array:
+  """The output head: final hidden states ``[..., D]`` to float32 logits ``[..., V]``.
+
+  A plain function of the parameters, so callers that need logits at only some positions
+  (the sampler's prefill) can run the decoder with ``compute_logits=False`` and project
+  just those.
+  """
+  table = params["embed"]["embedding"] if config.tie_embeddings else params["lm_head"]
+  out = jnp.einsum("...D,VD->...V", hidden, table.astype(hidden.dtype),
+                   preferred_element_type=jnp.float32)
+  if config.final_logit_softcap is not None:
+    out = jnp.tanh(out / config.final_logit_softcap) * config.final_logit_softcap
+  return out
+
+
 class Decoder(nn.Module):
   """Decoder-only language model.
 
@@ -282,18 +297,10 @@ class Decoder(nn.Module):
         keys.append(new_layer_cache[0])
         values.append(new_layer_cache[1])
     x = RMSNorm(cfg.norm_eps, cfg.norm_plus_one, self.param_dtype, name="final_norm")(x)
-    if compute_logits:
-      if cfg.tie_embeddings:
-        table = embed.embedding  # [V, D]
-      else:
-        table = self.param("lm_head", nn.initializers.normal(0.02),
-                           (cfg.vocab_size, cfg.width), self.param_dtype)
-      out = jnp.einsum("BTD,VD->BTV", x, table.astype(x.dtype),
-                       preferred_element_type=jnp.float32)
-      if cfg.final_logit_softcap is not None:
-        out = jnp.tanh(out / cfg.final_logit_softcap) * cfg.final_logit_softcap
-    else:
-      out = x
+    if not cfg.tie_embeddings:
+      self.param("lm_head", nn.initializers.normal(0.02), (cfg.vocab_size, cfg.width),
+                 self.param_dtype)
+    out = output_logits(cfg, self.variables["params"], x) if compute_logits else x
     if cache is None:
       return out
     return out, KVCache(keys=tuple(keys), values=tuple(values))
