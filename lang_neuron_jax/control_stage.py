@@ -45,6 +45,8 @@ class ControlConfig:
     translation_n: N of the top+bottom set used for translation.
     translation_tokens: Greedy new tokens for translation (the paper: 128).
     statistic: Value the neurons are fixed to.
+    perplexity_samples: Unconditional samples per condition whose perplexity is
+      computed (a full forward with the output head each; the first ones by index).
     batch_size: Generation rows per compiled call.
     seed: Base seed.
   """
@@ -60,6 +62,7 @@ class ControlConfig:
   translation_n: int = 1000
   translation_tokens: int = 128
   statistic: str = "on_p50"
+  perplexity_samples: int = 20
   batch_size: int = 64
   seed: int = 0
 
@@ -94,8 +97,11 @@ def run_unconditional(lm, exp: Expertise, config: ControlConfig, *, progress=Tru
                              statistic=config.statistic, progress=progress)
   for r, lang in zip(records, evaluation.identify_language([r["text"] for r in records])):
     r["detected"] = lang
-  ppl = control.perplexity(lm, [prompt] * len(records), [r["tokens"] for r in records])
-  for r, p in zip(records, ppl):
+  scored = [r for r in records if r["sample"] < config.perplexity_samples]
+  ppl = control.perplexity(lm, [prompt] * len(scored), [r["tokens"] for r in scored])
+  for r in records:
+    r["perplexity"] = None
+  for r, p in zip(scored, ppl):
     r["perplexity"] = None if np.isnan(p) else float(p)
   return records
 
