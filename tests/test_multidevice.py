@@ -1,0 +1,63 @@
+"""With 8 CPU devices, the sharded responses and AP equal the single-device results."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import lang_neuron_jax as lnj
+from lang_neuron_jax import expertise, responses
+from tests.test_decoder import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CHILD = r"""
+import sys, numpy as np, jax, jax.numpy as jnp
+sys.path.insert(0, sys.argv[1])
+import lang_neuron_jax as lnj
+from lang_neuron_jax import expertise, responses
+from tests.test_decoder import tiny_config
+assert len(jax.devices()) == 8, jax.devices()
+ref = np.load(sys.argv[2])
+cfg = tiny_config()
+module = lnj.Decoder(cfg)
+params = module.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]
+lm = lnj.LanguageModel(module, params, cfg, None, "tiny")
+tokens = [list(t[t > 0]) for t in ref["tokens"]]
+out = responses.compute_responses(lm, tokens, sys.argv[3], batch_size=8, progress=False)
+np.testing.assert_allclose(out["up"], ref["up"], atol=1e-5, rtol=1e-5)
+x = out["up"].reshape(len(tokens), -1)
+scores = expertise.score_units(x, ref["labels"], chunk_size=16)
+np.testing.assert_allclose(scores["ap"], ref["ap"], atol=1e-6)
+for on_device_sort in (True, False):
+  s = expertise.score_units(ref["x"], ref["labels"], chunk_size=16, on_device_sort=on_device_sort)
+  np.testing.assert_allclose(s["ap"], ref["ap_x"], atol=1e-6)
+print("OK")
+"""
+
+
+def test_sharded_results_equal_single_device(tmp_path):
+  cfg = tiny_config()
+  module = lnj.Decoder(cfg)
+  params = module.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]
+  lm = lnj.LanguageModel(module, params, cfg, None, "tiny")
+  rng = np.random.RandomState(0)
+  tokens = [list(rng.randint(2, 60, rng.randint(2, 30))) for _ in range(21)]
+  out = responses.compute_responses(lm, tokens, str(tmp_path / "one"), batch_size=8,
+                                    progress=False)
+  labels = np.stack([np.arange(21) % 3 == k for k in range(3)])
+  x = np.round(rng.normal(size=(21, 50)), 1).astype(np.float32)
+  padded = np.zeros((21, 30), np.int64)
+  for i, t in enumerate(tokens):
+    padded[i, :len(t)] = t
+  np.savez(tmp_path / "ref.npz", tokens=padded, up=np.asarray(out["up"]), labels=labels,
+           ap=expertise.score_units(np.asarray(out["up"]).reshape(21, -1), labels)["ap"],
+           x=x, ap_x=expertise.score_units(x, labels)["ap"])
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  child = subprocess.run([sys.executable, "-c", CHILD, ROOT, str(tmp_path / "ref.npz"),
+                          str(tmp_path / "eight")], capture_output=True, text=True, env=env,
+                         timeout=600)
+  assert child.returncode == 0 and "OK" in child.stdout, child.stderr[-3000:]
