@@ -109,3 +109,16 @@ def test_perplexity_matches_direct_computation():
   logp = jax.nn.log_softmax(logits[0], -1)
   ref = np.exp(-np.mean([float(logp[1, 7]), float(logp[2, 9]), float(logp[3, 11])]))
   assert ppl[0] == pytest.approx(ref, rel=1e-4)
+
+
+def test_changing_neurons_or_values_never_recompiles_the_sampler():
+  lm, exp = toy_setup()
+  ids, lengths = sampling.pad_prompts([[2]] * 4, lm.config.pad_token_id)
+  sizes = []
+  for lang, n, statistic in (("de", 5, "on_p50"), ("en", 40, "off_mean"), ("de", 90, "zero")):
+    s = selection.select(exp, lang, n, "both")
+    iv = selection.build_intervention([s, None, s, s], statistic=statistic)
+    sampling.generate(lm.config, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
+                      max_new_tokens=4, intervention=iv)
+    sizes.append(sampling.generate._cache_size())
+  assert sizes[1] == sizes[0] and sizes[2] == sizes[0]
