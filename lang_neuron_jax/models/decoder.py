@@ -128,6 +128,16 @@ def attention_mask(q_positions: jax.Array, k_positions: jax.Array,
   return mask
 
 
+def _dense(width: int, name: str, param_dtype) -> nn.Dense:
+  """A bias-free projection; its kernel is ``[in, out]``."""
+  return nn.Dense(width, use_bias=False, name=name, param_dtype=param_dtype)
+
+
+def _tap(site: str, h: jax.Array, edits: Edits, mode: str) -> jax.Array:
+  """Passes ``h`` through the tap of ``site`` (named ``tap_{site}``), editing if asked."""
+  return Tap(site, name=f"tap_{site}")(h, edits.get(site), mode)
+
+
 class Attention(nn.Module):
   """Grouped-query self-attention with taps on q, k, v and the output projection."""
 
@@ -140,9 +150,8 @@ class Attention(nn.Module):
     cfg = self.config
     B, T, _ = x.shape
     N, K, H = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    dense = lambda width, name: nn.Dense(width, use_bias=False, name=name,
-                                         param_dtype=self.param_dtype)
-    tap = lambda site, h: Tap(site, name=f"tap_{site}")(h, edits.get(site), mode)
+    dense = lambda width, name: _dense(width, name, self.param_dtype)
+    tap = lambda site, h: _tap(site, h, edits, mode)
 
     q = tap("q", dense(N * H, "q_proj")(x)).reshape(B, T, N, H)
     k = tap("k", dense(K * H, "k_proj")(x)).reshape(B, T, K, H)
@@ -193,9 +202,8 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x, edits: Edits, mode: str):
     cfg = self.config
-    dense = lambda width, name: nn.Dense(width, use_bias=False, name=name,
-                                         param_dtype=self.param_dtype)
-    tap = lambda site, h: Tap(site, name=f"tap_{site}")(h, edits.get(site), mode)
+    dense = lambda width, name: _dense(width, name, self.param_dtype)
+    tap = lambda site, h: _tap(site, h, edits, mode)
     gate = tap("gate", dense(cfg.mlp_width, "gate_proj")(x))  # [B, T, F]
     up = tap("up", dense(cfg.mlp_width, "up_proj")(x))  # [B, T, F]
     act = tap("act", _ACTIVATIONS[cfg.activation](gate) * up)
@@ -223,7 +231,7 @@ class Block(nn.Module):
     h = MLP(cfg, self.param_dtype, name="mlp")(h, edits, mode)
     if cfg.sandwich_norms:
       h = norm("post_mlp_norm")(h)
-    x = Tap("resid", name="tap_resid")(x + h, edits.get("resid"), mode)
+    x = _tap("resid", x + h, edits, mode)
     return x, new_cache
 
 
