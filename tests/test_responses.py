@@ -85,3 +85,17 @@ def test_long_texts_are_dropped_and_reported():
   assert out.tokens == ((2, 5, 5), (2, 5, 5, 5))
   with pytest.raises(ValueError, match="positive"):
     responses.tokenize_texts(Tok(), ["a"], max_length=0)
+
+
+def test_non_finite_activations_stop_with_a_clear_error(lm, tmp_path, monkeypatch):
+  real = responses.pooled_taps
+
+  def poisoned(*args, **kwargs):
+    out = dict(real(*args, **kwargs))
+    out["v"] = out["v"].at[0, 1, 2].set(jnp.nan)
+    return out
+
+  monkeypatch.setattr(responses, "pooled_taps", poisoned)
+  with pytest.raises(FloatingPointError, match="Non-finite responses at site 'v'"):
+    responses.compute_responses(lm, random_tokens(4), str(tmp_path), batch_size=2, progress=False)
+  assert not (tmp_path / responses.DONE_FILE).exists()
