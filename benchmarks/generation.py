@@ -36,7 +36,7 @@ _REFERENCE = flags.DEFINE_integer("reference_samples", 3, "Samples timed with Py
 
 def random_intervention_sets(lm, rows, seed):
   """Half the rows with a random 2,000-neuron set at random values, half with none."""
-  index = selection.neuron_index(lm.config, lnj.NEURON_SITES)
+  index = selection.neuron_index(lm.config, lm.config.neuron_sites)
   rng = np.random.default_rng(seed)
   stats = {k: rng.normal(size=(1, index.size)).astype(np.float32) for k in selection.STATISTICS}
   exp = selection.Expertise(index, ("xx",), rng.random((1, index.size), np.float32), stats)

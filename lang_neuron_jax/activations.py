@@ -13,11 +13,11 @@ import jax.numpy as jnp
 
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.decoder import Decoder
-from lang_neuron_jax.models.taps import ALL_SITES, NEURON_SITES, Intervention, collect_taps, tap_filter
+from lang_neuron_jax.models.taps import Intervention, collect_taps, tap_filter
 
 
 def capture_taps(module: Decoder, params, input_ids: jax.Array, *,
-                 sites: Sequence[str] = ALL_SITES,
+                 sites: Sequence[str] | None = None,
                  intervention: Intervention | None = None,
                  compute_logits: bool = True):
   """Runs the model and returns its output and every tap of ``sites``.
@@ -29,7 +29,7 @@ def capture_taps(module: Decoder, params, input_ids: jax.Array, *,
     module: The decoder.
     params: Its parameters.
     input_ids: int ``[B, T]`` (pad on the right).
-    sites: Tap sites to return.
+    sites: Tap sites to return (default: every site of this model).
     intervention: Optional edits applied at the taps (the captured values are the
       edited ones).
     compute_logits: False returns final hidden states instead of logits.
@@ -37,6 +37,7 @@ def capture_taps(module: Decoder, params, input_ids: jax.Array, *,
   Returns:
     ``(logits [B, T, V] or hidden [B, T, D], {site: [B, T, L, U]})``.
   """
+  sites = tuple(module.config.site_widths) if sites is None else tuple(sites)
   out, state = module.apply(
       {"params": params}, input_ids, intervention=intervention, compute_logits=compute_logits,
       capture_intermediates=tap_filter(sites), mutable=["intermediates"])
@@ -45,7 +46,7 @@ def capture_taps(module: Decoder, params, input_ids: jax.Array, *,
 
 @functools.partial(jax.jit, static_argnames=("config", "sites"))
 def pooled_taps(config: DecoderConfig, params, input_ids: jax.Array, mask: jax.Array, *,
-                sites: tuple[str, ...] = NEURON_SITES,
+                sites: tuple[str, ...] | None = None,
                 intervention: Intervention | None = None) -> dict[str, jax.Array]:
   """Mean of every tap over each text's real tokens, in float32.
 
@@ -57,12 +58,13 @@ def pooled_taps(config: DecoderConfig, params, input_ids: jax.Array, mask: jax.A
     params: Its parameters.
     input_ids: int ``[B, T]``, right-padded.
     mask: bool ``[B, T]``, True on real tokens (BOS included, as in the reference).
-    sites: Which sites to pool.
+    sites: Which sites to pool (default: the model's neuron sites).
     intervention: Optional edits applied at the taps.
 
   Returns:
     ``{site: float32 [B, L, U]}``.
   """
+  sites = config.neuron_sites if sites is None else sites
   _, taps = capture_taps(Decoder(config), params, input_ids, sites=sites,
                          intervention=intervention, compute_logits=False)
   weights = mask.astype(jnp.float32)  # [B, T]

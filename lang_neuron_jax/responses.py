@@ -30,7 +30,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from lang_neuron_jax.activations import pooled_taps
-from lang_neuron_jax.models.taps import NEURON_SITES
 
 # Analysis batches are length-sorted, so fine buckets waste little padding; few enough
 # that compilation (one per bucket) stays cheap.
@@ -111,7 +110,7 @@ def _write_json_atomic(path, obj):
 
 
 def compute_responses(lm, tokens: Sequence[Sequence[int]], workdir: str, *,
-                      sites: Sequence[str] = NEURON_SITES, batch_size: int = 32,
+                      sites: Sequence[str] | None = None, batch_size: int = 32,
                       config_id: dict | None = None,
                       progress: bool = True) -> dict[str, np.ndarray]:
   """Computes (or resumes, or reuses) every site's responses to every text.
@@ -120,7 +119,7 @@ def compute_responses(lm, tokens: Sequence[Sequence[int]], workdir: str, *,
     lm: A :class:`~lang_neuron_jax.LanguageModel`.
     tokens: Token ids of M texts.
     workdir: Directory for ``{site}.npy`` and the progress files.
-    sites: Tap sites to record.
+    sites: Tap sites to record (default: the model's neuron sites).
     batch_size: Texts per batch (rounded up to a multiple of the local device count;
       batches are sharded over the devices along the batch axis).
     config_id: Extra JSON-serialisable identity of the run (e.g. the model source and
@@ -131,7 +130,7 @@ def compute_responses(lm, tokens: Sequence[Sequence[int]], workdir: str, *,
     ``{site: float32 [M, L, U]}`` read-only memory maps.
   """
   cfg = lm.config
-  sites = tuple(sites)
+  sites = cfg.neuron_sites if sites is None else tuple(sites)
   devices = jax.local_devices()
   batch_size = -(-batch_size // len(devices)) * len(devices)
   lengths = [len(t) for t in tokens]

@@ -46,7 +46,18 @@ class DecoderConfig:
     tie_embeddings: Whether the output head reuses the embedding table.
     attn_logit_softcap: tanh soft cap of attention logits, or None.
     final_logit_softcap: tanh soft cap of output logits, or None.
-    bos_token_id: Token the family's tokenizer puts first, or None.
+    norm_kind: "rms" (RMSNorm) or "layer" (LayerNorm with bias).
+    attention_bias: Whether the attention projections have biases.
+    mlp_bias: Whether the MLP projections have biases.
+    position_kind: "rope", "alibi" (BLOOM) or "sinusoidal" (XGLM, added to the
+      embeddings at ``position + position_offset``).
+    position_offset: Offset of sinusoidal positions (XGLM: 2).
+    mlp_kind: "gated" (``down(act(gate(x)) * up(x))``) or "plain" (``down(act(up(x)))``).
+    fused_qkv: Whether q, k and v come from one projection whose output interleaves
+      them per head (BLOOM's ``query_key_value``: ``[head][q, k, v][head_dim]``).
+    embed_norm: Whether the embeddings are normed before the first block (BLOOM).
+    bos_token_id: Token the family's tokenizer puts first, or None. (XGLM's tokenizer
+      puts ``</s>`` first; BLOOM's puts nothing.)
     eos_token_id: End-of-sequence token.
     pad_token_id: Padding token.
   """
@@ -74,6 +85,14 @@ class DecoderConfig:
   tie_embeddings: bool = True
   attn_logit_softcap: float | None = None
   final_logit_softcap: float | None = None
+  norm_kind: str = "rms"
+  attention_bias: bool = False
+  mlp_bias: bool = False
+  position_kind: str = "rope"
+  position_offset: int = 0
+  mlp_kind: str = "gated"
+  fused_qkv: bool = False
+  embed_norm: bool = False
   bos_token_id: int | None = None
   eos_token_id: int = 1
   pad_token_id: int = 0
@@ -91,11 +110,27 @@ class DecoderConfig:
       )
     if "local" in self.layer_kinds and not self.sliding_window:
       raise ValueError("local layers need a positive sliding_window.")
+    for name, value, allowed in (("norm_kind", self.norm_kind, ("rms", "layer")),
+                                 ("position_kind", self.position_kind,
+                                  ("rope", "alibi", "sinusoidal")),
+                                 ("mlp_kind", self.mlp_kind, ("gated", "plain"))):
+      if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, not {value!r}.")
+    if self.fused_qkv and self.num_kv_heads != self.num_heads:
+      raise ValueError("A fused query_key_value projection needs num_kv_heads == num_heads.")
+
+  @property
+  def neuron_sites(self) -> tuple[str, ...]:
+    """The reference method's neurons: the output of every linear projection in a block."""
+    attention = ("qkv",) if self.fused_qkv else ("q", "k", "v")
+    mlp = ("gate", "up") if self.mlp_kind == "gated" else ("up",)
+    return attention + ("o",) + mlp + ("down",)
 
   @property
   def site_widths(self) -> dict[str, int]:
-    """Units per layer of every tap site, in the decoder's site order."""
-    return {
+    """Units per layer of every tap site of this model, neuron sites first."""
+    widths = {
+        "qkv": 3 * self.num_heads * self.head_dim,
         "q": self.num_heads * self.head_dim,
         "k": self.num_kv_heads * self.head_dim,
         "v": self.num_kv_heads * self.head_dim,
@@ -103,9 +138,10 @@ class DecoderConfig:
         "gate": self.mlp_width,
         "up": self.mlp_width,
         "down": self.width,
-        "act": self.mlp_width,
-        "resid": self.width,
     }
+    out = {site: widths[site] for site in self.neuron_sites}
+    out.update(act=self.mlp_width, resid=self.width)
+    return out
 
   def replace(self, **changes) -> "DecoderConfig":
     return dataclasses.replace(self, **changes)

@@ -23,6 +23,8 @@ equals a prefill followed by token-by-token decoding.
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import flax.struct
 import jax
@@ -86,6 +88,53 @@ class RMSNorm(nn.Module):
     return (normed * (1.0 + scale32 if self.plus_one else scale32)).astype(x.dtype)
 
 
+class LayerNorm(nn.Module):
+  """LayerNorm over the last axis (scale and bias), computed in float32 and cast back."""
+
+  eps: float
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), self.param_dtype)
+    bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],), self.param_dtype)
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    normed = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
+    return (normed * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(x.dtype)
+
+
+def _norm(config: DecoderConfig, name: str, param_dtype) -> nn.Module:
+  """The config's norm (RMSNorm or LayerNorm), named ``name``."""
+  if config.norm_kind == "layer":
+    return LayerNorm(config.norm_eps, param_dtype, name=name)
+  return RMSNorm(config.norm_eps, config.norm_plus_one, param_dtype, name=name)
+
+
+def alibi_slopes(num_heads: int) -> jnp.ndarray:
+  """ALiBi's per-head slopes ``[N]``, as BLOOM computes them (heads need not be a power
+  of two: the extra heads take every other slope of the next power of two)."""
+  closest = 2 ** math.floor(math.log2(num_heads))
+  base = 2.0 ** (-(2.0 ** -(math.log2(closest) - 3)))
+  slopes = [base ** p for p in range(1, closest + 1)]
+  if closest != num_heads:
+    extra = 2.0 ** (-(2.0 ** -(math.log2(2 * closest) - 3)))
+    slopes += [extra ** p for p in range(1, 1 + 2 * min(closest, num_heads - closest), 2)]
+  return jnp.asarray(slopes, jnp.float32)
+
+
+def sinusoidal_positions(positions: jax.Array, width: int) -> jax.Array:
+  """XGLM's (tensor2tensor's) sinusoidal embeddings ``[..., D]``: sines then cosines."""
+  half = width // 2
+  freq = jnp.exp(jnp.arange(half, dtype=jnp.float32) * -(math.log(10000.0) / (half - 1)))
+  angles = positions.astype(jnp.float32)[..., None] * freq
+  emb = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+  if width % 2:
+    emb = jnp.pad(emb, [(0, 0)] * (emb.ndim - 1) + [(0, 1)])
+  return emb
+
+
 def rope(x: jax.Array, positions: jax.Array, base: float, scale: float) -> jax.Array:
   """Rotary embedding in the half-split layout of transformers' ``rotate_half``.
 
@@ -128,9 +177,9 @@ def attention_mask(q_positions: jax.Array, k_positions: jax.Array,
   return mask
 
 
-def _dense(width: int, name: str, param_dtype) -> nn.Dense:
-  """A bias-free projection; its kernel is ``[in, out]``."""
-  return nn.Dense(width, use_bias=False, name=name, param_dtype=param_dtype)
+def _dense(width: int, name: str, param_dtype, use_bias: bool = False) -> nn.Dense:
+  """A projection; its kernel is ``[in, out]``."""
+  return nn.Dense(width, use_bias=use_bias, name=name, param_dtype=param_dtype)
 
 
 def _tap(site: str, h: jax.Array, edits: Edits, mode: str) -> jax.Array:
@@ -150,12 +199,17 @@ class Attention(nn.Module):
     cfg = self.config
     B, T, _ = x.shape
     N, K, H = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    dense = lambda width, name: _dense(width, name, self.param_dtype)
+    dense = lambda width, name: _dense(width, name, self.param_dtype, cfg.attention_bias)
     tap = lambda site, h: _tap(site, h, edits, mode)
 
-    q = tap("q", dense(N * H, "q_proj")(x)).reshape(B, T, N, H)
-    k = tap("k", dense(K * H, "k_proj")(x)).reshape(B, T, K, H)
-    v = tap("v", dense(K * H, "v_proj")(x)).reshape(B, T, K, H)
+    if cfg.fused_qkv:
+      # BLOOM's checkpoint layout: [head][q, k, v][head_dim].
+      qkv = tap("qkv", dense(3 * N * H, "qkv_proj")(x)).reshape(B, T, N, 3, H)
+      q, k, v = qkv[..., 0, :], qkv[..., 1, :], qkv[..., 2, :]
+    else:
+      q = tap("q", dense(N * H, "q_proj")(x)).reshape(B, T, N, H)
+      k = tap("k", dense(K * H, "k_proj")(x)).reshape(B, T, K, H)
+      v = tap("v", dense(K * H, "v_proj")(x)).reshape(B, T, K, H)
     if cfg.qk_norm:
       norm = lambda name: RMSNorm(cfg.norm_eps, cfg.norm_plus_one, self.param_dtype, name=name)
       q, k = norm("q_norm")(q), norm("k_norm")(k)
@@ -165,8 +219,9 @@ class Attention(nn.Module):
       base, scale, window = cfg.rope_base_local, 1.0, cfg.sliding_window
     else:
       base, scale, window = cfg.rope_base_global, cfg.rope_scale_global, None
-    q = rope(q, positions, base, scale)
-    k = rope(k, positions, base, scale)
+    if cfg.position_kind == "rope":
+      q = rope(q, positions, base, scale)
+      k = rope(k, positions, base, scale)
 
     if layer_cache is None:
       keys, values, k_positions = k, v, positions  # [B, S=T, K, H]
@@ -185,6 +240,11 @@ class Attention(nn.Module):
                         preferred_element_type=jnp.float32) * cfg.query_scale
     if cfg.attn_logit_softcap is not None:
       logits = jnp.tanh(logits / cfg.attn_logit_softcap) * cfg.attn_logit_softcap
+    if cfg.position_kind == "alibi":
+      # slope × key position; softmax is shift-invariant per query, so this equals the
+      # relative form slope × (key − query) that ALiBi describes.
+      slopes = alibi_slopes(N).reshape(K, G)
+      logits += slopes[None, :, :, None, None] * k_positions[:, None, None, None, :]
     mask = attention_mask(positions, k_positions, window)  # [B, T, S]
     logits = jnp.where(mask[:, None, None], logits, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(logits, axis=-1).astype(x.dtype)
@@ -194,7 +254,8 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-  """Gated MLP, ``down(act(gate(x)) * up(x))``, with taps on every projection."""
+  """Gated ``down(act(gate(x)) * up(x))`` or plain ``down(act(up(x)))`` MLP, with taps on
+  every projection and on the activation."""
 
   config: DecoderConfig
   param_dtype: jnp.dtype = jnp.float32
@@ -202,11 +263,15 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x, edits: Edits, mode: str):
     cfg = self.config
-    dense = lambda width, name: _dense(width, name, self.param_dtype)
+    dense = lambda width, name: _dense(width, name, self.param_dtype, cfg.mlp_bias)
     tap = lambda site, h: _tap(site, h, edits, mode)
-    gate = tap("gate", dense(cfg.mlp_width, "gate_proj")(x))  # [B, T, F]
+    activation = _ACTIVATIONS[cfg.activation]
     up = tap("up", dense(cfg.mlp_width, "up_proj")(x))  # [B, T, F]
-    act = tap("act", _ACTIVATIONS[cfg.activation](gate) * up)
+    if cfg.mlp_kind == "gated":
+      gate = tap("gate", dense(cfg.mlp_width, "gate_proj")(x))  # [B, T, F]
+      act = tap("act", activation(gate) * up)
+    else:
+      act = tap("act", activation(up))
     return tap("down", dense(cfg.width, "down_proj")(act))  # [B, T, D]
 
 
@@ -220,7 +285,7 @@ class Block(nn.Module):
   @nn.compact
   def __call__(self, x, positions, layer_cache, edits: Edits, mode: str):
     cfg = self.config
-    norm = lambda name: RMSNorm(cfg.norm_eps, cfg.norm_plus_one, self.param_dtype, name=name)
+    norm = lambda name: _norm(cfg, name, self.param_dtype)
     h = norm("pre_attn_norm")(x)
     h, new_cache = Attention(cfg, self.layer_index, self.param_dtype, name="attn")(
         h, positions, layer_cache, edits, mode)
@@ -294,6 +359,10 @@ class Decoder(nn.Module):
     embed = nn.Embed(cfg.vocab_size, cfg.width, param_dtype=self.param_dtype, name="embed")
     x = embed(input_ids)  # [B, T, D]
     x = x * jnp.asarray(cfg.embed_scale, x.dtype)
+    if cfg.position_kind == "sinusoidal":
+      x = x + sinusoidal_positions(positions + cfg.position_offset, cfg.width).astype(x.dtype)
+    if cfg.embed_norm:
+      x = _norm(cfg, "embed_norm", self.param_dtype)(x)
     mode = "set" if intervention is None else intervention.mode
     keys, values = [], []
     for i in range(cfg.num_layers):
@@ -304,7 +373,7 @@ class Decoder(nn.Module):
       if new_layer_cache is not None:
         keys.append(new_layer_cache[0])
         values.append(new_layer_cache[1])
-    x = RMSNorm(cfg.norm_eps, cfg.norm_plus_one, self.param_dtype, name="final_norm")(x)
+    x = _norm(cfg, "final_norm", self.param_dtype)(x)
     if not cfg.tie_embeddings:
       self.param("lm_head", nn.initializers.normal(0.02), (cfg.vocab_size, cfg.width),
                  self.param_dtype)

@@ -180,6 +180,11 @@ HF_RULES = (
 # Tied checkpoints may still store the head; nothing else may go unused.
 HF_IGNORED = (r"lm_head\.weight",)
 
+
+def hf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
+  del config  # Gemma 3 checkpoints have one layout.
+  return HF_RULES
+
 _GGUF_LAYER = "blk.{i}."
 GGUF_RULES = (
     Rule("token_embd.weight", "embed/embedding"),

@@ -15,6 +15,7 @@ Sites (per layer; widths in terms of the config, see ``DecoderConfig.site_widths
 ========  ==========================================  ===========================
 site      what it is                                   units per layer
 ========  ==========================================  ===========================
+qkv       fused q/k/v projection output (BLOOM)        3*N*H
 q         query projection output, before norm/RoPE    N*H
 k         key projection output, before norm/RoPE      K*H
 v         value projection output                      K*H
@@ -39,10 +40,12 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-# The reference method's neurons: outputs of every linear projection inside a block.
+# The reference method's neurons in Gemma and Llama: outputs of every linear projection
+# inside a block. Other families have other sets (``DecoderConfig.neuron_sites``): XGLM
+# has no gate, BLOOM one fused "qkv" projection.
 NEURON_SITES = ("q", "k", "v", "o", "gate", "up", "down")
-# Every tap site, neuron sites first.
-ALL_SITES = NEURON_SITES + ("act", "resid")
+# Every site name any family uses.
+ALL_SITES = ("qkv",) + NEURON_SITES + ("act", "resid")
 
 INTERVENTION_MODES = ("set", "add", "scale")
 
@@ -145,7 +148,7 @@ def _find_tap(tree: Mapping[str, Any], site: str):
 
 
 def collect_taps(intermediates: Mapping[str, Any], num_layers: int,
-                 sites=ALL_SITES) -> dict[str, jax.Array]:
+                 sites) -> dict[str, jax.Array]:
   """Stacks captured tap outputs per site.
 
   Args:
