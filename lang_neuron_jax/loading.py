@@ -26,6 +26,7 @@ from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import convert
 from lang_neuron_jax.models.decoder import Decoder
 from lang_neuron_jax.models.sources import GGUFSource, SafetensorsSource, gguf_metadata, open_gguf
+from lang_neuron_jax.sharding import param_sharding, shard_params
 
 DEFAULT_MODEL = "gemma3-270m"
 # Family modules by name. A family module provides PRESETS, HF_MODEL_TYPES,
@@ -72,7 +73,7 @@ def abstract_params(config: DecoderConfig, dtype=jnp.float32):
 
 
 def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
-               cache_dir: str | None = None) -> LanguageModel:
+               cache_dir: str | None = None, mesh=None) -> LanguageModel:
   """Loads a model and its tokenizer.
 
   Args:
@@ -82,6 +83,9 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
     dtype: Parameter dtype: ``jnp.float32`` (default, the parity reference) or
       ``jnp.bfloat16``; computation follows it.
     cache_dir: Where converted embedded weights are cached (see module docstring).
+    mesh: Optional ``jax.sharding.Mesh``: each tensor is placed on it as it is read
+      (:mod:`lang_neuron_jax.sharding`), so host memory stays near one tensor and device
+      memory near the model's share per device.
 
   Returns:
     A :class:`LanguageModel`.
@@ -96,12 +100,16 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
     raise ValueError(f"dtype must be float32 or bfloat16, not {dtype}.")
   cache_dir = cache_dir or default_cache_dir()
   source = os.fspath(source)
+  place = None
+  if mesh is not None:
+    place = lambda path, value: jax.device_put(value, param_sharding(value.shape, mesh))
   if source in EMBEDDED_PRESETS:
-    return _load_embedded(source, dtype, cache_dir)
+    lm = _load_embedded(source, dtype, cache_dir)
+    return lm if mesh is None else dataclasses.replace(lm, params=shard_params(lm.params, mesh))
   if os.path.isdir(source):
-    return _load_hf_directory(source, dtype)
+    return _load_hf_directory(source, dtype, place)
   if source.endswith(".gguf"):
-    return _load_gguf(source, dtype)
+    return _load_gguf(source, dtype, place)
   presets = sorted(all_presets())
   if source in presets:
     raise ValueError(
@@ -125,23 +133,23 @@ def _family_for_gguf(metadata) -> Any:
       f"{sorted(f.GGUF_ARCHITECTURE for f in FAMILIES.values() if f.GGUF_ARCHITECTURE)}.")
 
 
-def _convert_gguf(reader, dtype) -> tuple[DecoderConfig, Any, Any]:
+def _convert_gguf(reader, dtype, place=None) -> tuple[DecoderConfig, Any, Any]:
   metadata = gguf_metadata(reader)
   family = _family_for_gguf(metadata)
   config = family.config_from_gguf(metadata)
   params = convert(GGUFSource(reader), family.GGUF_RULES, config,
-                   abstract_params(config), dtype, ignore=family.GGUF_IGNORED)
+                   abstract_params(config), dtype, ignore=family.GGUF_IGNORED, place=place)
   return config, params, metadata
 
 
-def _load_gguf(path: str, dtype) -> LanguageModel:
+def _load_gguf(path: str, dtype, place=None) -> LanguageModel:
   reader = open_gguf(path)
-  config, params, metadata = _convert_gguf(reader, dtype)
+  config, params, metadata = _convert_gguf(reader, dtype, place)
   tokenizer = tokenizer_lib.tokenizer_from_gguf_metadata(metadata)
   return LanguageModel(Decoder(config, param_dtype=dtype), params, config, tokenizer, path)
 
 
-def _load_hf_directory(directory: str, dtype) -> LanguageModel:
+def _load_hf_directory(directory: str, dtype, place=None) -> LanguageModel:
   config_path = os.path.join(directory, "config.json")
   if not os.path.exists(config_path):
     raise FileNotFoundError(f"{directory!r} has no config.json; is it a transformers checkpoint?")
@@ -156,7 +164,7 @@ def _load_hf_directory(directory: str, dtype) -> LanguageModel:
     raise ValueError(f"Unsupported model_type {model_type!r} in {config_path}; supported: {supported}.")
   config = family.config_from_hf(hf_config)
   params = convert(SafetensorsSource(directory), family.hf_rules(config), config,
-                   abstract_params(config), dtype, ignore=family.HF_IGNORED)
+                   abstract_params(config), dtype, ignore=family.HF_IGNORED, place=place)
   tokenizer = tokenizer_lib.tokenizer_from_directory(directory)
   return LanguageModel(Decoder(config, param_dtype=dtype), params, config, tokenizer, directory)
 

@@ -122,3 +122,40 @@ def test_changing_neurons_or_values_never_recompiles_the_sampler():
                       max_new_tokens=4, intervention=iv)
     sizes.append(sampling.generate._cache_size())
   assert sizes[1] == sizes[0] and sizes[2] == sizes[0]
+
+
+@pytest.mark.parametrize("name", ["llama_gqa", "xglm_scaled", "bloom_3heads"])
+def test_greedy_with_intervention_matches_pytorch_hooks_other_families(tmp_path, name):
+  from tests.test_families import CONFIGS, FAMILIES, build
+
+  family, kwargs = CONFIGS[name]
+  model = build(family, kwargs, str(tmp_path))
+  lm = lnj.load_model(str(tmp_path))
+  cfg = lm.config
+  rng = np.random.RandomState(1)
+  first = cfg.neuron_sites[0]  # q or qkv
+  chosen = {("up", 1): [2, 9], (first, 0): [1, 4, 7]}
+  masks = {s: np.zeros((cfg.num_layers, w), bool) for s, w in cfg.site_widths.items()}
+  vals = {s: np.zeros((cfg.num_layers, w), np.float32) for s, w in cfg.site_widths.items()}
+  hooks = {}
+  for (site, layer), units in chosen.items():
+    values = rng.randn(len(units)).astype(np.float32) * 2
+    masks[site][layer, units], vals[site][layer, units] = True, values
+    hooks[(layer, FAMILIES[family]["sites"][site])] = (units, values)
+  iv = lnj.Intervention({s: lnj.SiteEdit(jnp.asarray(masks[s]), jnp.asarray(vals[s]))
+                         for s in {s for s, _ in chosen}})
+  prompt = [5, 17, 33, 4]
+  ids, lengths = sampling.pad_prompts([prompt], cfg.pad_token_id)
+  layers = FAMILIES[family]["layers"](model)
+
+  class Wrapped:  # torch_greedy_with_hooks reads model.model.layers
+    def __init__(self, m):
+      self.m, self.model = m, type("M", (), {"layers": layers})()
+    def __call__(self, x):
+      return self.m(x)
+
+  for intervention, edits in ((None, {}), (iv, hooks)):
+    tokens, counts = sampling.generate(cfg, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
+                                       max_new_tokens=10, intervention=intervention)
+    ours = np.asarray(tokens[0, :counts[0]]).tolist()
+    assert ours == torch_greedy_with_hooks(Wrapped(model), prompt, 10, edits)[:len(ours)]

@@ -61,3 +61,35 @@ def test_sharded_results_equal_single_device(tmp_path):
                           str(tmp_path / "eight")], capture_output=True, text=True, env=env,
                          timeout=600)
   assert child.returncode == 0 and "OK" in child.stdout, child.stderr[-3000:]
+
+
+CHILD_LOAD = r"""
+import sys, numpy as np, jax, jax.numpy as jnp
+sys.path.insert(0, sys.argv[1])
+import lang_neuron_jax as lnj
+from jax.sharding import Mesh
+mesh = Mesh(np.array(jax.devices()), ("data",))
+lm = lnj.load_model(sys.argv[2], mesh=mesh)
+emb = lm.params["embed"]["embedding"]
+assert len(emb.sharding.device_set) == 8, emb.sharding
+ref = np.load(sys.argv[3])
+logits = lm.module.apply({"params": lm.params}, jnp.asarray(ref["ids"]))
+np.testing.assert_allclose(np.asarray(logits), ref["logits"], atol=1e-5, rtol=1e-5)
+print("OK")
+"""
+
+
+def test_loading_onto_a_mesh_shards_parameters(tmp_path):
+  from tests.conftest import save_tiny_gemma3
+  directory = str(tmp_path / "model")
+  save_tiny_gemma3(directory, vocab_size=128, hidden_size=64, intermediate_size=96,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+  lm = lnj.load_model(directory)
+  ids = np.random.RandomState(0).randint(0, 128, (2, 9)).astype(np.int32)
+  np.savez(tmp_path / "ref.npz", ids=ids,
+           logits=np.asarray(lm.module.apply({"params": lm.params}, jnp.asarray(ids))))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  child = subprocess.run([sys.executable, "-c", CHILD_LOAD, ROOT, directory,
+                          str(tmp_path / "ref.npz")], capture_output=True, text=True, env=env,
+                         timeout=600)
+  assert child.returncode == 0 and "OK" in child.stdout, child.stderr[-3000:]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from lang_neuron_jax.models.config import DecoderConfig
+from lang_neuron_jax.models.config import DecoderConfig, hf_value
 from lang_neuron_jax.models.convert import Rule, linear_to_kernel
 
 FAMILY = "bloom"
@@ -52,7 +52,7 @@ def config_from_hf(hf: Mapping) -> DecoderConfig:
                  num_layers=hf.get("n_layer", hf.get("num_hidden_layers")),
                  num_heads=hf.get("n_head", hf.get("num_attention_heads")),
                  norm_eps=hf.get("layer_norm_epsilon", 1e-5),
-                 eos_token_id=hf.get("eos_token_id", 2), pad_token_id=hf.get("pad_token_id", 3))
+                 eos_token_id=hf_value(hf, "eos_token_id", 2), pad_token_id=hf_value(hf, "pad_token_id", 3))
 
 
 def hf_rules(config: DecoderConfig) -> tuple[Rule, ...]:

@@ -9,9 +9,16 @@ decoder.Decoder` reads nothing else. Every field is plain data, so a config can 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, Mapping
 
 LayerKind = Literal["global", "local"]
+
+
+def hf_value(hf: Mapping, key: str, default):
+  """``hf[key]`` of a transformers config dict, or ``default`` when it is missing or
+  null (saved configs write ``null`` for unset token ids)."""
+  value = hf.get(key)
+  return default if value is None else value
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from lang_neuron_jax.models.config import DecoderConfig
+from lang_neuron_jax.models.config import DecoderConfig, hf_value
 from lang_neuron_jax.models.convert import Rule, linear_to_kernel
 
 FAMILY = "xglm"
@@ -59,7 +59,7 @@ def config_from_hf(hf: Mapping) -> DecoderConfig:
   return _config(vocab_size=hf["vocab_size"], width=hf["d_model"], num_layers=hf["num_layers"],
                  num_heads=hf["attention_heads"], mlp_width=hf["ffn_dim"],
                  scale_embedding=hf.get("scale_embedding", True), activation=_ACTIVATIONS[act],
-                 eos_token_id=hf.get("eos_token_id", 2), pad_token_id=hf.get("pad_token_id", 1))
+                 eos_token_id=hf_value(hf, "eos_token_id", 2), pad_token_id=hf_value(hf, "pad_token_id", 1))
 
 
 def hf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
