@@ -41,6 +41,10 @@ setup(
             # The CPU build; an unpinned torch resolves to a multi-GB CUDA build.
             "torch==2.13.0",
             "accelerate>=1.0",  # transformers needs it to load the GGUF reference model
+            # Executes examples/quickstart.ipynb in CI.
+            "nbclient>=0.10",
+            "nbformat>=5.9",
+            "ipykernel>=6.29",
         ],
     },
 )

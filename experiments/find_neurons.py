@@ -21,6 +21,10 @@ _LANGUAGES = flags.DEFINE_list("languages", list(find.data.PAPER_LANGUAGES),
                                "Languages to score (two or more).")
 _CORPUS_DIR = flags.DEFINE_string("corpus_dir", None,
                                   "Directory of {lang}.json corpora (default: the paper's).")
+_TFDS_NAME = flags.DEFINE_string(
+    "tfds_name", None, "Or a TFDS dataset, one config per language (e.g. lang_neuron_sense, "
+    "after lang_neuron_jax.tfds_datasets.prepare(data_dir)).")
+_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data directory.")
 _TOP_N = flags.DEFINE_integer("top_n", 1000, "N of the top-N and bottom-N sets.")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Texts per forward pass.")
 _MAX_LENGTH = flags.DEFINE_integer("max_length", 256, "Texts with more tokens are dropped.")
@@ -32,6 +36,7 @@ def main(argv):
   del argv
   lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
   config = find.FindConfig(languages=tuple(_LANGUAGES.value), corpus_dir=_CORPUS_DIR.value,
+      tfds_name=_TFDS_NAME.value, tfds_data_dir=_TFDS_DATA_DIR.value,
                            max_length=_MAX_LENGTH.value, batch_size=_BATCH.value,
                            top_n=_TOP_N.value, seed=_SEED.value)
   model_id = f"{_MODEL.value}|{_DTYPE.value}|" + responses.fingerprint(config=lm.config.to_dict())

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from lang_neuron_jax import sampling
 from lang_neuron_jax.selection import Expertise, NeuronSet, build_intervention, select

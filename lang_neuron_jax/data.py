@@ -85,20 +85,59 @@ def _read_language(corpus_dir: str, lang: str) -> tuple[list[str], list[str]]:
   return pos, neg
 
 
+def _read_tfds_language(name: str, lang: str, data_dir: str | None
+                        ) -> tuple[list[str], list[str]]:
+  """Positives and negatives of config ``lang`` of TFDS dataset ``name``, in file order."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  try:
+    source = tfds.data_source(f"{name}/{lang}", split="train", data_dir=data_dir,
+                              download=False)
+  except Exception as e:  # tfds raises several types for missing datasets and configs.
+    raise CorpusError(
+        f"Cannot read TFDS dataset {name}/{lang} from {data_dir or 'the default data dir'} "
+        f"({type(e).__name__}: {e}). Prepare it first (for the shipped corpora: "
+        "lang_neuron_jax.tfds_datasets.prepare(data_dir)), or check the language code.") from e
+  records = [source[i] for i in range(len(source))]  # key-hash order; "index" restores it
+  missing = {"text", "positive", "index"} - set(records[0] if records else ())
+  if not records or missing:
+    raise CorpusError(f"TFDS dataset {name}/{lang} is empty or lacks features {sorted(missing)}; "
+                      "expected text, positive and index (see tfds_datasets.LangNeuronSense).")
+  records.sort(key=lambda r: int(r["index"]))
+  text = lambda r: r["text"].decode("utf-8") if isinstance(r["text"], bytes) else str(r["text"])
+  pos = [text(r) for r in records if r["positive"]]
+  neg = [text(r) for r in records if not r["positive"]]
+  if not pos or not neg:
+    raise CorpusError(f"TFDS dataset {name}/{lang} has no {'positive' if not pos else 'negative'}"
+                      " texts.")
+  return pos, neg
+
+
 def load_corpus(languages: Sequence[str] = PAPER_LANGUAGES, *,
-                corpus_dir: str | None = None, positives_per_language: int | None = None
+                corpus_dir: str | None = None, tfds_name: str | None = None,
+                tfds_data_dir: str | None = None, positives_per_language: int | None = None
                 ) -> Corpus:
-  """Reads one JSON file per language and deduplicates the sentences.
+  """Reads each language's list of texts and deduplicates the sentences.
 
   Args:
-    languages: Two or more language codes; ``{corpus_dir}/{code}.json`` must exist.
-    corpus_dir: Directory of the files (default: the paper's shipped corpora).
-    positives_per_language: Keep only each file's first this many positives, and its
-      negatives in the same proportion (for quick runs); None keeps everything.
+    languages: Two or more language codes; ``{corpus_dir}/{code}.json`` must exist (or
+      the TFDS config ``{tfds_name}/{code}``).
+    corpus_dir: Directory of the JSON files (default: the paper's shipped corpora).
+    tfds_name: Read a TensorFlow Datasets dataset instead, one config per language with
+      the features of :class:`~lang_neuron_jax.tfds_datasets.LangNeuronSense` (``text``,
+      ``positive``, ``index``), e.g. ``"lang_neuron_sense"`` once prepared with
+      :func:`~lang_neuron_jax.tfds_datasets.prepare`. Read with ``tfds.data_source``
+      (array_record files; TensorFlow is not needed).
+    tfds_data_dir: The TFDS data directory (default: TFDS's own default).
+    positives_per_language: Keep only each file's first this many positives, and as
+      many of its negatives as keeps their proportion, evenly spaced through the list
+      (for quick runs); None keeps everything.
 
   Raises:
     CorpusError: naming the file and what to fix.
   """
+  if corpus_dir and tfds_name:
+    raise CorpusError("Give corpus_dir or tfds_name, not both.")
   corpus_dir = corpus_dir or SENSE_DIR
   languages = tuple(languages)
   if len(languages) < 2 or len(set(languages)) != len(languages):
@@ -106,12 +145,18 @@ def load_corpus(languages: Sequence[str] = PAPER_LANGUAGES, *,
   index: dict[str, int] = {}
   lists = []
   for lang in languages:
-    pos, neg = _read_language(corpus_dir, lang)
+    if tfds_name:
+      pos, neg = _read_tfds_language(tfds_name, lang, tfds_data_dir)
+    else:
+      pos, neg = _read_language(corpus_dir, lang)
     if positives_per_language is not None:
       if positives_per_language < 1:
         raise CorpusError(f"positives_per_language must be positive, got {positives_per_language}.")
-      keep_neg = max(1, round(positives_per_language * len(neg) / len(pos)))
-      pos, neg = pos[:positives_per_language], neg[:keep_neg]
+      keep_neg = min(len(neg), max(1, round(positives_per_language * len(neg) / len(pos))))
+      # Negatives evenly spaced through the list: the files group them by language, so
+      # a prefix would hold only one other language.
+      pos = pos[:positives_per_language]
+      neg = [neg[i * len(neg) // keep_neg] for i in range(keep_neg)]
     for t in pos + neg:
       index.setdefault(t, len(index))
     lists.append((pos, neg))

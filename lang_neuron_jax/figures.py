@@ -1,27 +1,29 @@
-"""Figures (PNG, matplotlib's Agg backend) of the analyses."""
+"""Figures (PNG) of the analyses.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects and written with the Agg
+canvas (savefig picks it for PNG), without pyplot: importing this module leaves the user's matplotlib backend
+(e.g. a notebook's inline backend) untouched.
+"""
 
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib.figure import Figure
 import numpy as np
 
 
 def _save(fig, path: str) -> str:
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
   return path
 
 
 def overlap_heatmap(matrix: np.ndarray, languages: Sequence[str], path: str, *,
                     title: str = "Overlap of language-specific neurons") -> str:
   """Heatmap of an ``[C, C]`` overlap matrix with the shares written in the cells."""
-  fig, ax = plt.subplots(figsize=(1 + 0.8 * len(languages), 0.8 + 0.8 * len(languages)))
+  fig = Figure(figsize=(1 + 0.8 * len(languages), 0.8 + 0.8 * len(languages)))
+  ax = fig.subplots()
   im = ax.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
   ax.set_xticks(range(len(languages)), languages)
   ax.set_yticks(range(len(languages)), languages)
@@ -37,7 +39,8 @@ def overlap_heatmap(matrix: np.ndarray, languages: Sequence[str], path: str, *,
 def layer_distribution(counts: Mapping[str, np.ndarray], path: str, *,
                        title: str = "Language-specific neurons per layer") -> str:
   """Lines of neuron counts per layer, one per language (``{language: [L]}``)."""
-  fig, ax = plt.subplots(figsize=(6, 3.5))
+  fig = Figure(figsize=(6, 3.5))
+  ax = fig.subplots()
   for lang, c in counts.items():
     ax.plot(np.arange(len(c)), c, marker="o", markersize=3, label=lang)
   ax.set_xlabel("layer")
@@ -50,7 +53,8 @@ def layer_distribution(counts: Mapping[str, np.ndarray], path: str, *,
 def site_distribution(counts: Mapping[str, np.ndarray], sites: Sequence[str], path: str, *,
                       title: str = "Language-specific neurons per site") -> str:
   """Grouped bars of neuron counts per site, one group per language."""
-  fig, ax = plt.subplots(figsize=(7, 3.5))
+  fig = Figure(figsize=(7, 3.5))
+  ax = fig.subplots()
   width = 0.8 / max(len(counts), 1)
   for k, (lang, c) in enumerate(counts.items()):
     ax.bar(np.arange(len(sites)) + k * width, c, width, label=lang)
@@ -64,7 +68,8 @@ def site_distribution(counts: Mapping[str, np.ndarray], sites: Sequence[str], pa
 def ap_histograms(ap: Mapping[str, np.ndarray], path: str) -> str:
   """Histogram (log counts) of every neuron's AP, one panel per language."""
   langs = list(ap)
-  fig, axes = plt.subplots(1, len(langs), figsize=(2.2 * len(langs), 2.5), sharey=True)
+  fig = Figure(figsize=(2.2 * len(langs), 2.5))
+  axes = fig.subplots(1, len(langs), sharey=True, squeeze=False)[0]
   for ax, lang in zip(np.atleast_1d(axes), langs):
     ax.hist(ap[lang], bins=50, range=(0, 1), log=True)
     ax.set_title(lang, fontsize=9)
@@ -76,7 +81,8 @@ def share_vs_n(shares: Mapping[str, Mapping[int, float]], path: str, *,
                baseline: Mapping[str, float] | None = None,
                title: str = "Generations in the target language") -> str:
   """Target-language share against N (log x), one line per language."""
-  fig, ax = plt.subplots(figsize=(6, 3.5))
+  fig = Figure(figsize=(6, 3.5))
+  ax = fig.subplots()
   for k, (lang, by_n) in enumerate(shares.items()):
     ns = sorted(by_n)
     line, = ax.plot(ns, [by_n[n] for n in ns], marker="o", markersize=3, label=lang)
@@ -96,7 +102,8 @@ def paired_bars(values: Mapping[str, Mapping[str, float]], path: str, *, ylabel:
   """Bars per group (e.g. translation set) for each condition (e.g. with/without)."""
   groups = list(values)
   conditions = sorted({c for v in values.values() for c in v})
-  fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(groups)), 3.5))
+  fig = Figure(figsize=(max(5, 0.9 * len(groups)), 3.5))
+  ax = fig.subplots()
   width = 0.8 / max(len(conditions), 1)
   for k, cond in enumerate(conditions):
     ax.bar(np.arange(len(groups)) + k * width, [values[g].get(cond, np.nan) for g in groups],

@@ -23,7 +23,7 @@ from typing import Sequence
 
 from absl import logging
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from lang_neuron_jax import analysis, artifacts, data, expertise, figures, responses, selection
 
@@ -35,6 +35,8 @@ class FindConfig:
   Attributes:
     languages: Languages to score (two or more).
     corpus_dir: Directory of ``{lang}.json`` corpora (None: the paper's shipped texts).
+    tfds_name: Or a TFDS dataset with one config per language (see
+      :func:`lang_neuron_jax.data.load_corpus`), read from ``tfds_data_dir``.
     max_length: Texts with more tokens are dropped (as in the reference: 256).
     batch_size: Texts per forward pass.
     top_n: N of the top-N and bottom-N sets.
@@ -51,6 +53,8 @@ class FindConfig:
 
   languages: tuple[str, ...] = data.PAPER_LANGUAGES
   corpus_dir: str | None = None
+  tfds_name: str | None = None
+  tfds_data_dir: str | None = None
   max_length: int = 256
   batch_size: int = 32
   top_n: int = 1000
@@ -169,6 +173,7 @@ def find_neurons(lm, config: FindConfig, workdir: str, *, model_id: str = "",
   timings = {}
   start = time.perf_counter()
   corpus = data.load_corpus(config.languages, corpus_dir=config.corpus_dir,
+                            tfds_name=config.tfds_name, tfds_data_dir=config.tfds_data_dir,
                             positives_per_language=config.positives_per_language)
   tokenized = responses.tokenize_texts(lm.tokenizer, corpus.texts, max_length=config.max_length)
   dropped = int((~tokenized.kept).sum())

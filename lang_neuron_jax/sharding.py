@@ -15,14 +15,20 @@ import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
+def sharded_axis(shape: tuple[int, ...], num_devices: int) -> int | None:
+  """The axis a parameter of ``shape`` is split along over ``num_devices`` (None: replicated)."""
+  for axis, size in enumerate(shape):
+    if num_devices > 1 and size % num_devices == 0:
+      return axis
+  return None
+
+
 def param_sharding(shape: tuple[int, ...], mesh: Mesh) -> NamedSharding:
   """The sharding of one parameter of ``shape`` on ``mesh`` (see the module docstring)."""
-  n = math.prod(mesh.devices.shape)
   spec = [None] * len(shape)
-  for axis, size in enumerate(shape):
-    if n > 1 and size % n == 0:
-      spec[axis] = mesh.axis_names
-      break
+  axis = sharded_axis(shape, math.prod(mesh.devices.shape))
+  if axis is not None:
+    spec[axis] = mesh.axis_names
   return NamedSharding(mesh, PartitionSpec(*spec))
 
 

@@ -24,10 +24,10 @@ def expand(x, labels, w):
   return x[rows], labels[rows]
 
 
-@pytest.mark.parametrize("on_device_sort", [False, True])
-def test_ap_and_statistics_equal_sklearn_and_numpy(on_device_sort):
+@pytest.mark.parametrize("method", expertise.METHODS)
+def test_ap_and_statistics_equal_sklearn_and_numpy(method):
   x, labels, weights = tied_data()
-  got = expertise.score_units(x, labels, weights, chunk_size=16, on_device_sort=on_device_sort)
+  got = expertise.score_units(x, labels, weights, chunk_size=16, method=method)
   for c in range(labels.shape[0]):
     xe, le = expand(x, labels[c], weights[c])
     for u in range(x.shape[1]):

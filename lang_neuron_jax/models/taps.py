@@ -134,14 +134,14 @@ def tap_filter(sites=ALL_SITES):
   return select
 
 
-def _find_tap(tree: Mapping[str, Any], site: str):
+def find_tap(tree: Mapping[str, Any], site: str):
   """Depth-first search of one layer's intermediates for the tap named ``tap_{site}``."""
   name = f"tap_{site}"
   for key, sub in tree.items():
     if key == name:
       return sub["__call__"][0]
     if isinstance(sub, Mapping):
-      found = _find_tap(sub, site)
+      found = find_tap(sub, site)
       if found is not None:
         return found
   return None
@@ -162,7 +162,7 @@ def collect_taps(intermediates: Mapping[str, Any], num_layers: int,
   """
   out = {}
   for site in sites:
-    per_layer = [_find_tap(intermediates[f"layer_{i}"], site) for i in range(num_layers)]
+    per_layer = [find_tap(intermediates[f"layer_{i}"], site) for i in range(num_layers)]
     if any(a is None for a in per_layer):
       raise KeyError(f"Site {site!r} was not captured; pass tap_filter({site!r}) to apply.")
     out[site] = jnp.stack(per_layer, axis=2)
