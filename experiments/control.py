@@ -12,7 +12,8 @@ from absl import app
 from absl import flags
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import artifacts, control, control_stage, responses, selection
+import multihost_flags
+from lang_neuron_jax import artifacts, control, control_stage, distributed, responses, selection
 
 _MODEL = flags.DEFINE_string("model", lnj.DEFAULT_MODEL,
                              "Embedded preset, .gguf file or transformers checkpoint directory.")
@@ -28,13 +29,14 @@ _EXTRA_N = flags.DEFINE_integer("extra_n", 1000, "N of top-only, bottom-only and
 _PAIRS = flags.DEFINE_integer("translation_pairs", 100, "Pairs per translation set.")
 _TRANSLATION_N = flags.DEFINE_integer("translation_n", 1000, "N used for translation.")
 _TRANSLATION_TOKENS = flags.DEFINE_integer("translation_tokens", 128, "Greedy new tokens.")
-_BATCH = flags.DEFINE_integer("batch_size", 64, "Generation rows per call.")
+_BATCH = flags.DEFINE_integer("batch_size", 128, "Generation rows per call.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
 
 
 def main(argv):
   del argv
+  multihost_flags.initialize()
   lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
   exp_path = os.path.join(_FIND_WORKDIR.value, "expertise.npz")
   if not os.path.exists(exp_path):
@@ -51,6 +53,8 @@ def main(argv):
   stamp = artifacts.read_json(os.path.join(_FIND_WORKDIR.value, "expertise.json"))
   metrics = control_stage.run_control(lm, exp, config, _WORKDIR.value, model_id=model_id,
                                       expertise_stamp=stamp)
+  if not distributed.is_leader():
+    return
   for name, m in metrics["unconditional"].items():
     if m["language"] is None or m["kind"] == "both":
       share = m.get("target_share", max(m["share"].values(), default=0))

@@ -17,7 +17,9 @@ from absl import app
 from absl import flags
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import artifacts, control, control_stage, find, report, responses
+import multihost_flags
+from lang_neuron_jax import (artifacts, control, control_stage, distributed, find, report,
+                             responses)
 
 _MODEL = flags.DEFINE_string("model", lnj.DEFAULT_MODEL,
                              "Embedded preset, .gguf file or transformers checkpoint directory.")
@@ -38,12 +40,13 @@ _PAPER = flags.DEFINE_bool("paper", False, "The paper's counts: 100 unconditiona
                            "a 2-core CPU; the default uses 32 and 20).")
 _TOP_N = flags.DEFINE_integer("top_n", 1000, "N of the top-N and bottom-N sets.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype.")
-_BATCH = flags.DEFINE_integer("batch_size", 64, "Rows per generation call.")
+_BATCH = flags.DEFINE_integer("batch_size", 128, "Rows per generation call.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
 
 
 def main(argv):
   del argv
+  multihost_flags.initialize()
   timings = {}
   start = time.perf_counter()
   lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
@@ -81,6 +84,9 @@ def main(argv):
             "find": find_config, "control": control_config,
             "command": ["python", "experiments/reproduce.py"] + [
                 f for f in os.sys.argv[1:]]}
+  if not distributed.is_leader():
+    return  # Process 0 writes the report.
+  config["processes"] = distributed.process_count()
   path = report.write_report(_WORKDIR.value, find_dir=find_dir, control_dir=control_dir,
                              config=config, timings=timings)
   artifacts.write_run_json(_WORKDIR.value, stage="reproduce", config=config, timings=timings)

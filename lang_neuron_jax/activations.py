@@ -74,8 +74,9 @@ def pooled_taps(config: DecoderConfig, params, input_ids: jax.Array, mask: jax.A
   out = {}
   for site in sites:
     # Pool each layer's [B, T, U] on its own, so XLA can free it right after its layer
-    # (stacking all layers first would keep [B, T, L, U] of every site alive: ~47 GB
-    # per device for Llama-2-13B at 4 x 256 tokens, against ~1 GB this way).
+    # (stacking all layers first keeps [B, T, L, U] of every site alive: XLA's memory
+    # analysis gives 0.54 GB of temporaries for Gemma 3 270M at 4 x 256 tokens, 0.03 GB
+    # this way).
     per_layer = []
     for layer in range(config.num_layers):
       h = find_tap(state["intermediates"][f"layer_{layer}"], site)

@@ -25,6 +25,15 @@ def overlap_matrix(sets: Sequence[NeuronSet]) -> np.ndarray:
   return np.array([[len(a & b) / max(len(a), 1) for b in flats] for a in flats])
 
 
+def jaccard(a: NeuronSet, b: NeuronSet) -> float:
+  """|a ∩ b| / |a ∪ b| of two neuron sets of the same model (e.g. the same selection
+  from float32 and bfloat16 scores)."""
+  if a.index.sites != b.index.sites or a.index.widths != b.index.widths:
+    raise ValueError("The sets come from different models.")
+  x, y = set(a.flat.tolist()), set(b.flat.tolist())
+  return len(x & y) / max(len(x | y), 1)
+
+
 def layer_distribution(neurons: NeuronSet) -> np.ndarray:
   """``[L]`` count of the set's neurons in each layer."""
   return np.bincount(neurons.layer, minlength=neurons.index.num_layers)

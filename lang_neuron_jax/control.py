@@ -111,6 +111,7 @@ def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_to
     sampler: Greedy or sampling.
     seed: Base seed (rows use ``fold_in(seed, sample_index)``).
     batch_size: Rows per compiled call (the last batch is padded to it, so one shape).
+      Rows are split across the local devices when their count divides it.
     statistic: Value the neurons are fixed to.
     intervene_prompt: Intervene on the prompt too (the paper) or only new tokens.
     on_batch: Called with each finished batch's records (for streaming to disk).
@@ -137,11 +138,12 @@ def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_to
     intervention = None
     if any(s is not None for s in sets):
       intervention = build_intervention(sets, statistic=statistic, batched=True)
+    row_ids = np.asarray([j.sample_index for j in padded], np.int32)
+    ids, lengths, row_ids, intervention = sampling.shard_rows((ids, lengths, row_ids, intervention))
     tokens, counts = sampling.generate(
-        lm.config, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
-        max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
-        row_ids=jnp.asarray([j.sample_index for j in padded], jnp.int32),
-        intervention=intervention, intervene_prompt=intervene_prompt, line_stop=line_stop)
+        lm.config, lm.params, ids, lengths, max_new_tokens=max_new_tokens, sampler=sampler,
+        seed=seed, row_ids=row_ids, intervention=intervention,
+        intervene_prompt=intervene_prompt, line_stop=line_stop)
     tokens, counts = np.asarray(tokens), np.asarray(counts)
     batch_records = []
     for r, job in enumerate(chunk):
@@ -172,7 +174,7 @@ def cut_translation(text: str) -> str:
 
 
 def perplexity(lm, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], *,
-               batch_size: int = 8) -> np.ndarray:
+               batch_size: int = 16) -> np.ndarray:
   """Perplexity of each continuation given its prompt, under the unintervened model.
 
   Returns:
@@ -180,11 +182,17 @@ def perplexity(lm, prompts: Sequence[Sequence[int]], continuations: Sequence[Seq
   """
   out = np.full(len(prompts), np.nan)
   rows = [i for i, c in enumerate(continuations) if len(c)]
+  # Similar lengths together; widths rounded up to 16 (not the sampler's power-of-two
+  # prompt buckets: a 65-token text would pay for 128 positions of a 262k-entry head).
+  rows.sort(key=lambda i: len(prompts[i]) + len(continuations[i]))
   for start in range(0, len(rows), batch_size):
     chunk = rows[start:start + batch_size]
     full = [list(prompts[i]) + list(continuations[i]) for i in chunk]
-    ids, _ = sampling.pad_prompts(full + [full[-1]] * (batch_size - len(chunk)),
-                                  lm.config.pad_token_id)
+    full += [full[-1]] * (batch_size - len(chunk))
+    width = -(-max(len(f) for f in full) // 16) * 16
+    ids = np.full((batch_size, width), lm.config.pad_token_id, np.int32)
+    for r, f in enumerate(full):
+      ids[r, :len(f)] = f
     nll = np.asarray(_next_token_nll(lm.config, lm.params, jnp.asarray(ids)))  # [B, T-1]
     for r, i in enumerate(chunk):
       p, c = len(prompts[i]), len(continuations[i])
@@ -195,8 +203,9 @@ def perplexity(lm, prompts: Sequence[Sequence[int]], continuations: Sequence[Seq
 @functools.partial(jax.jit, static_argnames=("config",))
 def _next_token_nll(config, params, ids: jax.Array) -> jax.Array:
   """float32 ``[B, T-1]``: negative log-likelihood of token t+1 given tokens 0..t."""
-  from lang_neuron_jax.models.decoder import Decoder
+  from lang_neuron_jax.models.decoder import Decoder, output_logits
 
-  logits = Decoder(config).apply({"params": params}, ids)[:, :-1]  # [B, T-1, V]
+  hidden = Decoder(config).apply({"params": params}, ids, compute_logits=False)[:, :-1]
+  logits = output_logits(config, params, hidden)  # [B, T-1, V]
   target = jnp.take_along_axis(logits, ids[:, 1:, None], axis=-1)[..., 0]
   return jax.nn.logsumexp(logits, axis=-1) - target

@@ -24,7 +24,8 @@ from typing import Sequence
 from absl import logging
 import numpy as np
 
-from lang_neuron_jax import artifacts, control, data, evaluation, figures, responses, sampling
+from lang_neuron_jax import (artifacts, control, data, distributed, evaluation, figures,
+                             responses, sampling)
 from lang_neuron_jax.selection import Expertise
 
 
@@ -63,7 +64,7 @@ class ControlConfig:
   translation_tokens: int = 128
   statistic: str = "on_p50"
   perplexity_samples: int = 20
-  batch_size: int = 64
+  batch_size: int = 128
   seed: int = 0
 
 
@@ -92,7 +93,7 @@ def run_unconditional(lm, exp: Expertise, config: ControlConfig, *, progress=Tru
   prompt = tuple(control.unconditional_prompt(lm.config))
   jobs = [control.Job(c, prompt, i) for c in conditions for i in range(config.samples)]
   sampler = sampling.Sampler(temperature=config.temperature)
-  records = control.run_jobs(lm, exp, jobs, max_new_tokens=config.max_new_tokens,
+  records = control.run_jobs(lm, exp, distributed.share(jobs), max_new_tokens=config.max_new_tokens,
                              sampler=sampler, seed=config.seed, batch_size=config.batch_size,
                              statistic=config.statistic, progress=progress)
   for r, lang in zip(records, evaluation.identify_language([r["text"] for r in records])):
@@ -104,6 +105,22 @@ def run_unconditional(lm, exp: Expertise, config: ControlConfig, *, progress=Tru
   for r, p in zip(scored, ppl):
     r["perplexity"] = None if np.isnan(p) else float(p)
   return records
+
+
+def _gather(records: list[dict], workdir: str, part: str) -> list[dict]:
+  """Every process's records (each ran :func:`distributed.share` of the jobs), in job
+  order, on every process; exchanged through files in ``workdir``."""
+  if distributed.process_count() == 1:
+    return records
+  path = lambda p: os.path.join(workdir, f"{part}.process{p}.jsonl")
+  artifacts.write_jsonl(path(distributed.process_index()), records)
+  distributed.barrier(f"control-{part}-written")
+  parts = [artifacts.read_jsonl(path(p)) for p in range(distributed.process_count())]
+  distributed.barrier(f"control-{part}-read")
+  if distributed.is_leader():
+    for p in range(distributed.process_count()):
+      os.remove(path(p))
+  return distributed.unshare(parts)
 
 
 def translation_sets(config: ControlConfig) -> list[tuple[str, str]]:
@@ -125,7 +142,8 @@ def run_translation(lm, exp: Expertise, config: ControlConfig, *, progress=True)
   # Only the first non-empty line is scored, so rows stop once it is complete: the
   # same lines as generating all translation_tokens and cutting, at a fraction of the cost.
   line_stop = sampling.line_stop_for(lm.tokenizer, lm.config.vocab_size)
-  records = control.run_jobs(lm, exp, jobs, max_new_tokens=config.translation_tokens,
+  records = control.run_jobs(lm, exp, distributed.share(jobs),
+                             max_new_tokens=config.translation_tokens,
                              sampler=sampling.GREEDY, seed=config.seed,
                              batch_size=config.batch_size, statistic=config.statistic,
                              line_stop=line_stop, progress=progress)
@@ -200,14 +218,18 @@ def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *, mode
     path = os.path.join(workdir, f"{part}.jsonl")
     fp = _stage_fingerprint(config, expertise_stamp, model_id, part)
     records = _cached_records(path, fp)
+    distributed.barrier(f"control-{part}-checked")  # all decided before anyone writes
     if records is None:
-      records = fn(lm, exp, config, progress=progress)
-      _save_records(path, records, fp)
+      records = _gather(fn(lm, exp, config, progress=progress), workdir, part)
+      if distributed.is_leader():
+        _save_records(path, records, fp)
     outputs[part] = records
     timings[part] = time.perf_counter() - start
   metrics = summarize(outputs["unconditional"], outputs["translation"])
-  artifacts.write_json(os.path.join(workdir, "metrics.json"), metrics)
-  draw(metrics, workdir)
-  artifacts.write_run_json(workdir, stage="control", config=config, timings=timings,
-                           extra={"model": model_id})
+  if distributed.is_leader():
+    artifacts.write_json(os.path.join(workdir, "metrics.json"), metrics)
+    draw(metrics, workdir)
+    artifacts.write_run_json(workdir, stage="control", config=config, timings=timings,
+                             extra={"model": model_id, "processes": distributed.process_count()})
+  distributed.barrier("control-finished")
   return metrics

@@ -425,7 +425,7 @@ def score_units(responses, labels, sample_weight=None, *, chunk_size: int = DEFA
           progress(v.shape[1])
     return out
 
-  devices = jax.devices()
+  devices = jax.local_devices()  # With several processes, each scores on its own devices.
   chunk_size = -(-chunk_size // len(devices)) * len(devices)
   mesh = Mesh(np.array(devices), ("units",))
   by_column = NamedSharding(mesh, PartitionSpec(None, "units"))  # [N, Uc]

@@ -25,7 +25,8 @@ from absl import logging
 import numpy as np
 from tqdm import tqdm
 
-from lang_neuron_jax import analysis, artifacts, data, expertise, figures, responses, selection
+from lang_neuron_jax import (analysis, artifacts, data, distributed, expertise, figures,
+                             responses, selection)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -194,28 +195,35 @@ def find_neurons(lm, config: FindConfig, workdir: str, *, model_id: str = "",
   stamp = {"fingerprint": responses.fingerprint(
       responses=artifacts.read_json(os.path.join(workdir, "responses", responses.DONE_FILE)),
       languages=corpus.languages, index=index.to_dict())}
-  if os.path.exists(exp_path) and os.path.exists(stamp_path) and \
-      artifacts.read_json(stamp_path) == stamp:
-    exp = selection.Expertise.load(exp_path)
-    logging.info("Reusing %s", exp_path)
-  else:
+  reuse = os.path.exists(exp_path) and os.path.exists(stamp_path) and \
+      artifacts.read_json(stamp_path) == stamp
+  distributed.barrier("find-checked")  # Every process has decided before anyone writes.
+  if distributed.is_leader() and not reuse:  # With several processes, process 0 scores.
     exp = score_responses(resp, corpus, index, chunk_size=config.chunk_size, progress=progress)
     exp.save(exp_path + ".tmp.npz")
     os.replace(exp_path + ".tmp.npz", exp_path)
     write_reference_csv(exp, os.path.join(workdir, "expertise"))
     artifacts.write_json(stamp_path, stamp)
+  distributed.barrier("find-scored")
+  if reuse or not distributed.is_leader():
+    exp = selection.Expertise.load(exp_path)
+    logging.info("Reusing %s" if reuse else "Reading process 0's %s", exp_path)
   timings["scores"] = time.perf_counter() - start
 
   start = time.perf_counter()
-  os.makedirs(os.path.join(workdir, "neurons"), exist_ok=True)
-  neurons = {}
-  for lang in corpus.languages:
-    neurons[lang] = selection.select(exp, lang, config.top_n, "both")
-    save_neuron_set(neurons[lang], os.path.join(workdir, "neurons", f"{lang}.npz"))
-  result_analysis = analyse(exp, resp, corpus, config, workdir)
-  artifacts.write_json(os.path.join(workdir, "analysis.json"), result_analysis)
-  timings["analysis"] = time.perf_counter() - start
-  artifacts.write_run_json(workdir, stage="find", config=config, timings=timings,
-                           extra={"model": model_id, "texts": len(corpus.texts),
-                                  "dropped_texts": dropped, "neurons": index.size})
+  neurons = {lang: selection.select(exp, lang, config.top_n, "both") for lang in corpus.languages}
+  if distributed.is_leader():
+    os.makedirs(os.path.join(workdir, "neurons"), exist_ok=True)
+    for lang, chosen in neurons.items():
+      save_neuron_set(chosen, os.path.join(workdir, "neurons", f"{lang}.npz"))
+    result_analysis = analyse(exp, resp, corpus, config, workdir)
+    artifacts.write_json(os.path.join(workdir, "analysis.json"), result_analysis)
+    timings["analysis"] = time.perf_counter() - start
+    artifacts.write_run_json(workdir, stage="find", config=config, timings=timings,
+                             extra={"model": model_id, "texts": len(corpus.texts),
+                                    "dropped_texts": dropped, "neurons": index.size,
+                                    "processes": distributed.process_count()})
+  distributed.barrier("find-analysed")
+  if not distributed.is_leader():
+    result_analysis = artifacts.read_json(os.path.join(workdir, "analysis.json"))
   return FindResult(corpus, exp, neurons, result_analysis, dropped)

@@ -72,6 +72,23 @@ def abstract_params(config: DecoderConfig, dtype=jnp.float32):
   return jax.eval_shape(lambda i: module.init(jax.random.key(0), i), ids)["params"]
 
 
+def load_config(source: str = DEFAULT_MODEL) -> DecoderConfig:
+  """The :class:`DecoderConfig` of a preset (any family, with or without embedded
+  weights), a transformers checkpoint directory or a ``.gguf`` file, without reading
+  any weights (for memory planning)."""
+  source = os.fspath(source)
+  if source in all_presets():
+    return all_presets()[source]
+  if os.path.isdir(source):
+    family, hf_config = _hf_family(source)
+    return family.config_from_hf(hf_config)
+  if source.endswith(".gguf") and os.path.exists(source):
+    metadata = gguf_metadata(open_gguf(source))
+    return _family_for_gguf(metadata).config_from_gguf(metadata)
+  raise ValueError(f"Unknown model {source!r}: not a preset ({sorted(all_presets())}), a "
+                   "checkpoint directory or a .gguf file.")
+
+
 def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
                cache_dir: str | None = None, mesh=None) -> LanguageModel:
   """Loads a model and its tokenizer.
@@ -149,7 +166,8 @@ def _load_gguf(path: str, dtype, place=None) -> LanguageModel:
   return LanguageModel(Decoder(config, param_dtype=dtype), params, config, tokenizer, path)
 
 
-def _load_hf_directory(directory: str, dtype, place=None) -> LanguageModel:
+def _hf_family(directory: str):
+  """The family module and the parsed config.json of a transformers checkpoint directory."""
   config_path = os.path.join(directory, "config.json")
   if not os.path.exists(config_path):
     raise FileNotFoundError(f"{directory!r} has no config.json; is it a transformers checkpoint?")
@@ -162,6 +180,11 @@ def _load_hf_directory(directory: str, dtype, place=None) -> LanguageModel:
   if family is None:
     supported = sorted(t for f in FAMILIES.values() for t in f.HF_MODEL_TYPES)
     raise ValueError(f"Unsupported model_type {model_type!r} in {config_path}; supported: {supported}.")
+  return family, hf_config
+
+
+def _load_hf_directory(directory: str, dtype, place=None) -> LanguageModel:
+  family, hf_config = _hf_family(directory)
   config = family.config_from_hf(hf_config)
   params = convert(SafetensorsSource(directory), family.hf_rules(config), config,
                    abstract_params(config), dtype, ignore=family.HF_IGNORED, place=place)

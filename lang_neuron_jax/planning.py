@@ -45,6 +45,7 @@ class MemoryPlan:
       ``generation_length`` tokens, batch-sharded over the devices.
     response_files: Bytes of the float32 ``.npy`` response files for ``texts`` texts (host disk).
     neurons: Neurons recorded per text.
+    forward_compiled_for: The backend and dtype ``forward_temp`` was compiled for.
   """
 
   devices: int
@@ -57,6 +58,7 @@ class MemoryPlan:
   kv_cache_per_device: int
   response_files: int
   neurons: int
+  forward_compiled_for: str = ""
 
   @property
   def peak_per_device(self) -> int:
@@ -79,6 +81,7 @@ class MemoryPlan:
         ("response files on the host disk", self.response_files),
     ]
     lines = [f"{name:48s} {b / GB:9.2f} GB" for name, b in rows]
+    lines.append(f"{'forward compiled for':48s} {self.forward_compiled_for}")
     if device_memory_gb is not None:
       verdict = "fits" if self.fits(device_memory_gb) else "does NOT fit"
       lines.append(f"{'verdict':48s} {verdict} in {device_memory_gb:g} GB per device")
@@ -120,11 +123,19 @@ def plan_memory(config: DecoderConfig, *, devices: int, dtype=jnp.float32, texts
     if match:
       layer_bytes[match.group(1)] = layer_bytes.get(match.group(1), 0) + _bytes(p.shape, p.dtype)
 
+  # XLA:CPU has no bfloat16 matmuls: it upcasts every bfloat16 weight to a float32 copy
+  # up front, which is not what a GPU or TPU does. On a CPU host, plan a bfloat16
+  # forward from its float32 compilation (an upper bound: float32 activations).
+  forward_dtype = dtype
+  if jax.default_backend() == "cpu" and jnp.dtype(dtype) == jnp.bfloat16:
+    forward_dtype = jnp.float32
+  forward_params = params if forward_dtype == dtype else abstract_params(config, forward_dtype)
   ids = jax.ShapeDtypeStruct((batch_per_device, max_length), jnp.int32)
   mask = jax.ShapeDtypeStruct((batch_per_device, max_length), jnp.bool_)
-  compiled = jax.jit(pooled_taps, static_argnums=0).lower(config, params, ids, mask).compile()
+  compiled = jax.jit(pooled_taps, static_argnums=0).lower(config, forward_params, ids,
+                                                                  mask).compile()
   analysis = compiled.memory_analysis()
-  neurons = sum(config.site_widths.values()) * config.num_layers
+  neurons = sum(config.site_widths[s] for s in config.neuron_sites) * config.num_layers
   head_dim = config.head_dim
   kv = _bytes((2, config.num_layers, -(-generation_rows // devices), generation_length,
                config.num_kv_heads, head_dim), dtype)
@@ -135,4 +146,5 @@ def plan_memory(config: DecoderConfig, *, devices: int, dtype=jnp.float32, texts
       forward_temp=int(analysis.temp_size_in_bytes),
       forward_output=int(analysis.output_size_in_bytes),
       kv_cache_per_device=kv, response_files=int(np.int64(texts) * neurons * 4),
-      neurons=neurons)
+      neurons=neurons,
+      forward_compiled_for=f"{jax.default_backend()}, {jnp.dtype(forward_dtype).name}")

@@ -52,9 +52,9 @@ def _find_section(find: dict, images: dict) -> list[str]:
   s = a["sufficiency"]
   lines += ["### Sufficiency check", "",
             f"A logistic-regression language classifier on only the {s['neurons']} neurons "
-            "with the highest AP (a few per language) reaches {_pct(s['selected'])} held-out accuracy; on as many "
-            f"random neurons, {_pct(s['random'])} ({s.get('texts', '?')} texts of known "
-            "language).", ""]
+            f"with the highest AP (a few per language) reaches {_pct(s['selected'])} held-out "
+            f"accuracy; on as many random neurons, {_pct(s['random'])} "
+            f"({s.get('texts', '?')} texts of known language).", ""]
   return lines
 
 

@@ -7,16 +7,22 @@ right-padded batches whose width is a bucket length, through the jitted
 device. Each site's responses go to ``{site}.npy`` (float32 ``[M, L, U]``, M texts in
 the caller's order) as the batches finish.
 
-Resuming: batches run in a fixed order and ``progress.json`` records how many are
-written (after the arrays are flushed). A re-run with the same configuration continues
-from there and gives identical arrays; ``responses.json`` is written last and marks a
-finished stage. A directory written with another configuration is refused, never
-overwritten.
+Resuming: the batches are planned the same way on every run, and each process records
+the batches it has written in ``progress_{process}.json`` (after the arrays are flushed).
+A re-run with the same configuration runs only the batches no progress file lists and
+gives identical arrays; ``responses.json`` is written last and marks a finished stage.
+A directory written with another configuration is refused, never overwritten.
+
+Several processes (:mod:`lang_neuron_jax.distributed`): each runs every
+``process_count``-th unfinished batch on its own devices and writes its rows into the
+same memory maps (a shared file system), so the result does not depend on how many
+processes ran it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -29,13 +35,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
+from lang_neuron_jax import distributed
 from lang_neuron_jax.activations import pooled_taps
 
 # Analysis batches are length-sorted, so fine buckets waste little padding; few enough
 # that compilation (one per bucket) stays cheap.
 RESPONSE_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256)
 DONE_FILE = "responses.json"
-PROGRESS_FILE = "progress.json"
+PROGRESS_FILE = "progress_{process}.json"  # batches each process has written
+PROGRESS_GLOB = "progress_*.json"
 
 
 class WorkdirMismatchError(ValueError):
@@ -143,7 +151,8 @@ def compute_responses(lm, tokens: Sequence[Sequence[int]], workdir: str, *,
   shapes = {s: (len(tokens), cfg.num_layers, cfg.site_widths[s]) for s in sites}
   paths = {s: os.path.join(workdir, f"{s}.npy") for s in sites}
   done_path = os.path.join(workdir, DONE_FILE)
-  progress_path = os.path.join(workdir, PROGRESS_FILE)
+  me = distributed.process_index()
+  progress_path = lambda p: os.path.join(workdir, PROGRESS_FILE.format(process=p))
 
   if os.path.exists(done_path):
     done = _read_json(done_path)
@@ -154,27 +163,40 @@ def compute_responses(lm, tokens: Sequence[Sequence[int]], workdir: str, *,
     logging.info("Reusing finished responses in %s", workdir)
     return {s: np.load(p, mmap_mode="r") for s, p in paths.items()}
 
-  start_batch = 0
-  if os.path.exists(progress_path):
-    state = _read_json(progress_path)
-    if state["fingerprint"] != fp:
-      raise WorkdirMismatchError(
-          f"{workdir} holds a partial run of another configuration; use a new work "
-          "directory or delete it.")
-    start_batch = state["batches_done"]
-    arrays = {s: np.load(p, mmap_mode="r+") for s, p in paths.items()}
-    logging.info("Resuming responses in %s at batch %d", workdir, start_batch)
-  else:
-    arrays = {s: np.lib.format.open_memmap(paths[s], mode="w+", dtype=np.float32,
-                                           shape=shapes[s]) for s in sites}
-    _write_json_atomic(progress_path, {"fingerprint": fp, "batches_done": 0})
+  # Setup by process 0: fresh memory maps, or the partial ones of an interrupted run.
+  mismatch = WorkdirMismatchError(
+      f"{workdir} holds a partial run of another configuration; use a new work directory "
+      "or delete it.")
+  progress_files = lambda: sorted(glob.glob(os.path.join(workdir, PROGRESS_GLOB)))
+  if distributed.is_leader():
+    states = [_read_json(f) for f in progress_files()]
+    if any(st["fingerprint"] != fp for st in states):
+      raise mismatch
+    if not states:
+      for s in sites:
+        np.lib.format.open_memmap(paths[s], mode="w+", dtype=np.float32, shape=shapes[s]).flush()
+      _write_json_atomic(progress_path(0), {"fingerprint": fp, "finished": []})
+  distributed.barrier("responses-setup")
+  states = [_read_json(f) for f in progress_files()]
+  if any(st["fingerprint"] != fp for st in states):
+    raise mismatch
+  finished = sorted({b for st in states for b in st["finished"]})
+  mine_before = _read_json(progress_path(me))["finished"] if os.path.exists(
+      progress_path(me)) else []
+  distributed.barrier("responses-read")  # Nobody records progress before all have read it.
+  arrays = {s: np.load(p, mmap_mode="r+") for s, p in paths.items()}
+  if finished:
+    logging.info("Resuming responses in %s: %d batches done", workdir, len(finished))
 
   mesh = Mesh(np.array(devices), ("batch",))
   sharding = NamedSharding(mesh, PartitionSpec("batch"))
   batches = plan_batches(lengths, batch_size)
+  done_set = set(finished)
+  mine = distributed.share([b for b in range(len(batches)) if b not in done_set])
+  recorded = list(mine_before)
   bar = tqdm(total=len(tokens), desc="responses", unit="text", disable=not progress,
-             initial=sum(len(b) for b in batches[:start_batch]))
-  for index in range(start_batch, len(batches)):
+             initial=sum(len(batches[b]) for b in finished))
+  for index in mine:
     rows = batches[index]
     width = bucket(max(lengths[r] for r in rows))
     ids = np.full((batch_size, width), cfg.pad_token_id, np.int32)
@@ -193,11 +215,16 @@ def compute_responses(lm, tokens: Sequence[Sequence[int]], workdir: str, *,
       arrays[s][rows] = values
     for a in arrays.values():
       a.flush()
-    _write_json_atomic(progress_path, {"fingerprint": fp, "batches_done": index + 1})
+    recorded.append(int(index))  # Recorded only after the rows are flushed.
+    _write_json_atomic(progress_path(me), {"fingerprint": fp, "finished": recorded})
     bar.update(len(rows))
   bar.close()
   del arrays
-  _write_json_atomic(done_path, {"fingerprint": fp, "texts": len(tokens), "sites": list(sites),
-                                 "shapes": {s: list(v) for s, v in shapes.items()}})
-  os.remove(progress_path)
+  distributed.barrier("responses-written")
+  if distributed.is_leader():
+    _write_json_atomic(done_path, {"fingerprint": fp, "texts": len(tokens), "sites": list(sites),
+                                   "shapes": {s: list(v) for s, v in shapes.items()}})
+    for f in progress_files():
+      os.remove(f)
+  distributed.barrier("responses-finished")
   return {s: np.load(p, mmap_mode="r") for s, p in paths.items()}

@@ -20,6 +20,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.decoder import Decoder, init_cache, output_logits
@@ -241,6 +242,24 @@ def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, 
   state = (jnp.int32(1), first, cache, done, has_content, count, out)
   *_, count, out = jax.lax.while_loop(cond, body, state)
   return out, count
+
+
+def shard_rows(tree):
+  """Places every array of ``tree`` (each with the rows as its leading axis) on the local
+  devices, split along the rows, when the device count divides them; otherwise as is.
+
+  The jitted sampler then runs data-parallel (GSPMD): each device holds its rows' KV
+  cache, interventions and samples. Rows are independent, so results equal one device.
+  """
+  devices = jax.local_devices()
+  leaves = jax.tree.leaves(tree)
+  rows = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
+  if len(rows) > 1 or None in rows:
+    raise ValueError(f"Every array needs the same leading (row) axis; got {sorted(map(str, rows))}.")
+  if len(devices) == 1 or not leaves or next(iter(rows)) % len(devices):
+    return jax.tree.map(jnp.asarray, tree)
+  by_row = NamedSharding(Mesh(np.array(devices), ("rows",)), PartitionSpec("rows"))
+  return jax.tree.map(lambda x: jax.device_put(x, by_row), tree)
 
 
 def generate_text(lm, texts: Sequence[str], *, max_new_tokens: int = 32,

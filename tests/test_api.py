@@ -17,7 +17,7 @@ def test_every_public_name_has_a_docstring():
 def test_readme_python_example_runs(tiny_gemma3_with_tokenizer, tmp_path, monkeypatch):
   with open(os.path.join(ROOT, "README.md")) as f:
     readme = f.read()
-  code = re.search(r"## Use it from Python\n\n```python\n(.*?)```", readme, re.S).group(1)
+  code = re.search(r"## Use it from Python\n.*?```python\n(.*?)```", readme, re.S).group(1)
   # The same code on a tiny model (its 448 neurons allow N up to 224) and a temp directory.
   code = code.replace('"gemma3-270m"', repr(tiny_gemma3_with_tokenizer))
   code = code.replace('"workdir/find"', repr(str(tmp_path / "find")))

@@ -24,14 +24,14 @@ def test_killed_find_stage_resumes_to_identical_results(tiny_gemma3_with_tokeniz
   ref_dir, work = str(tmp_path / "ref"), str(tmp_path / "work")
   subprocess.run(cmd(ref_dir), check=True, capture_output=True, timeout=600)
 
-  progress = os.path.join(work, "responses", "progress.json")
+  progress = os.path.join(work, "responses", "progress_0.json")  # process 0's batches
   proc = subprocess.Popen(cmd(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
   killed_at = None
   while time.time() < deadline and proc.poll() is None:
     try:
       with open(progress) as f:
-        done = json.load(f)["batches_done"]
+        done = len(json.load(f)["finished"])
     except (OSError, ValueError, KeyError):
       done = 0
     if done >= 3:

@@ -93,3 +93,43 @@ def test_loading_onto_a_mesh_shards_parameters(tmp_path):
                           str(tmp_path / "ref.npz")], capture_output=True, text=True, env=env,
                          timeout=600)
   assert child.returncode == 0 and "OK" in child.stdout, child.stderr[-3000:]
+
+
+CHILD_GENERATE = r"""
+import sys, json, jax
+sys.path.insert(0, sys.argv[1])
+from lang_neuron_jax import control, sampling
+from tests.test_control import toy_setup
+assert len(jax.devices()) == 8
+lm, exp = toy_setup()
+conds = [control.BASELINE, control.condition("de", "both", 50), control.condition("en", "top", 20)]
+jobs = [control.Job(c, (2, 7, 9)[:1 + i % 3], i) for c in conds for i in range(8)]
+ids, _ = sampling.pad_prompts([[2, 5]] * 16, lm.config.pad_token_id)
+placed = sampling.shard_rows((ids,))[0]
+assert len(placed.sharding.device_set) == 8, placed.sharding  # rows really are split
+out = {}
+for name, sampler in (("greedy", sampling.GREEDY), ("warm", sampling.Sampler(temperature=0.8))):
+  out[name] = [r["tokens"] for r in control.run_jobs(lm, exp, jobs, max_new_tokens=10,
+               sampler=sampler, batch_size=16, progress=False)]
+print(json.dumps(out))
+"""
+
+
+def test_sharded_sampler_rows_equal_single_device():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  child = subprocess.run([sys.executable, "-c", CHILD_GENERATE, ROOT], capture_output=True,
+                         text=True, env=env, timeout=600)
+  assert child.returncode == 0, child.stderr[-3000:]
+  import json
+
+  from lang_neuron_jax import control, sampling
+  from tests.test_control import toy_setup
+  got = json.loads(child.stdout.strip().splitlines()[-1])
+  lm, exp = toy_setup()
+  conds = [control.BASELINE, control.condition("de", "both", 50),
+           control.condition("en", "top", 20)]
+  jobs = [control.Job(c, (2, 7, 9)[:1 + i % 3], i) for c in conds for i in range(8)]
+  for name, sampler in (("greedy", sampling.GREEDY), ("warm", sampling.Sampler(temperature=0.8))):
+    ref = [r["tokens"] for r in control.run_jobs(lm, exp, jobs, max_new_tokens=10,
+                                                 sampler=sampler, batch_size=16, progress=False)]
+    assert got[name] == ref, name

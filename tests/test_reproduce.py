@@ -24,6 +24,7 @@ def test_reproduce_quick_writes_every_report_section(tiny_gemma3_with_tokenizer,
                   "## Controlling the output language", "### Translation",
                   "### Example generations", "## Run", "Median perplexity"):
     assert section in text, section
+  assert "{_" not in text and "{s[" not in text  # every f-string was formatted
   for image in ("overlap_top.png", "layers.png", "share_vs_n.png", "translation_bleu.png"):
     assert f"]({image})" in text and os.path.exists(os.path.join(work, image)), image
   again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)

@@ -300,6 +300,9 @@ class Block(nn.Module):
     return x, new_cache
 
 
+HEAD_ROW_CHUNK = 64
+
+
 def output_logits(config: DecoderConfig, params, hidden: jax.Array) -> jax.Array:
   """The output head: final hidden states ``[..., D]`` to float32 logits ``[..., V]``.
 
@@ -308,8 +311,20 @@ def output_logits(config: DecoderConfig, params, hidden: jax.Array) -> jax.Array
   just those.
   """
   table = params["embed"]["embedding"] if config.tie_embeddings else params["lm_head"]
-  out = jnp.einsum("...D,VD->...V", hidden, table.astype(hidden.dtype),
-                   preferred_element_type=jnp.float32)
+  project = lambda h: jnp.einsum("...D,VD->...V", h, table.astype(h.dtype),
+                                 preferred_element_type=jnp.float32)
+  rows = math.prod(hidden.shape[:-1])
+  if HEAD_ROW_CHUNK < rows <= HEAD_ROW_CHUNK * 16:
+    # XLA:CPU runs this matmul several times slower for more than 64 rows when a
+    # reduction over the vocabulary follows in the same loop (the sampler's softmax):
+    # 0.57 s instead of 0.21 s per decode step for 100 rows of Gemma 3's 262k vocabulary.
+    # Blocks of 64 rows keep the fast path (measured; same values).
+    flat = hidden.reshape(rows, hidden.shape[-1])
+    out = jnp.concatenate([project(flat[i:i + HEAD_ROW_CHUNK])
+                           for i in range(0, rows, HEAD_ROW_CHUNK)])
+    out = out.reshape(*hidden.shape[:-1], out.shape[-1])
+  else:
+    out = project(hidden)
   if config.final_logit_softcap is not None:
     out = jnp.tanh(out / config.final_logit_softcap) * config.final_logit_softcap
   return out
