@@ -9,14 +9,18 @@ Layout of ``workdir``::
     share_vs_n.png, translation_bleu.png, translation_share.png
     run.json
 
-Generation results are written as each experiment finishes, and reused on a re-run with
-the same configuration.
+Generated rows are appended to ``{part}.partial{process}.jsonl`` batch by batch, so a
+killed run continues where it stopped (with identical results: rows do not depend on
+their batch); the evaluated ``{part}.jsonl`` is written when a part finishes, and is
+reused on a re-run with the same configuration.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import glob
+import json
 import os
 import time
 from typing import Sequence
@@ -87,40 +91,11 @@ def _save_records(path: str, records, fingerprint: str):
   artifacts.write_json(path + ".json", {"fingerprint": fingerprint})
 
 
-def run_unconditional(lm, exp: Expertise, config: ControlConfig, *, progress=True) -> list[dict]:
+def unconditional_jobs(lm, exp: Expertise, config: ControlConfig) -> list[control.Job]:
   conditions = control.unconditional_conditions(config.languages, exp.index.size, ns=config.ns,
                                                 extra_n=config.extra_n)
   prompt = tuple(control.unconditional_prompt(lm.config))
-  jobs = [control.Job(c, prompt, i) for c in conditions for i in range(config.samples)]
-  sampler = sampling.Sampler(temperature=config.temperature)
-  records = control.run_jobs(lm, exp, distributed.share(jobs), max_new_tokens=config.max_new_tokens,
-                             sampler=sampler, seed=config.seed, batch_size=config.batch_size,
-                             statistic=config.statistic, progress=progress)
-  for r, lang in zip(records, evaluation.identify_language([r["text"] for r in records])):
-    r["detected"] = lang
-  scored = [r for r in records if r["sample"] < config.perplexity_samples]
-  ppl = control.perplexity(lm, [prompt] * len(scored), [r["tokens"] for r in scored])
-  for r in records:
-    r["perplexity"] = None
-  for r, p in zip(scored, ppl):
-    r["perplexity"] = None if np.isnan(p) else float(p)
-  return records
-
-
-def _gather(records: list[dict], workdir: str, part: str) -> list[dict]:
-  """Every process's records (each ran :func:`distributed.share` of the jobs), in job
-  order, on every process; exchanged through files in ``workdir``."""
-  if distributed.process_count() == 1:
-    return records
-  path = lambda p: os.path.join(workdir, f"{part}.process{p}.jsonl")
-  artifacts.write_jsonl(path(distributed.process_index()), records)
-  distributed.barrier(f"control-{part}-written")
-  parts = [artifacts.read_jsonl(path(p)) for p in range(distributed.process_count())]
-  distributed.barrier(f"control-{part}-read")
-  if distributed.is_leader():
-    for p in range(distributed.process_count()):
-      os.remove(path(p))
-  return distributed.unshare(parts)
+  return [control.Job(c, prompt, i) for c in conditions for i in range(config.samples)]
 
 
 def translation_sets(config: ControlConfig) -> list[tuple[str, str]]:
@@ -129,7 +104,7 @@ def translation_sets(config: ControlConfig) -> list[tuple[str, str]]:
   return [(d, l) for d, l in data.available_translation_sets() if l in config.languages]
 
 
-def run_translation(lm, exp: Expertise, config: ControlConfig, *, progress=True) -> list[dict]:
+def translation_jobs(lm, exp: Expertise, config: ControlConfig) -> list[control.Job]:
   n = min(config.translation_n, exp.index.size // 2)  # Small models have fewer neurons.
   jobs = []
   for dataset, lang in translation_sets(config):
@@ -139,19 +114,117 @@ def run_translation(lm, exp: Expertise, config: ControlConfig, *, progress=True)
         prompt = lm.tokenizer(control.TRANSLATION_PROMPT.format(source=source)).input_ids
         jobs.append(control.Job(cond, tuple(prompt), i, meta={
             "dataset": dataset, "target": lang, "source": source, "reference": reference}))
+  return jobs
+
+
+def generation_settings(lm, part: str, config: ControlConfig) -> dict:
+  """``run_jobs`` arguments of each experiment."""
+  if part == "unconditional":
+    return {"max_new_tokens": config.max_new_tokens,
+            "sampler": sampling.Sampler(temperature=config.temperature)}
   # Only the first non-empty line is scored, so rows stop once it is complete: the
   # same lines as generating all translation_tokens and cutting, at a fraction of the cost.
-  line_stop = sampling.line_stop_for(lm.tokenizer, lm.config.vocab_size)
-  records = control.run_jobs(lm, exp, distributed.share(jobs),
-                             max_new_tokens=config.translation_tokens,
-                             sampler=sampling.GREEDY, seed=config.seed,
-                             batch_size=config.batch_size, statistic=config.statistic,
-                             line_stop=line_stop, progress=progress)
+  return {"max_new_tokens": config.translation_tokens, "sampler": sampling.GREEDY,
+          "line_stop": sampling.line_stop_for(lm.tokenizer, lm.config.vocab_size)}
+
+
+def evaluate_unconditional(lm, records: list[dict], config: ControlConfig) -> list[dict]:
+  """Adds each sample's detected language, and the perplexity of the first
+  ``perplexity_samples`` samples of each condition."""
+  for r, lang in zip(records, evaluation.identify_language([r["text"] for r in records])):
+    r["detected"] = lang
+  prompt = tuple(control.unconditional_prompt(lm.config))
+  scored = [r for r in records if r["sample"] < config.perplexity_samples]
+  ppl = control.perplexity(lm, [prompt] * len(scored), [r["tokens"] for r in scored])
+  for r in records:
+    r["perplexity"] = None
+  for r, p in zip(scored, ppl):
+    r["perplexity"] = None if np.isnan(p) else float(p)
+  return records
+
+
+def evaluate_translation(lm, records: list[dict], config: ControlConfig) -> list[dict]:
+  """Adds each translation's output (its first non-empty line) and detected language."""
+  del lm, config
   for r in records:
     r["output"] = control.cut_translation(r["text"])
   for r, lang in zip(records, evaluation.identify_language([r["output"] for r in records])):
     r["detected"] = lang
   return records
+
+
+def _read_partial(path: str, fingerprint: str) -> list[dict]:
+  """Records of a partial file whose header matches; a torn last line is dropped."""
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    lines = f.read().split("\n")
+  records = []
+  for line in lines:
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      break  # the line being written when the run was killed, and nothing after it
+  if not records or records[0].get("fingerprint") != fingerprint:
+    return []
+  return records[1:]
+
+
+def generate_resumable(lm, exp: Expertise, jobs: Sequence[control.Job], *, workdir: str,
+                       part: str, fingerprint: str, batch_size: int, seed: int,
+                       statistic: str, progress: bool = True, **settings) -> list[dict]:
+  """Generates every job once, continuing an interrupted run.
+
+  Each finished batch is appended to ``{part}.partial{process}.jsonl`` (header: the
+  configuration's fingerprint); a re-run reads every such file, skips the jobs they
+  hold, and gives the records an uninterrupted run would (rows are independent of their
+  batch). With several processes, each runs its share of the remaining jobs.
+
+  Returns:
+    One record per job, in job order, on every process (with a ``job`` index).
+  """
+  jobs = [dataclasses.replace(j, meta={**j.meta, "job": i}) for i, j in enumerate(jobs)]
+  done = {}
+  for path in glob.glob(os.path.join(workdir, f"{part}.partial*.jsonl")):
+    for r in _read_partial(path, fingerprint):
+      done[r["job"]] = r
+  if done:
+    logging.info("Resuming %s: %d of %d rows already generated", part, len(done), len(jobs))
+  distributed.barrier(f"control-{part}-partial-read")
+  mine = distributed.share([j for j in jobs if j.meta["job"] not in done])
+  path = os.path.join(workdir, f"{part}.partial{distributed.process_index()}.jsonl")
+  kept = _read_partial(path, fingerprint)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:  # header + this file's valid rows
+    for r in [{"fingerprint": fingerprint}] + kept:
+      f.write(json.dumps(artifacts.to_jsonable(r), ensure_ascii=False) + "\n")
+  os.replace(path + ".tmp", path)
+
+  def append(batch: list[dict]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+      for r in batch:
+        f.write(json.dumps(artifacts.to_jsonable(r), ensure_ascii=False) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+
+  new = control.run_jobs(lm, exp, mine, batch_size=batch_size, seed=seed, statistic=statistic,
+                         on_batch=append, progress=progress, **settings)
+  everything = list(done.values()) + _gather(new, workdir, part)
+  return sorted(everything, key=lambda r: r["job"])
+
+
+def _gather(records: list[dict], workdir: str, part: str) -> list[dict]:
+  """Every process's ``records``, on every process; exchanged through files in ``workdir``."""
+  if distributed.process_count() == 1:
+    return records
+  path = lambda p: os.path.join(workdir, f"{part}.process{p}.jsonl")
+  artifacts.write_jsonl(path(distributed.process_index()), records)
+  distributed.barrier(f"control-{part}-written")
+  out = [r for p in range(distributed.process_count()) for r in artifacts.read_jsonl(path(p))]
+  distributed.barrier(f"control-{part}-read")
+  if distributed.is_leader():
+    for p in range(distributed.process_count()):
+      os.remove(path(p))
+  return out
 
 
 def summarize(unconditional: Sequence[dict], translation: Sequence[dict]) -> dict:
@@ -213,16 +286,27 @@ def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *, mode
   os.makedirs(workdir, exist_ok=True)
   timings = {}
   outputs = {}
-  for part, fn in (("unconditional", run_unconditional), ("translation", run_translation)):
+  parts = {"unconditional": (unconditional_jobs, evaluate_unconditional),
+           "translation": (translation_jobs, evaluate_translation)}
+  for part, (make_jobs, evaluate) in parts.items():
     start = time.perf_counter()
     path = os.path.join(workdir, f"{part}.jsonl")
     fp = _stage_fingerprint(config, expertise_stamp, model_id, part)
     records = _cached_records(path, fp)
     distributed.barrier(f"control-{part}-checked")  # all decided before anyone writes
     if records is None:
-      records = _gather(fn(lm, exp, config, progress=progress), workdir, part)
-      if distributed.is_leader():
+      records = generate_resumable(
+          lm, exp, make_jobs(lm, exp, config), workdir=workdir, part=part, fingerprint=fp,
+          batch_size=config.batch_size, seed=config.seed, statistic=config.statistic,
+          progress=progress, **generation_settings(lm, part, config))
+      if distributed.is_leader():  # Process 0 evaluates and writes; the others read it.
+        records = evaluate(lm, records, config)
         _save_records(path, records, fp)
+        for partial in glob.glob(os.path.join(workdir, f"{part}.partial*.jsonl")):
+          os.remove(partial)
+      distributed.barrier(f"control-{part}-saved")
+      if not distributed.is_leader():
+        records = artifacts.read_jsonl(path)
     outputs[part] = records
     timings[part] = time.perf_counter() - start
   metrics = summarize(outputs["unconditional"], outputs["translation"])

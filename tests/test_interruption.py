@@ -53,3 +53,52 @@ def test_killed_find_stage_resumes_to_identical_results(tiny_gemma3_with_tokeniz
   ref = selection.Expertise.load(os.path.join(ref_dir, "expertise.npz"))
   got = selection.Expertise.load(os.path.join(work, "expertise.npz"))
   assert np.array_equal(ref.ap, got.ap)
+
+
+def test_killed_control_stage_resumes_to_identical_generations(tiny_gemma3_with_tokenizer,
+                                                                tmp_path):
+  corpus = write_small_corpus(str(tmp_path / "corpus"), languages=("en", "de", "ja"))
+  model = f"--model={tiny_gemma3_with_tokenizer}"
+  find_dir = str(tmp_path / "find")
+  subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "find_neurons.py"), model,
+                  f"--workdir={find_dir}", "--languages=en,de,ja", f"--corpus_dir={corpus}",
+                  "--top_n=10", "--batch_size=16"], check=True, capture_output=True, timeout=600)
+
+  def cmd(work):
+    return [sys.executable, os.path.join(ROOT, "experiments", "control.py"), model,
+            f"--find_workdir={find_dir}", f"--workdir={work}", "--languages=de,ja",
+            "--samples=8", "--max_new_tokens=24", "--ns=2,20", "--extra_n=5",
+            "--translation_pairs=2", "--translation_tokens=8", "--translation_n=5",
+            "--batch_size=8"]
+  ref_dir, work = str(tmp_path / "ref"), str(tmp_path / "work")
+  subprocess.run(cmd(ref_dir), check=True, capture_output=True, timeout=600)
+
+  partial = os.path.join(work, "unconditional.partial0.jsonl")
+  proc = subprocess.Popen(cmd(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  killed_at = None
+  while time.time() < deadline and proc.poll() is None:
+    try:
+      with open(partial) as f:
+        rows = sum(1 for _ in f) - 1  # minus the header
+    except OSError:
+      rows = 0
+    if rows >= 16:  # two batches of 8 written; the run has 11 conditions x 8 samples
+      proc.send_signal(signal.SIGKILL)
+      killed_at = rows
+      break
+    time.sleep(0.02)
+  proc.wait(timeout=60)
+  assert killed_at is not None, "the run finished before it could be killed"
+  assert not os.path.exists(os.path.join(work, "unconditional.jsonl"))
+
+  resumed = subprocess.run(cmd(work), capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert "Resuming unconditional" in resumed.stderr
+  for part in ("unconditional", "translation"):
+    with open(os.path.join(ref_dir, f"{part}.jsonl")) as f:
+      ref = [json.loads(line) for line in f]
+    with open(os.path.join(work, f"{part}.jsonl")) as f:
+      got = [json.loads(line) for line in f]
+    assert ref == got, part
+  assert not [f for f in os.listdir(work) if ".partial" in f]

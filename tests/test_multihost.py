@@ -58,3 +58,22 @@ def test_two_processes_give_the_results_of_one(tiny_gemma3_with_tokenizer, tmp_p
   assert (b / "report.md").exists()
   assert not list((b / "control").glob("*.process*.jsonl"))  # exchange files cleaned up
   assert not list((b / "find" / "responses").glob("progress_*.json"))
+
+
+def test_bad_multihost_arguments_are_refused():
+  import pytest
+
+  from lang_neuron_jax import distributed
+  with pytest.raises(ValueError, match="coordinator address"):
+    distributed.initialize(None, 2, 0)
+  with pytest.raises(ValueError, match="process_id"):
+    distributed.initialize("localhost:1", 2, 2)
+  distributed.initialize(None, 1, 0)  # one process: nothing to do
+
+
+def test_share_and_unshare_are_inverse():
+  from lang_neuron_jax import distributed
+  items = list(range(11))
+  parts = [items[p::3] for p in range(3)]
+  assert distributed.unshare(parts) == items
+  assert distributed.share(items) == items  # one process holds everything
