@@ -168,11 +168,10 @@ def compute_responses(lm, tokens: Sequence[Sequence[int]], workdir: str, *,
       f"{workdir} holds a partial run of another configuration; use a new work directory "
       "or delete it.")
   progress_files = lambda: sorted(glob.glob(os.path.join(workdir, PROGRESS_GLOB)))
+  # A mismatch is raised after the barrier, by every process alike (the leader raising
+  # alone would leave the others waiting at the barrier).
   if distributed.is_leader():
-    states = [_read_json(f) for f in progress_files()]
-    if any(st["fingerprint"] != fp for st in states):
-      raise mismatch
-    if not states:
+    if not progress_files():
       for s in sites:
         np.lib.format.open_memmap(paths[s], mode="w+", dtype=np.float32, shape=shapes[s]).flush()
       _write_json_atomic(progress_path(0), {"fingerprint": fp, "finished": []})

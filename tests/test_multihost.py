@@ -60,6 +60,28 @@ def test_two_processes_give_the_results_of_one(tiny_gemma3_with_tokenizer, tmp_p
   assert not list((b / "find" / "responses").glob("progress_*.json"))
 
 
+def test_both_processes_refuse_a_workdir_of_another_configuration(tiny_gemma3_with_tokenizer,
+                                                                   tmp_path):
+  """Every process raises the mismatch (none is left waiting at a barrier)."""
+  corpus = write_small_corpus(str(tmp_path / "corpus"), languages=("en", "de"))
+  responses_dir = tmp_path / "run" / "find" / "responses"
+  responses_dir.mkdir(parents=True)
+  (responses_dir / "progress_0.json").write_text(
+      json.dumps({"fingerprint": "another", "finished": [0]}))
+  port = _free_port()
+  procs = [subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--quick",
+       f"--model={tiny_gemma3_with_tokenizer}", "--languages=en,de", f"--corpus_dir={corpus}",
+       f"--workdir={tmp_path / 'run'}", "--num_processes=2", f"--process_id={i}",
+       f"--coordinator_address=localhost:{port}"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  for p in procs:
+    _, err = p.communicate(timeout=300)
+    assert p.returncode != 0
+    assert "another configuration" in err, err[-3000:]
+  assert json.loads((responses_dir / "progress_0.json").read_text())["finished"] == [0]
+
+
 def test_bad_multihost_arguments_are_refused():
   import pytest
 
