@@ -16,7 +16,7 @@ from absl import flags
 from absl import logging
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import sampling
+from lang_neuron_jax import data, sampling
 
 _MODEL = flags.DEFINE_string("model", lnj.DEFAULT_MODEL,
                              "Embedded preset, .gguf file or transformers checkpoint directory.")
@@ -24,14 +24,7 @@ _MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 32, "Tokens to generate
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype.")
 _OUTPUT = flags.DEFINE_string("output", None, "Optional .jsonl file for the continuations.")
 
-PROMPTS = {
-    "en": "The history of the city begins",
-    "de": "Die Geschichte der Stadt beginnt",
-    "fr": "L'histoire de la ville commence",
-    "es": "La historia de la ciudad comienza",
-    "zh": "这座城市的历史始于",
-    "ja": "この町の歴史は",
-}
+PROMPTS = data.EXAMPLE_PROMPTS
 
 
 def main(argv):

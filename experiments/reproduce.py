@@ -37,7 +37,7 @@ _TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data directory
 _QUICK = flags.DEFINE_bool("quick", False, "Small settings, same code path (minutes on CPU).")
 _PAPER = flags.DEFINE_bool("paper", False, "The paper's counts: 100 unconditional samples per "
                            "condition and 100 pairs per translation set (about an hour on "
-                           "a 2-core CPU; the default uses 32 and 16).")
+                           "a 2-core CPU, estimated; the default uses 32 and 16).")
 _TOP_N = flags.DEFINE_integer("top_n", 1000, "N of the top-N and bottom-N sets.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype.")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Rows per generation call.")

@@ -24,6 +24,15 @@ DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 SENSE_DIR = os.path.join(DATA_DIR, "sense")
 TRANSLATION_DIR = os.path.join(DATA_DIR, "translation")
 PAPER_LANGUAGES = ("en", "de", "fr", "es", "zh", "ja")
+# One short prompt per paper language, the same sentence in each (smoke tests, demos).
+EXAMPLE_PROMPTS = {
+    "en": "The history of the city begins",
+    "de": "Die Geschichte der Stadt beginnt",
+    "fr": "L'histoire de la ville commence",
+    "es": "La historia de la ciudad comienza",
+    "zh": "这座城市的历史始于",
+    "ja": "この町の歴史は",
+}
 
 
 class CorpusError(ValueError):

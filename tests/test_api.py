@@ -2,8 +2,10 @@
 
 import os
 import re
+import shutil
 
 import lang_neuron_jax as lnj
+from tests.conftest import write_small_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,5 +26,21 @@ def test_readme_python_example_runs(tiny_gemma3_with_tokenizer, tmp_path, monkey
   code = code.replace('"de", 1000, "both"', '"de", 100, "both"')
   code = code.replace("find.FindConfig()", "find.FindConfig(top_n=20)")
   monkeypatch.chdir(tmp_path)
-  exec(compile(code, "README.md", "exec"), {})  # pylint: disable=exec-used
+  namespace = {}
+  exec(compile(code, "README.md", "exec"), namespace)  # pylint: disable=exec-used
   assert os.path.exists(tmp_path / "find" / "expertise.npz")
+
+  # The second example: your own model and languages (here sw and yo files made from
+  # the shipped de and ja lists), run after the first as a reader would.
+  own = re.search(r"Nothing assumes the embedded model.*?```python\n(.*?)```", readme,
+                  re.S).group(1)
+  source = write_small_corpus(str(tmp_path / "source"))
+  os.makedirs(tmp_path / "my_corpora")
+  for theirs, ours in (("en", "en"), ("de", "sw"), ("ja", "yo")):
+    shutil.copy(os.path.join(source, f"{theirs}.json"), tmp_path / "my_corpora" / f"{ours}.json")
+  own = own.replace('top_n=50', 'top_n=5').replace('"sw", 50, "top"', '"sw", 5, "top"')
+  exec(compile(own, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+  found = namespace["mine_found"]
+  assert found.expertise.languages == ("en", "sw", "yo")
+  assert namespace["my_lm"].config.num_layers == 2
+  assert os.path.exists(tmp_path / "workdir" / "mine" / "expertise.npz")

@@ -9,16 +9,10 @@ import numpy as np
 import pytest
 
 import lang_neuron_jax as lnj
+from lang_neuron_jax import data
 from lang_neuron_jax.loading import embedded_gguf_path
 
-PROMPTS = {
-    "en": "The history of the city begins",
-    "de": "Die Geschichte der Stadt beginnt",
-    "fr": "L'histoire de la ville commence",
-    "es": "La historia de la ciudad comienza",
-    "zh": "这座城市的历史始于",
-    "ja": "この町の歴史は",
-}
+PROMPTS = data.EXAMPLE_PROMPTS
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +73,13 @@ def test_logits_and_greedy_continuations_match(ours, theirs):
 
 def test_tokenizer_matches_transformers_on_every_shipped_text(ours, theirs):
   _, tokenizer = theirs
-  data = os.path.join(os.path.dirname(lnj.__file__), "data")
+  data_dir = data.DATA_DIR
   texts = set()
-  for path in glob.glob(os.path.join(data, "sense", "*.json")):
+  for path in glob.glob(os.path.join(data_dir, "sense", "*.json")):
     with open(path) as f:
       sentences = json.load(f)["sentences"]
     texts.update(sentences["positive"] + sentences["negative"])
-  for path in glob.glob(os.path.join(data, "translation", "*.jsonl")):
+  for path in glob.glob(os.path.join(data_dir, "translation", "*.jsonl")):
     with open(path) as f:
       for line in f:
         texts.update(json.loads(line).values())

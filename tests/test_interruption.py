@@ -1,4 +1,4 @@
-"""Killing the find binary mid-run and re-running gives the uninterrupted results."""
+"""Killing the find or control binary mid-run and re-running gives the uninterrupted results."""
 
 import json
 import os
@@ -15,6 +15,42 @@ from tests.conftest import write_small_corpus
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _kill_once(cmd, progress, at_least: int) -> int:
+  """Starts ``cmd`` and SIGKILLs it once ``progress()`` reaches ``at_least``.
+
+  Returns the progress at the kill; fails if the run finished first.
+  """
+  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  killed_at = None
+  while time.time() < deadline and proc.poll() is None:
+    done = progress()
+    if done >= at_least:
+      proc.send_signal(signal.SIGKILL)
+      killed_at = done
+      break
+    time.sleep(0.02)
+  proc.wait(timeout=60)
+  assert killed_at is not None, "the run finished before it could be killed"
+  return killed_at
+
+
+def _finished_batches(path: str) -> int:
+  try:
+    with open(path) as f:
+      return len(json.load(f)["finished"])
+  except (OSError, ValueError, KeyError):
+    return 0
+
+
+def _rows_written(path: str) -> int:
+  try:
+    with open(path) as f:
+      return sum(1 for _ in f) - 1  # minus the header
+  except OSError:
+    return 0
+
+
 def test_killed_find_stage_resumes_to_identical_results(tiny_gemma3_with_tokenizer, tmp_path):
   corpus = write_small_corpus(str(tmp_path / "corpus"), positives=40, negatives=80)
   def cmd(work):
@@ -25,22 +61,7 @@ def test_killed_find_stage_resumes_to_identical_results(tiny_gemma3_with_tokeniz
   subprocess.run(cmd(ref_dir), check=True, capture_output=True, timeout=600)
 
   progress = os.path.join(work, "responses", "progress_0.json")  # process 0's batches
-  proc = subprocess.Popen(cmd(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.time() + 300
-  killed_at = None
-  while time.time() < deadline and proc.poll() is None:
-    try:
-      with open(progress) as f:
-        done = len(json.load(f)["finished"])
-    except (OSError, ValueError, KeyError):
-      done = 0
-    if done >= 3:
-      proc.send_signal(signal.SIGKILL)
-      killed_at = done
-      break
-    time.sleep(0.05)
-  proc.wait(timeout=60)
-  assert killed_at is not None, "the run finished before it could be killed"
+  _kill_once(cmd(work), lambda: _finished_batches(progress), 3)
   assert not os.path.exists(os.path.join(work, "expertise.npz"))
 
   resumed = subprocess.run(cmd(work), capture_output=True, text=True, timeout=600)
@@ -74,22 +95,8 @@ def test_killed_control_stage_resumes_to_identical_generations(tiny_gemma3_with_
   subprocess.run(cmd(ref_dir), check=True, capture_output=True, timeout=600)
 
   partial = os.path.join(work, "unconditional.partial0.jsonl")
-  proc = subprocess.Popen(cmd(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.time() + 300
-  killed_at = None
-  while time.time() < deadline and proc.poll() is None:
-    try:
-      with open(partial) as f:
-        rows = sum(1 for _ in f) - 1  # minus the header
-    except OSError:
-      rows = 0
-    if rows >= 16:  # two batches of 8 written; the run has 11 conditions x 8 samples
-      proc.send_signal(signal.SIGKILL)
-      killed_at = rows
-      break
-    time.sleep(0.02)
-  proc.wait(timeout=60)
-  assert killed_at is not None, "the run finished before it could be killed"
+  # Two batches of 8 written; the run has 11 conditions x 8 samples.
+  _kill_once(cmd(work), lambda: _rows_written(partial), 16)
   assert not os.path.exists(os.path.join(work, "unconditional.jsonl"))
 
   resumed = subprocess.run(cmd(work), capture_output=True, text=True, timeout=600)
