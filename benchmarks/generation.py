@@ -6,13 +6,17 @@ token. In the same run:
 1. ours: the jitted KV-cache sampler, all samples in batches, each row with its own
    intervention (here: half the rows with a random 2,000-neuron intervention, half with
    none, so the per-row intervention machinery is exercised);
-2. the reference procedure: transformers PyTorch float32 ``generate``, one sequence at a
-   time, timed on ``--reference_samples`` samples and extrapolated to ``--samples``.
+2. the reference procedure: transformers PyTorch ``generate`` (float32, or ``--dtype``
+   for both sides), one sequence at a time, timed on ``--reference_samples`` samples
+   and extrapolated to ``--samples``. With ``--dtype=bfloat16`` transformers warns that
+   its GGUF loading computes every matmul in float32 with casts, so that reference is
+   not a clean bfloat16 PyTorch baseline (measured 2026-11-25: ours 22.4 s in bfloat16,
+   24.1 s in float32 in the run next to it; that reference 430 s).
 
 Then a sweep over interventions (different neurons and values each call) shows the
 sampler compiles once. Needs the ``test`` extra (torch, accelerate).
 
-  python benchmarks/generation.py [--samples=100] [--reference_samples=3]
+  python benchmarks/generation.py [--samples=100] [--reference_samples=10] [--dtype=bfloat16]
 """
 
 import os
@@ -32,7 +36,10 @@ _SAMPLES = flags.DEFINE_integer("samples", 100, "Samples per condition.")
 _TOKENS = flags.DEFINE_integer("max_new_tokens", 64, "New tokens per sample.")
 _BATCH = flags.DEFINE_integer("batch_size", None, "Rows per call (default: all samples in "
                              "one call).")
-_REFERENCE = flags.DEFINE_integer("reference_samples", 3, "Samples timed with PyTorch.")
+_REFERENCE = flags.DEFINE_integer("reference_samples", 10, "Samples timed with PyTorch "
+                                  "(3 gave 378 s and 431 s for 100 on two runs).")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
+                           "Parameter dtype of both sides (the reference procedure is float32).")
 
 
 def random_intervention_sets(lm, rows, seed):
@@ -51,7 +58,7 @@ def main(argv):
   import torch
   from transformers import AutoModelForCausalLM
 
-  lm = lnj.load_model("gemma3-270m")
+  lm = lnj.load_model("gemma3-270m", dtype=_DTYPE.value)
   cfg = lm.config
   warm = sampling.Sampler(temperature=0.8)
   b = _BATCH.value or _SAMPLES.value
@@ -74,7 +81,7 @@ def main(argv):
   path = embedded_gguf_path("gemma3-270m")
   directory, name = os.path.split(path)
   model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name,
-                                               dtype=torch.float32).eval()
+                                               dtype=getattr(torch, _DTYPE.value)).eval()
   bos = torch.tensor([[cfg.bos_token_id]])
   torch.manual_seed(0)
   with torch.no_grad():
@@ -91,7 +98,7 @@ def main(argv):
   recompiles = sampling.generate._cache_size() - before
 
   print(f"{_SAMPLES.value} samples x {_TOKENS.value} tokens, temperature 0.8, batch {b}, "
-        f"devices {jax.devices()}")
+        f"{_DTYPE.value}, devices {jax.devices()}")
   print(f"ours (jitted KV-cache sampler, per-row interventions): {t_ours:8.1f} s")
   print(f"transformers generate, one sequence at a time:        {t_ref:8.1f} s "
         f"(timed on {_REFERENCE.value} samples)")
