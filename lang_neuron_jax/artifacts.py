@@ -73,6 +73,15 @@ def write_jsonl(path: str, records: Iterable[dict]) -> None:
   os.replace(tmp, path)
 
 
+def append_jsonl(path: str, records: Iterable[dict]) -> None:
+  """Appends JSON Lines and syncs them to disk (a killed run keeps every appended line)."""
+  with open(path, "a", encoding="utf-8") as f:
+    for r in records:
+      f.write(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def read_jsonl(path: str) -> list[dict]:
   with open(path, encoding="utf-8") as f:
     return [json.loads(line) for line in f if line.strip()]

@@ -170,6 +170,12 @@ def _read_partial(path: str, fingerprint: str) -> list[dict]:
   return records[1:]
 
 
+def _read_partials(workdir: str, part: str, fingerprint: str) -> dict[int, dict]:
+  """``{job: record}`` from every process's partial file of ``part``."""
+  return {r["job"]: r for path in glob.glob(os.path.join(workdir, f"{part}.partial*.jsonl"))
+          for r in _read_partial(path, fingerprint)}
+
+
 def generate_resumable(lm, exp: Expertise, jobs: Sequence[control.Job], *, workdir: str,
                        part: str, fingerprint: str, batch_size: int, seed: int,
                        statistic: str, progress: bool = True, **settings) -> list[dict]:
@@ -178,53 +184,31 @@ def generate_resumable(lm, exp: Expertise, jobs: Sequence[control.Job], *, workd
   Each finished batch is appended to ``{part}.partial{process}.jsonl`` (header: the
   configuration's fingerprint); a re-run reads every such file, skips the jobs they
   hold, and gives the records an uninterrupted run would (rows are independent of their
-  batch). With several processes, each runs its share of the remaining jobs.
+  batch). With several processes, each runs its share of the remaining jobs, and the
+  partial files are also how the processes see each other's rows.
 
   Returns:
     One record per job, in job order, on every process (with a ``job`` index).
   """
   jobs = [dataclasses.replace(j, meta={**j.meta, "job": i}) for i, j in enumerate(jobs)]
-  done = {}
-  for path in glob.glob(os.path.join(workdir, f"{part}.partial*.jsonl")):
-    for r in _read_partial(path, fingerprint):
-      done[r["job"]] = r
+  done = _read_partials(workdir, part, fingerprint)
   if done:
     logging.info("Resuming %s: %d of %d rows already generated", part, len(done), len(jobs))
   distributed.barrier(f"control-{part}-partial-read")
   mine = distributed.share([j for j in jobs if j.meta["job"] not in done])
   path = os.path.join(workdir, f"{part}.partial{distributed.process_index()}.jsonl")
-  kept = _read_partial(path, fingerprint)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:  # header + this file's valid rows
-    for r in [{"fingerprint": fingerprint}] + kept:
-      f.write(json.dumps(artifacts.to_jsonable(r), ensure_ascii=False) + "\n")
-  os.replace(path + ".tmp", path)
-
-  def append(batch: list[dict]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-      for r in batch:
-        f.write(json.dumps(artifacts.to_jsonable(r), ensure_ascii=False) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
-
-  new = control.run_jobs(lm, exp, mine, batch_size=batch_size, seed=seed, statistic=statistic,
-                         on_batch=append, progress=progress, **settings)
-  everything = list(done.values()) + _gather(new, workdir, part)
-  return sorted(everything, key=lambda r: r["job"])
-
-
-def _gather(records: list[dict], workdir: str, part: str) -> list[dict]:
-  """Every process's ``records``, on every process; exchanged through files in ``workdir``."""
-  if distributed.process_count() == 1:
-    return records
-  path = lambda p: os.path.join(workdir, f"{part}.process{p}.jsonl")
-  artifacts.write_jsonl(path(distributed.process_index()), records)
-  distributed.barrier(f"control-{part}-written")
-  out = [r for p in range(distributed.process_count()) for r in artifacts.read_jsonl(path(p))]
-  distributed.barrier(f"control-{part}-read")
-  if distributed.is_leader():
-    for p in range(distributed.process_count()):
-      os.remove(path(p))
-  return out
+  # Header + this file's valid rows (drops a torn last line and any foreign header).
+  artifacts.write_jsonl(path, [{"fingerprint": fingerprint}] + _read_partial(path, fingerprint))
+  control.run_jobs(lm, exp, mine, batch_size=batch_size, seed=seed, statistic=statistic,
+                   on_batch=lambda batch: artifacts.append_jsonl(path, batch),
+                   progress=progress, **settings)
+  distributed.barrier(f"control-{part}-generated")
+  records = _read_partials(workdir, part, fingerprint)
+  distributed.barrier(f"control-{part}-gathered")  # Read by all before process 0 removes them.
+  if len(records) != len(jobs):
+    raise RuntimeError(f"{part}: {len(records)} of {len(jobs)} rows in the partial files of "
+                       f"{workdir}; was a partial file removed while the run was going?")
+  return [records[i] for i in range(len(jobs))]
 
 
 def summarize(unconditional: Sequence[dict], translation: Sequence[dict]) -> dict:

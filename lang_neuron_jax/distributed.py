@@ -49,16 +49,6 @@ def share(items: Sequence[T]) -> list[T]:
   return list(items[jax.process_index()::jax.process_count()])
 
 
-def unshare(parts: Sequence[Sequence[T]]) -> list[T]:
-  """Inverse of :func:`share`: ``parts[p]`` is process p's share; returns the items in
-  their original order."""
-  total = sum(len(p) for p in parts)
-  out: list = [None] * total
-  for p, part in enumerate(parts):
-    out[p::len(parts)] = list(part)
-  return out
-
-
 def barrier(name: str) -> None:
   """Waits until every process reaches the barrier ``name`` (no-op with one process)."""
   if jax.process_count() > 1:

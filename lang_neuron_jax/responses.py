@@ -164,9 +164,6 @@ def compute_responses(lm, tokens: Sequence[Sequence[int]], workdir: str, *,
     return {s: np.load(p, mmap_mode="r") for s, p in paths.items()}
 
   # Setup by process 0: fresh memory maps, or the partial ones of an interrupted run.
-  mismatch = WorkdirMismatchError(
-      f"{workdir} holds a partial run of another configuration; use a new work directory "
-      "or delete it.")
   progress_files = lambda: sorted(glob.glob(os.path.join(workdir, PROGRESS_GLOB)))
   # A mismatch is raised after the barrier, by every process alike (the leader raising
   # alone would leave the others waiting at the barrier).
@@ -178,7 +175,9 @@ def compute_responses(lm, tokens: Sequence[Sequence[int]], workdir: str, *,
   distributed.barrier("responses-setup")
   states = [_read_json(f) for f in progress_files()]
   if any(st["fingerprint"] != fp for st in states):
-    raise mismatch
+    raise WorkdirMismatchError(
+        f"{workdir} holds a partial run of another configuration; use a new work directory "
+        "or delete it.")
   finished = sorted({b for st in states for b in st["finished"]})
   mine_before = _read_json(progress_path(me))["finished"] if os.path.exists(
       progress_path(me)) else []
