@@ -49,7 +49,8 @@ def test_generation_stops_at_eos_and_pads_after():
 
 
 def test_bucket_length():
-  assert sampling.bucket_length(1) == 16 and sampling.bucket_length(17) == 32
+  assert sampling.bucket_length(1) == 1 and sampling.bucket_length(3) == 4
+  assert sampling.bucket_length(9) == 16 and sampling.bucket_length(17) == 32
   assert sampling.bucket_length(600) == 1024
 
 

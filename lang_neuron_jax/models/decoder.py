@@ -318,10 +318,11 @@ def output_logits(config: DecoderConfig, params, hidden: jax.Array) -> jax.Array
     # XLA:CPU runs this matmul several times slower for more than 64 rows when a
     # reduction over the vocabulary follows in the same loop (the sampler's softmax):
     # 0.57 s instead of 0.21 s per decode step for 100 rows of Gemma 3's 262k vocabulary.
-    # Blocks of 64 rows keep the fast path (measured; same values).
+    # Blocks of at most 64 rows keep the fast path (measured; same values); equal blocks
+    # (2 x 50 rather than 64 + 36) are 3% faster again.
     flat = hidden.reshape(rows, hidden.shape[-1])
-    out = jnp.concatenate([project(flat[i:i + HEAD_ROW_CHUNK])
-                           for i in range(0, rows, HEAD_ROW_CHUNK)])
+    size = -(-rows // -(-rows // HEAD_ROW_CHUNK))
+    out = jnp.concatenate([project(flat[i:i + size]) for i in range(0, rows, size)])
     out = out.reshape(*hidden.shape[:-1], out.shape[-1])
   else:
     out = project(hidden)
