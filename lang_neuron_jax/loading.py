@@ -10,8 +10,10 @@ loads take seconds. The cache lives in ``$LANG_NEURON_JAX_CACHE`` (default
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging as py_logging
 import os
 import time
 from typing import Any
@@ -212,6 +214,31 @@ def embedded_gguf_path(preset: str, cache_dir: str | None = None) -> str:
   return path
 
 
+class _BelowWarningFrom(py_logging.Filter):
+  """Drops records below WARNING whose source file lies under ``fragment``."""
+
+  def __init__(self, fragment: str):
+    super().__init__()
+    self.fragment = fragment
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return record.levelno >= py_logging.WARNING or self.fragment not in record.pathname
+
+
+@contextlib.contextmanager
+def _orbax_info_muted():
+  """Hides orbax's INFO lines (a dozen per restore, about throughput and sync events)
+  while it runs; its warnings and errors still show. Scoped, so the caller's logging
+  setup is unchanged afterwards."""
+  logger = py_logging.getLogger("absl")  # orbax logs through absl, like we do.
+  muted = _BelowWarningFrom(os.sep + "orbax" + os.sep)
+  logger.addFilter(muted)
+  try:
+    yield
+  finally:
+    logger.removeFilter(muted)
+
+
 def _load_embedded(preset: str, dtype, cache_dir: str) -> LanguageModel:
   import orbax.checkpoint as ocp
 
@@ -221,8 +248,8 @@ def _load_embedded(preset: str, dtype, cache_dir: str) -> LanguageModel:
   reader = None
   start = time.perf_counter()
   if os.path.isdir(params_dir):
-    checkpointer = ocp.StandardCheckpointer()
-    params = checkpointer.restore(params_dir, abstract_params(config))
+    with _orbax_info_muted():
+      params = ocp.StandardCheckpointer().restore(params_dir, abstract_params(config))
     logging.info("Restored %s parameters from %s in %.1fs", preset, params_dir,
                  time.perf_counter() - start)
   else:
@@ -231,9 +258,10 @@ def _load_embedded(preset: str, dtype, cache_dir: str) -> LanguageModel:
     if gguf_config != config:
       raise ValueError(
           f"The GGUF of {preset!r} describes {gguf_config}, not the preset {config}.")
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(params_dir, params)  # Orbax writes to a temporary dir, then renames.
-    checkpointer.wait_until_finished()
+    with _orbax_info_muted():
+      checkpointer = ocp.StandardCheckpointer()
+      checkpointer.save(params_dir, params)  # Orbax writes to a temporary dir, then renames.
+      checkpointer.wait_until_finished()
     logging.info("Converted %s in %.1fs; cached in %s", preset, time.perf_counter() - start,
                  params_dir)
   if dtype != jnp.float32:

@@ -2,6 +2,7 @@
 
 import glob
 import json
+import logging
 import os
 
 import jax.numpy as jnp
@@ -88,12 +89,19 @@ def test_tokenizer_matches_transformers_on_every_shipped_text(ours, theirs):
   assert ours.tokenizer(texts).input_ids == tokenizer(texts).input_ids
 
 
-def test_second_load_is_cached(ours):
+def test_second_load_is_cached(ours, caplog):
   import time
 
+  caplog.set_level(logging.INFO, logger="absl")
   start = time.perf_counter()
   again = lnj.load_model("gemma3-270m")
   assert time.perf_counter() - start < 60
+  # Our own INFO line shows; orbax's dozen INFO lines per restore do not, and the mute
+  # does not outlive the load.
+  sources = [r.pathname for r in caplog.records]
+  assert any(p.endswith(os.path.join("lang_neuron_jax", "loading.py")) for p in sources)
+  assert not [p for p in sources if os.sep + "orbax" + os.sep in p]
+  assert not logging.getLogger("absl").filters
   assert np.array_equal(np.asarray(again.params["final_norm"]["scale"]),
                         np.asarray(ours.params["final_norm"]["scale"]))
 
