@@ -1,10 +1,22 @@
 """Shared fixtures: tiny random transformers models saved as checkpoint directories."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Nothing may reach a model hub during tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# One JAX compilation cache for the test session, inherited by the binaries that tests
+# start as subprocesses: the resume, multi-host and end-to-end tests run the same
+# binaries several times on the same tiny model, and compiling dominated them on a
+# 2-core CPU. Fresh per session (nothing carries over between runs), removed at exit.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _jax_cache = tempfile.mkdtemp(prefix="lang_neuron_jax_test_compilation_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache
+  atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
 
 import pytest
 

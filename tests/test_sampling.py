@@ -9,11 +9,19 @@ from lang_neuron_jax import sampling
 from tests.test_decoder import tiny_config
 
 
-def naive_greedy(module, params, prompt, n, eos):
+def naive_greedy(module, params, prompt, n, eos, width=32):
+  """Greedy decoding by a full forward over the whole sequence at every step (no cache).
+
+  The sequence is right-padded to ``width`` so that one shape compiles; causal attention
+  keeps the padding out of every earlier position's logits.
+  """
+  forward = jax.jit(lambda ids: module.apply({"params": params}, ids))
   out = list(prompt)
   for _ in range(n):
-    logits = module.apply({"params": params}, jnp.asarray([out], jnp.int32))
-    out.append(int(jnp.argmax(logits[0, -1])))
+    ids = np.zeros((1, width), np.int32)
+    ids[0, :len(out)] = out
+    logits = forward(jnp.asarray(ids))
+    out.append(int(jnp.argmax(logits[0, len(out) - 1])))
     if out[-1] == eos:
       break
   return out[len(prompt):]
