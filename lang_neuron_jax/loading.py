@@ -214,24 +214,14 @@ def embedded_gguf_path(preset: str, cache_dir: str | None = None) -> str:
   return path
 
 
-class _BelowWarningFrom(py_logging.Filter):
-  """Drops records below WARNING whose source file lies under ``fragment``."""
-
-  def __init__(self, fragment: str):
-    super().__init__()
-    self.fragment = fragment
-
-  def filter(self, record: py_logging.LogRecord) -> bool:
-    return record.levelno >= py_logging.WARNING or self.fragment not in record.pathname
-
-
 @contextlib.contextmanager
 def _orbax_info_muted():
   """Hides orbax's INFO lines (a dozen per restore, about throughput and sync events)
   while it runs; its warnings and errors still show. Scoped, so the caller's logging
   setup is unchanged afterwards."""
   logger = py_logging.getLogger("absl")  # orbax logs through absl, like we do.
-  muted = _BelowWarningFrom(os.sep + "orbax" + os.sep)
+  orbax_dir = os.sep + "orbax" + os.sep
+  muted = lambda record: record.levelno >= py_logging.WARNING or orbax_dir not in record.pathname
   logger.addFilter(muted)
   try:
     yield

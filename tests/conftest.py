@@ -21,6 +21,38 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 import pytest
 
 
+def right_padded(ids, width):
+  """int32 ``[1, width]``: ``ids`` then zeros. Causal attention keeps the padding out of
+  every earlier position's logits, so one shape serves every length."""
+  import numpy as np
+
+  buffer = np.zeros((1, width), np.int32)
+  buffer[0, :len(ids)] = ids
+  return buffer
+
+
+def greedy_by_full_forward(forward, prompt, n, width, eos=None):
+  """Greedy decoding without a cache: a full forward over the whole sequence per step.
+
+  Args:
+    forward: int32 ``[1, width]`` -> logits ``[1, width, V]`` (jitted: one compilation).
+    prompt: Token ids.
+    n: New tokens at most; stops after ``eos`` if given.
+
+  Returns:
+    The new tokens.
+  """
+  import numpy as np
+
+  out = list(prompt)
+  for _ in range(n):
+    logits = forward(right_padded(out, width))
+    out.append(int(np.argmax(logits[0, len(out) - 1])))
+    if out[-1] == eos:
+      break
+  return out[len(prompt):]
+
+
 def save_tiny_gemma3(directory, *, seed=0, **overrides):
   """Builds a random transformers Gemma3ForCausalLM from a tiny config and saves it.
 

@@ -12,6 +12,7 @@ import pytest
 import lang_neuron_jax as lnj
 from lang_neuron_jax import data
 from lang_neuron_jax.loading import embedded_gguf_path
+from tests.conftest import greedy_by_full_forward, right_padded
 
 PROMPTS = data.EXAMPLE_PROMPTS
 
@@ -53,9 +54,7 @@ def test_logits_and_greedy_continuations_match(ours, theirs):
   for lang, prompt in PROMPTS.items():
     ids = ours.tokenizer(prompt).input_ids
     assert ids == tokenizer(prompt).input_ids, lang
-    buffer = np.zeros((1, 48), np.int32)
-    buffer[0, :len(ids)] = ids
-    logits = np.asarray(forward(ours.params, jnp.asarray(buffer)))[:, :len(ids)]
+    logits = np.asarray(forward(ours.params, right_padded(ids, 48)))[:, :len(ids)]
     with torch.no_grad():
       ref = model(torch.tensor([ids])).logits.numpy()
     scale = np.abs(ref).max()
@@ -63,12 +62,7 @@ def test_logits_and_greedy_continuations_match(ours, theirs):
     # Greedy, 20 new tokens, token for token.
     with torch.no_grad():
       ref_out = model.generate(torch.tensor([ids]), max_new_tokens=20, do_sample=False)[0]
-    out = list(ids)
-    for _ in range(20):
-      buffer = np.zeros((1, 48), np.int32)
-      buffer[0, :len(out)] = out
-      step = forward(ours.params, jnp.asarray(buffer))
-      out.append(int(jnp.argmax(step[0, len(out) - 1])))
+    out = ids + greedy_by_full_forward(lambda x: forward(ours.params, x), ids, 20, width=48)
     assert out == ref_out.tolist()[:len(out)], (lang, tokenizer.decode(out),
                                                  tokenizer.decode(ref_out))
 

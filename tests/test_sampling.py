@@ -6,25 +6,8 @@ import numpy as np
 
 import lang_neuron_jax as lnj
 from lang_neuron_jax import sampling
+from tests.conftest import greedy_by_full_forward
 from tests.test_decoder import tiny_config
-
-
-def naive_greedy(module, params, prompt, n, eos, width=32):
-  """Greedy decoding by a full forward over the whole sequence at every step (no cache).
-
-  The sequence is right-padded to ``width`` so that one shape compiles; causal attention
-  keeps the padding out of every earlier position's logits.
-  """
-  forward = jax.jit(lambda ids: module.apply({"params": params}, ids))
-  out = list(prompt)
-  for _ in range(n):
-    ids = np.zeros((1, width), np.int32)
-    ids[0, :len(out)] = out
-    logits = forward(jnp.asarray(ids))
-    out.append(int(jnp.argmax(logits[0, len(out) - 1])))
-    if out[-1] == eos:
-      break
-  return out[len(prompt):]
 
 
 def test_greedy_matches_naive_loop_for_rows_of_different_lengths():
@@ -37,8 +20,9 @@ def test_greedy_matches_naive_loop_for_rows_of_different_lengths():
   assert ids.shape == (3, 16)
   tokens, counts = sampling.generate(cfg, params, jnp.asarray(ids), jnp.asarray(lengths),
                                             max_new_tokens=12)
+  forward = jax.jit(lambda x: module.apply({"params": params}, x))
   for row, prompt in enumerate(prompts):
-    ref = naive_greedy(module, params, prompt, 12, cfg.eos_token_id)
+    ref = greedy_by_full_forward(forward, prompt, 12, width=32, eos=cfg.eos_token_id)
     assert list(np.asarray(tokens[row, :counts[row]])) == ref
 
 
