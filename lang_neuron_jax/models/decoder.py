@@ -48,8 +48,15 @@ class KVCache:
   """Keys and values of every layer.
 
   Attributes:
-    keys: One ``[B, S, K, H]`` array per layer.
-    values: One ``[B, S, K, H]`` array per layer.
+    keys: One ``[B, K, H, S]`` array per layer.
+    values: One ``[B, K, S, H]`` array per layer.
+
+  These layouts (with queries as ``[B, K, G, T, H]``) are the fastest of those measured
+  for the attention matmuls on XLA:CPU. With both stored as ``[B, S, K, H]``, a decode
+  step of 100 rows spent about 4 ms per layer in them, a transposing copy of the values
+  included (Gemma 3 270M, 65 slots, 2-core CPU); isolated, the logits' matmul takes
+  1.7 -> 0.5 ms and the values' 2.6 -> 0.3 ms, and the whole decoder step (no head)
+  about 290 -> 240 ms.
   """
 
   keys: tuple[jax.Array, ...]
@@ -57,15 +64,15 @@ class KVCache:
 
   @property
   def max_length(self) -> int:
-    return self.keys[0].shape[1]
+    return self.keys[0].shape[3]
 
 
 def init_cache(config: DecoderConfig, batch_size: int, max_length: int,
                dtype=jnp.float32) -> KVCache:
   """An empty cache for ``batch_size`` rows of up to ``max_length`` tokens."""
-  shape = (batch_size, max_length, config.num_kv_heads, config.head_dim)
-  zeros = tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers))
-  return KVCache(keys=zeros, values=zeros)
+  B, S, K, H = batch_size, max_length, config.num_kv_heads, config.head_dim
+  zeros = lambda shape: tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers))
+  return KVCache(keys=zeros((B, K, H, S)), values=zeros((B, K, S, H)))
 
 
 class RMSNorm(nn.Module):
@@ -224,19 +231,22 @@ class Attention(nn.Module):
       k = rope(k, positions, base, scale)
 
     if layer_cache is None:
-      keys, values, k_positions = k, v, positions  # [B, S=T, K, H]
+      keys, values = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # cache layouts
+      k_positions = positions
       new_cache = None
     else:
       cache_k, cache_v = layer_cache
       rows = jnp.arange(B)[:, None]
-      keys = cache_k.at[rows, positions].set(k.astype(cache_k.dtype))  # [B, S, K, H]
-      values = cache_v.at[rows, positions].set(v.astype(cache_v.dtype))
-      k_positions = jnp.broadcast_to(jnp.arange(keys.shape[1]), (B, keys.shape[1]))
+      # Both index expressions select [B, T, K, H], the layout of k and v.
+      keys = cache_k.at[rows, :, :, positions].set(k.astype(cache_k.dtype))  # [B, K, H, S]
+      values = cache_v.at[rows, :, positions].set(v.astype(cache_v.dtype))  # [B, K, S, H]
+      S = values.shape[2]
+      k_positions = jnp.broadcast_to(jnp.arange(S), (B, S))
       new_cache = (keys, values)
 
     G = N // K
-    q = q.reshape(B, T, K, G, H)
-    logits = jnp.einsum("BTKGH,BSKH->BKGTS", q, keys.astype(q.dtype),
+    q = q.reshape(B, T, K, G, H).transpose(0, 2, 3, 1, 4)  # [B, K, G, T, H]
+    logits = jnp.einsum("BKGTH,BKHS->BKGTS", q, keys.astype(q.dtype),
                         preferred_element_type=jnp.float32) * cfg.query_scale
     if cfg.attn_logit_softcap is not None:
       logits = jnp.tanh(logits / cfg.attn_logit_softcap) * cfg.attn_logit_softcap
@@ -248,7 +258,8 @@ class Attention(nn.Module):
     mask = attention_mask(positions, k_positions, window)  # [B, T, S]
     logits = jnp.where(mask[:, None, None], logits, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(logits, axis=-1).astype(x.dtype)
-    out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, values.astype(x.dtype)).reshape(B, T, N * H)
+    out = jnp.einsum("BKGTS,BKSH->BKGTH", probs, values.astype(x.dtype))
+    out = out.transpose(0, 3, 1, 2, 4).reshape(B, T, N * H)
     out = tap("o", dense(cfg.width, "o_proj")(out))  # [B, T, D]
     return out, new_cache
 
