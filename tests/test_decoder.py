@@ -46,6 +46,7 @@ def test_full_forward_equals_prefill_plus_decode(model):
     steps.append(logits)
   np.testing.assert_allclose(np.asarray(jnp.concatenate(steps, 1)), np.asarray(full),
                              atol=1e-5, rtol=1e-5)
+  assert cache.max_length == 20
 
 
 def test_rows_with_different_prompt_lengths_decode_independently(model):
