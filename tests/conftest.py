@@ -18,14 +18,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache
   atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
 
+import numpy as np
 import pytest
 
 
 def right_padded(ids, width):
   """int32 ``[1, width]``: ``ids`` then zeros. Causal attention keeps the padding out of
   every earlier position's logits, so one shape serves every length."""
-  import numpy as np
-
   buffer = np.zeros((1, width), np.int32)
   buffer[0, :len(ids)] = ids
   return buffer
@@ -37,13 +36,13 @@ def greedy_by_full_forward(forward, prompt, n, width, eos=None):
   Args:
     forward: int32 ``[1, width]`` -> logits ``[1, width, V]`` (jitted: one compilation).
     prompt: Token ids.
-    n: New tokens at most; stops after ``eos`` if given.
+    n: New tokens at most.
+    width: Padded sequence length; at least ``len(prompt) + n``.
+    eos: Stop after this token, if given.
 
   Returns:
     The new tokens.
   """
-  import numpy as np
-
   out = list(prompt)
   for _ in range(n):
     logits = forward(right_padded(out, width))
