@@ -1,13 +1,17 @@
 """Invariances of the decoder: KV cache, interventions, taps and pooling."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import lang_neuron_jax as lnj
+from lang_neuron_jax import sampling
 from lang_neuron_jax.activations import capture_taps, pooled_taps
 from lang_neuron_jax.models import gemma3
+from lang_neuron_jax.models.decoder import output_logits
 
 
 def tiny_config(**overrides):
@@ -155,3 +159,42 @@ def test_config_validation():
     tiny_config(num_layers=3)
   with pytest.raises(ValueError, match="multiple"):
     tiny_config(num_kv_heads=3)
+
+
+def _matmul_fused_with_softmax(fn, *args) -> bool:
+  """Whether XLA put a matmul and an exp or reduction in one fused computation."""
+  text = jax.jit(fn).lower(*args).compile().as_text()
+  return any("dot(" in comp and ("exponential(" in comp or "reduce(" in comp)
+             for comp in re.split(r"\n\n", text))
+
+
+def test_output_head_matmul_stays_out_of_the_samplers_fusion():
+  # On CPU, XLA fuses the sampler's max and exp into the head's matmul at this size (a
+  # 4,096-token vocabulary, 8 rows), and the fused kernel is slower on the embedded model;
+  # output_logits' reduce_precision keeps the matmul on its own.
+  if jax.default_backend() != "cpu":
+    pytest.skip("the fusion is XLA:CPU's")
+  cfg = tiny_config(vocab_size=4096, width=64)
+  params = {"embed": {"embedding": jax.random.normal(jax.random.key(0), (4096, 64))}}
+  hidden = jax.random.normal(jax.random.key(1), (8, 64))
+  keys = jax.random.split(jax.random.key(2), 8)
+  warm = sampling.Sampler(temperature=0.8)
+  plain = lambda p, h, k: sampling.next_token(
+      jnp.einsum("BD,VD->BV", h, p["embed"]["embedding"]), k, warm)
+  if not _matmul_fused_with_softmax(plain, params, hidden, keys):
+    pytest.skip("this XLA does not fuse the plain head with the sampler; the "
+                "reduce_precision in output_logits may no longer be needed")
+  ours = lambda p, h, k: sampling.next_token(output_logits(cfg, p, h), k, warm)
+  assert not _matmul_fused_with_softmax(ours, params, hidden, keys)
+  np.testing.assert_array_equal(jax.jit(plain)(params, hidden, keys),
+                                jax.jit(ours)(params, hidden, keys))
+
+
+def test_float32_reduce_precision_changes_no_bit():
+  special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 1e-39, 1.17549435e-38,
+                      3.4028235e38, -3.4028235e38, 1.0, -2.5], np.float32)
+  rng = np.random.default_rng(0)
+  spread = rng.standard_normal(1000) * 10.0 ** rng.integers(-40, 38, 1000)
+  x = np.concatenate([special, spread.astype(np.float32)])
+  y = jax.jit(lambda v: jax.lax.reduce_precision(v, exponent_bits=8, mantissa_bits=23))(x)
+  np.testing.assert_array_equal(np.asarray(y).view(np.uint32), x.view(np.uint32))

@@ -321,13 +321,15 @@ def output_logits(config: DecoderConfig, params, hidden: jax.Array) -> jax.Array
   table = params["embed"]["embedding"] if config.tie_embeddings else params["lm_head"]
   out = jnp.einsum("...D,VD->...V", hidden, table.astype(hidden.dtype),
                    preferred_element_type=jnp.float32)
-  # XLA:CPU fuses a following reduction over the vocabulary (the sampler's max) into
-  # this matmul, and the fused kernel is slower: for 100 rows of a 262k vocabulary,
-  # 0.57 s instead of 0.21 s per decode step on one CPU, 210 instead of 179 ms per
-  # 50-row block on another. The barrier keeps the matmul on its own. It replaces
-  # splitting the rows into blocks of at most 64 with a concatenation after them, which
-  # copied the whole [B, V] array (13 ms per step); tokens are the same bit for bit.
-  out = jax.lax.optimization_barrier(out)
+  # XLA:CPU fuses the sampler's max and exp over the vocabulary into this matmul (one
+  # YNNPACK fusion), and the fused kernel is slower than the matmul followed by a
+  # separate pass: on a 2-core AMD EPYC, 100 rows of Gemma 3's 262k vocabulary, the head
+  # and sampler took 0.43 s per step fused and 0.39 s apart, and the benchmark's 100 x 64
+  # tokens 39.7 s and 36.1 s (means of 4 interleaved runs; same tokens). An optimization
+  # barrier does not stop the fusion (XLA:CPU removes barriers first). A reduce_precision
+  # to float32's own 8 exponent and 23 mantissa bits does, and changes no bit
+  # (tests/test_decoder.py checks both).
+  out = jax.lax.reduce_precision(out, exponent_bits=8, mantissa_bits=23)
   if config.final_logit_softcap is not None:
     out = jnp.tanh(out / config.final_logit_softcap) * config.final_logit_softcap
   return out
