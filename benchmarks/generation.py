@@ -13,10 +13,14 @@ token. In the same run:
    not a clean bfloat16 PyTorch baseline (measured 2026-11-25: ours 22.4 s in bfloat16,
    24.1 s in float32 in the run next to it; that reference 430 s).
 
-Then a sweep over interventions (different neurons and values each call) shows the
-sampler compiles once. Needs the ``test`` extra (torch, accelerate).
+The two sides alternate over ``--rounds`` rounds (ours once, then the reference on its
+share of the samples), because on a shared virtual machine either side's time drifts by
+10% or more between minutes; the ratio is of the means. Each round of ours runs a new
+random intervention set (different neurons and values), which shows the sampler compiles
+once. Needs the ``test`` extra (torch, accelerate).
 
-  python benchmarks/generation.py [--samples=100] [--reference_samples=10] [--dtype=bfloat16]
+  python benchmarks/generation.py [--samples=100] [--rounds=3] [--reference_samples=12]
+      [--dtype=bfloat16]
 """
 
 import os
@@ -24,6 +28,7 @@ import time
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,8 +41,10 @@ _SAMPLES = flags.DEFINE_integer("samples", 100, "Samples per condition.")
 _TOKENS = flags.DEFINE_integer("max_new_tokens", 64, "New tokens per sample.")
 _BATCH = flags.DEFINE_integer("batch_size", None, "Rows per call (default: all samples in "
                              "one call).")
-_REFERENCE = flags.DEFINE_integer("reference_samples", 10, "Samples timed with PyTorch "
-                                  "(3 gave 378 s and 431 s for 100 on two runs).")
+_REFERENCE = flags.DEFINE_integer("reference_samples", 12, "Samples timed with PyTorch, "
+                                  "spread over the rounds.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Rounds, each timing ours once and the "
+                               "reference on its share of --reference_samples.", lower_bound=1)
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
                            "Parameter dtype of both sides (the reference procedure is float32).")
 
@@ -58,25 +65,30 @@ def main(argv):
   import torch
   from transformers import AutoModelForCausalLM
 
+  rounds, n_ref = _ROUNDS.value, _REFERENCE.value
+  if n_ref < rounds:
+    raise app.UsageError(f"--reference_samples={n_ref} must be at least --rounds={rounds} "
+                         "(each round times the reference on at least one sample)")
   lm = lnj.load_model("gemma3-270m", dtype=_DTYPE.value)
   cfg = lm.config
   warm = sampling.Sampler(temperature=0.8)
   b = _BATCH.value or _SAMPLES.value
   ids, lengths = sampling.pad_prompts([[cfg.bos_token_id]] * b, cfg.pad_token_id)
   ids, lengths = jnp.asarray(ids), jnp.asarray(lengths)
-
-  def run(batch_index, intervention):
-    rows = jnp.arange(batch_index * b, (batch_index + 1) * b, dtype=jnp.int32)
-    return sampling.generate(cfg, lm.params, ids, lengths, max_new_tokens=_TOKENS.value,
-                             sampler=warm, seed=0, row_ids=rows, intervention=intervention)
-
-  intervention = random_intervention_sets(lm, b, seed=0)
-  jax.block_until_ready(run(0, intervention))  # compile
   batches = -(-_SAMPLES.value // b)
-  start = time.perf_counter()
-  for i in range(batches):
-    tokens, counts = jax.block_until_ready(run(i, intervention))
-  t_ours = time.perf_counter() - start  # Wall time of every batch, padding rows included.
+
+  def ours(intervention) -> float:
+    """Wall time of every batch of ``--samples``, padding rows included."""
+    start = time.perf_counter()
+    for i in range(batches):
+      rows = jnp.arange(i * b, (i + 1) * b, dtype=jnp.int32)
+      jax.block_until_ready(sampling.generate(
+          cfg, lm.params, ids, lengths, max_new_tokens=_TOKENS.value, sampler=warm, seed=0,
+          row_ids=rows, intervention=intervention))
+    return time.perf_counter() - start
+
+  ours(random_intervention_sets(lm, b, seed=0))  # compile
+  compiled = sampling.generate._cache_size()
 
   path = embedded_gguf_path("gemma3-270m")
   directory, name = os.path.split(path)
@@ -84,26 +96,40 @@ def main(argv):
                                                dtype=getattr(torch, _DTYPE.value)).eval()
   bos = torch.tensor([[cfg.bos_token_id]])
   torch.manual_seed(0)
+
+  def reference(samples: int) -> float:
+    start = time.perf_counter()
+    with torch.no_grad():
+      for _ in range(samples):
+        model.generate(bos, max_new_tokens=_TOKENS.value, min_new_tokens=_TOKENS.value,
+                       do_sample=True, temperature=0.8, top_k=0)
+    return time.perf_counter() - start
+
   with torch.no_grad():
     model.generate(bos, max_new_tokens=4, do_sample=True, temperature=0.8, top_k=0)  # warm-up
-    start = time.perf_counter()
-    for _ in range(_REFERENCE.value):
-      model.generate(bos, max_new_tokens=_TOKENS.value, min_new_tokens=_TOKENS.value,
-                     do_sample=True, temperature=0.8, top_k=0)
-  t_ref = (time.perf_counter() - start) / _REFERENCE.value * _SAMPLES.value
-
-  before = sampling.generate._cache_size()
-  for seed in range(1, 4):
-    jax.block_until_ready(run(0, random_intervention_sets(lm, b, seed)))
-  recompiles = sampling.generate._cache_size() - before
+  # Rounds alternate the two sides, so that a slow spell of the machine falls on both
+  # rather than on whichever side happened to be running; each round of ours uses a new
+  # random intervention set (new neurons and values), which is also the sweep that must
+  # not recompile.
+  t_ours, t_ref = [], []  # seconds for --samples, per round
+  shares = [n_ref // rounds + (r < n_ref % rounds) for r in range(rounds)]
+  for r, share in enumerate(shares):
+    t_ours.append(ours(random_intervention_sets(lm, b, seed=r + 1)))
+    t_ref.append(reference(share) / share * _SAMPLES.value)
+    logging.info("round %d: ours %.1f s, reference %.1f s (timed on %d)", r, t_ours[-1],
+                 t_ref[-1], share)
+  recompiles = sampling.generate._cache_size() - compiled
+  mean_ours = sum(t_ours) / rounds
+  mean_ref = sum(t * share for t, share in zip(t_ref, shares)) / n_ref  # per sample timed
 
   print(f"{_SAMPLES.value} samples x {_TOKENS.value} tokens, temperature 0.8, batch {b}, "
-        f"{_DTYPE.value}, devices {jax.devices()}")
-  print(f"ours (jitted KV-cache sampler, per-row interventions): {t_ours:8.1f} s")
-  print(f"transformers generate, one sequence at a time:        {t_ref:8.1f} s "
-        f"(timed on {_REFERENCE.value} samples)")
-  print(f"speed-up: {t_ref / t_ours:.1f}x")
-  print(f"intervention sweep: 3 new neuron sets and values, {recompiles} recompilations")
+        f"{_DTYPE.value}, devices {jax.devices()}, {rounds} interleaved rounds")
+  print(f"ours (jitted KV-cache sampler, per-row interventions): {mean_ours:8.1f} s "
+        f"(rounds: {', '.join(f'{t:.1f}' for t in t_ours)})")
+  print(f"transformers generate, one sequence at a time:        {mean_ref:8.1f} s "
+        f"(timed on {n_ref} samples; rounds: {', '.join(f'{t:.1f}' for t in t_ref)})")
+  print(f"speed-up: {mean_ref / mean_ours:.1f}x")
+  print(f"intervention sweep: {rounds} new neuron sets and values, {recompiles} recompilations")
 
 
 if __name__ == "__main__":
