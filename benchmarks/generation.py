@@ -111,8 +111,8 @@ def main(argv):
   # rather than on whichever side happened to be running; each round of ours uses a new
   # random intervention set (new neurons and values), which is also the sweep that must
   # not recompile.
-  t_ours, t_ref = [], []  # seconds for --samples, per round
   shares = [n_ref // rounds + (r < n_ref % rounds) for r in range(rounds)]
+  t_ours, t_ref = [], []  # per round: seconds for --samples (the reference extrapolated)
   for r, share in enumerate(shares):
     t_ours.append(ours(random_intervention_sets(lm, b, seed=r + 1)))
     t_ref.append(reference(share) / share * _SAMPLES.value)
@@ -120,7 +120,8 @@ def main(argv):
                  t_ref[-1], share)
   recompiles = sampling.generate._cache_size() - compiled
   mean_ours = sum(t_ours) / rounds
-  mean_ref = sum(t * share for t, share in zip(t_ref, shares)) / n_ref  # per sample timed
+  # Weighted by samples timed: all reference seconds over all samples timed, times --samples.
+  mean_ref = sum(t * share for t, share in zip(t_ref, shares)) / n_ref
 
   print(f"{_SAMPLES.value} samples x {_TOKENS.value} tokens, temperature 0.8, batch {b}, "
         f"{_DTYPE.value}, devices {jax.devices()}, {rounds} interleaved rounds")
