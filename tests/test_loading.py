@@ -131,3 +131,18 @@ def test_sharded_checkpoint(tmp_path):
   assert os.path.exists(os.path.join(directory, "model.safetensors.index.json"))
   lm = lnj.load_model(directory)
   assert lm.config.num_layers == 4
+
+
+def test_damaged_user_checkpoint_names_the_file(tiny_gemma3):
+  """A user's own checkpoint is not derived data: the error names the file and says what
+  to do, instead of safetensors' bare "incomplete metadata"."""
+  from lang_neuron_jax.errors import UserError
+
+  directory, _ = tiny_gemma3
+  path = os.path.join(directory, "model.safetensors")
+  with open(path, "rb") as f:
+    head = f.read(os.path.getsize(path) // 2)
+  with open(path, "wb") as f:
+    f.write(head)
+  with pytest.raises(UserError, match=rf"{path} .*damaged or cut short.*save it again"):
+    lnj.load_model(directory)
