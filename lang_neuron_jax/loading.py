@@ -180,8 +180,12 @@ def _hf_family(directory: str):
   config_path = os.path.join(directory, "config.json")
   if not os.path.exists(config_path):
     raise FileNotFoundError(f"{directory!r} has no config.json; is it a transformers checkpoint?")
-  with open(config_path) as f:
-    hf_config = json.load(f)
+  try:
+    with open(config_path) as f:
+      hf_config = json.load(f)
+  except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+    raise UserError(f"{config_path} is not valid JSON ({e}); it is damaged or cut short. "
+                    "Download or save the checkpoint again.") from e
   model_type = hf_config.get("model_type")
   if model_type == "gemma3" and "text_config" in hf_config:
     model_type = hf_config["text_config"].get("model_type", "gemma3_text")

@@ -146,3 +146,11 @@ def test_damaged_user_checkpoint_names_the_file(tiny_gemma3):
     f.write(head)
   with pytest.raises(UserError, match=rf"{path} .*damaged or cut short.*save it again"):
     lnj.load_model(directory)
+
+
+def test_damaged_config_json_is_named(tmp_path):
+  from lang_neuron_jax.errors import UserError
+
+  (tmp_path / "config.json").write_text('{"model_type": "gemma3_te')
+  with pytest.raises(UserError, match=r"config\.json is not valid JSON"):
+    lnj.load_model(str(tmp_path))
