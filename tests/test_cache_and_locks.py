@@ -236,10 +236,11 @@ def test_second_binary_on_a_workdir_is_refused_and_a_killed_runs_lock_taken_over
   lock_path = os.path.join(work, locks.WORKDIR_LOCK)
   try:
     deadline = time.time() + 300
-    while not os.path.exists(lock_path) and first.poll() is None and time.time() < deadline:
+    holder = lambda: (locks._read(lock_path) or ("", None))[1]  # once its record is written
+    while holder() is None and first.poll() is None and time.time() < deadline:
       time.sleep(0.02)
     first.send_signal(signal.SIGSTOP)  # Alive and holding the lock while we try.
-    assert first.poll() is None and os.path.exists(lock_path), "the first run ended early"
+    assert first.poll() is None and holder().pid == first.pid, "the first run ended early"
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
   finally:
     first.kill()
