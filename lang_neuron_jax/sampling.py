@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.struct
 import jax
@@ -26,9 +26,8 @@ from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.decoder import Decoder, init_cache, output_logits
 from lang_neuron_jax.models.taps import Intervention
 
-# Short buckets matter: the unconditional experiment's prompt is one BOS token, and a
-# 16-token bucket made its prefill cost 100 x 16 positions (2 s of a 21 s run on CPU)
-# and lengthened every decode step's attention by 15 cache slots.
+# From 1 token: the unconditional prompt is one BOS token, and every slot of padding
+# costs prefill and lengthens each decode step's attention (docs/performance.md).
 PROMPT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
@@ -175,6 +174,31 @@ def line_stop_for(tokenizer, vocab_size: int) -> LineStop:
   return LineStop(*(jnp.asarray(f) for f in flags))
 
 
+@flax.struct.dataclass
+class SamplingState:
+  """The decode loop's carry (``lax.while_loop`` state).
+
+  Attributes:
+    step: int32 scalar, new tokens produced so far (the slot written next in ``tokens``).
+    last_hidden: ``[B, D]`` final hidden state of each row's last fed token (the head
+      turns it into the next token's logits).
+    cache: The :class:`~lang_neuron_jax.models.decoder.KVCache`.
+    done: bool ``[B]``, rows that stopped (EOS, or the end of their first line).
+    has_content: bool ``[B]``, rows whose current line has a non-space character
+      (for :class:`LineStop`).
+    num_tokens: int32 ``[B]``, tokens each row produced, its stopping token included.
+    tokens: int32 ``[B, max_new_tokens]``, the new tokens, then padding.
+  """
+
+  step: jax.Array
+  last_hidden: jax.Array
+  cache: Any
+  done: jax.Array
+  has_content: jax.Array
+  num_tokens: jax.Array
+  tokens: jax.Array
+
+
 @functools.partial(jax.jit, static_argnames=("config", "max_new_tokens", "sampler",
                                              "intervene_prompt"))
 def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, *,
@@ -214,34 +238,37 @@ def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, 
                                intervention=intervention if intervene_prompt else None)
   last = hidden[jnp.arange(B), lengths - 1]  # [B, D]
 
-  def cond(state):
-    step, _, _, done, _, _, _ = state
-    return (step < max_new_tokens) & ~jnp.all(done)
+  def cond(state: SamplingState):
+    return (state.step < max_new_tokens) & ~jnp.all(state.done)
 
-  def body(state):
+  def body(state: SamplingState) -> SamplingState:
     # Head and sampling first, then the decoder step that feeds the new token, so that
-    # every head runs inside the loop: one outside it cost 0.5 s on CPU (its fresh
-    # [B, V] buffers), more than the decoder step wasted after the last token.
-    step, last, cache, done, has_content, count, out = state
-    nxt = next_token(output_logits(config, params, last), step_keys(step), sampler)
+    # every head runs inside the loop: one outside it allocates fresh [B, V] buffers,
+    # which cost more than the decoder step wasted after the last token (measured with
+    # benchmarks/generation.py; docs/performance.md, 2026-11-29).
+    step, done = state.step, state.done
+    nxt = next_token(output_logits(config, params, state.last_hidden), step_keys(step), sampler)
     nxt = jnp.where(done, config.pad_token_id, nxt)
-    out = out.at[:, step].set(nxt)
     stop = nxt == config.eos_token_id
+    has_content = state.has_content
     if line_stop is not None:
       line_done, has_content = line_stop.update(nxt, has_content)
       stop |= line_done
-    count = jnp.where(done, count, step + 1)
     positions = (lengths + step)[:, None]  # [B, 1] slot of the token being fed
     hidden, cache = module.apply({"params": params}, nxt[:, None], positions=positions,
-                                 cache=cache, intervention=intervention,
+                                 cache=state.cache, intervention=intervention,
                                  compute_logits=False)
-    return step + 1, hidden[:, 0], cache, done | stop, has_content, count, out
+    return SamplingState(step=step + 1, last_hidden=hidden[:, 0], cache=cache,
+                         done=done | stop, has_content=has_content,
+                         num_tokens=jnp.where(done, state.num_tokens, step + 1),
+                         tokens=state.tokens.at[:, step].set(nxt))
 
-  out = jnp.full((B, max_new_tokens), config.pad_token_id, jnp.int32)
-  state = (jnp.int32(0), last, cache, jnp.zeros(B, bool), jnp.zeros(B, bool),
-           jnp.zeros(B, jnp.int32), out)
-  *_, count, out = jax.lax.while_loop(cond, body, state)
-  return out, count
+  state = SamplingState(
+      step=jnp.int32(0), last_hidden=last, cache=cache, done=jnp.zeros(B, bool),
+      has_content=jnp.zeros(B, bool), num_tokens=jnp.zeros(B, jnp.int32),
+      tokens=jnp.full((B, max_new_tokens), config.pad_token_id, jnp.int32))
+  state = jax.lax.while_loop(cond, body, state)
+  return state.tokens, state.num_tokens
 
 
 def shard_rows(tree):

@@ -51,12 +51,9 @@ class KVCache:
     keys: One ``[B, K, H, S]`` array per layer.
     values: One ``[B, K, S, H]`` array per layer.
 
-  These layouts (with queries as ``[B, K, G, T, H]``) are the fastest of those measured
-  for the attention matmuls on XLA:CPU. With both stored as ``[B, S, K, H]``, a decode
-  step of 100 rows spent about 4 ms per layer in them, a transposing copy of the values
-  included (Gemma 3 270M, 65 slots, 2-core CPU); isolated, the logits' matmul takes
-  1.7 -> 0.5 ms and the values' 2.6 -> 0.3 ms, and the whole decoder step (no head)
-  about 290 -> 240 ms.
+  These layouts (with queries as ``[B, K, G, T, H]``) are the ones the attention matmuls
+  read without a transposing copy; the fastest measured on XLA:CPU
+  (``benchmarks/generation.py``; the figures are in docs/performance.md, 2026-11-30).
   """
 
   keys: tuple[jax.Array, ...]
@@ -321,13 +318,10 @@ def output_logits(config: DecoderConfig, params, hidden: jax.Array) -> jax.Array
   table = params["embed"]["embedding"] if config.tie_embeddings else params["lm_head"]
   out = jnp.einsum("...D,VD->...V", hidden, table.astype(hidden.dtype),
                    preferred_element_type=jnp.float32)
-  # XLA:CPU fuses the sampler's max and exp over the vocabulary into this matmul (one
-  # YNNPACK fusion), and the fused kernel is slower than the matmul followed by a
-  # separate pass: on a 2-core AMD EPYC, 100 rows of Gemma 3's 262k vocabulary, the head
-  # and sampler took 0.43 s per step fused and 0.39 s apart, and the benchmark's 100 x 64
-  # tokens 39.7 s and 36.1 s (means of 4 interleaved runs; same tokens). An optimization
-  # barrier does not stop the fusion (XLA:CPU removes barriers first). A reduce_precision
-  # to float32's own 8 exponent and 23 mantissa bits does, and changes no bit
+  # Keeps XLA:CPU from fusing the sampler's max and exp into this matmul, a slower kernel
+  # than the matmul and a separate pass (benchmarks/generation.py; docs/performance.md,
+  # 2026-11-30). An optimization barrier does not (XLA:CPU removes barriers before
+  # fusion); a reduce_precision to float32's own bits does and changes no bit
   # (tests/test_decoder.py checks both).
   out = jax.lax.reduce_precision(out, exponent_bits=8, mantissa_bits=23)
   if config.final_logit_softcap is not None:
