@@ -41,6 +41,8 @@ setup(
             # halves the suite on a 2-core CPU (24 -> 15 min measured).
             "pytest-xdist>=3.5",
             "scikit-learn>=1.3",
+            # Applies the authors' make_limited_expert.py (pandas) to our scores.
+            "pandas>=2.0",
             # The CPU build; an unpinned torch resolves to a multi-GB CUDA build.
             "torch==2.13.0",
             "accelerate>=1.0",  # transformers needs it to load the GGUF reference model

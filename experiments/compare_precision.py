@@ -1,22 +1,22 @@
-"""How much bfloat16 changes which neurons are found: Jaccard overlap of the top-N and
-bottom-N sets found with float32 and with bfloat16 parameters.
+"""How much bfloat16 changes which neurons are found: Jaccard overlap of the top N/2 and
+bottom N/2 sets (N = 2,000 by default) found with float32 and with bfloat16 parameters.
 
   python experiments/compare_precision.py --workdir=workdir/precision
   python experiments/compare_precision.py --float32_workdir=workdir/reproduce/find \\
       --workdir=workdir/precision                # reuse a finished float32 find stage
 
 Runs (or reuses) the find stage in both dtypes, then writes precision.json with, per
-language, the Jaccard index of the top-N sets and of the bottom-N sets, and the Pearson
+language, the Jaccard index of the top sets and of the bottom sets, and the Pearson
 correlation of the two AP vectors.
 """
 
 import os
 
-from absl import app
 from absl import flags
 import numpy as np
 
 import lang_neuron_jax as lnj
+from lang_neuron_jax import cli
 from lang_neuron_jax import analysis, artifacts, find, responses, selection
 
 _MODEL = flags.DEFINE_string("model", lnj.DEFAULT_MODEL, "Model to compare.")
@@ -26,7 +26,8 @@ _FLOAT32_WORKDIR = flags.DEFINE_string("float32_workdir", None,
                                        "corpus and N); default: run one in --workdir.")
 _LANGUAGES = flags.DEFINE_list("languages", list(find.data.PAPER_LANGUAGES), "Languages.")
 _CORPUS_DIR = flags.DEFINE_string("corpus_dir", None, "Directory of {lang}.json corpora.")
-_TOP_N = flags.DEFINE_integer("top_n", 1000, "N of the top-N and bottom-N sets.")
+_N = flags.DEFINE_integer("n", 2000, "N, the total neurons per language set: top N/2 + "
+                         "bottom N/2 (the paper's main condition: 2000).")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Texts per forward pass.")
 
 
@@ -34,7 +35,7 @@ def run_find(dtype: str, workdir: str) -> selection.Expertise:
   lm = lnj.load_model(_MODEL.value, dtype=dtype)
   model_id = f"{_MODEL.value}|{dtype}|" + responses.fingerprint(config=lm.config.to_dict())
   config = find.FindConfig(languages=tuple(_LANGUAGES.value), corpus_dir=_CORPUS_DIR.value,
-                           top_n=_TOP_N.value, batch_size=_BATCH.value)
+                           n=_N.value, batch_size=_BATCH.value)
   return find.find_neurons(lm, config, workdir, model_id=model_id).expertise
 
 
@@ -43,19 +44,20 @@ def main(argv):
   f32_dir = _FLOAT32_WORKDIR.value or os.path.join(_WORKDIR.value, "float32")
   f32 = run_find("float32", f32_dir)
   bf16 = run_find("bfloat16", os.path.join(_WORKDIR.value, "bfloat16"))
-  out = {"model": _MODEL.value, "top_n": _TOP_N.value, "languages": {}}
+  half = selection.cap_n(_N.value, f32.index.size, "both") // 2
+  out = {"model": _MODEL.value, "n": 2 * half, "languages": {}}
   for lang in f32.languages:
-    row = {kind: analysis.jaccard(selection.select(f32, lang, _TOP_N.value, kind),
-                                  selection.select(bf16, lang, _TOP_N.value, kind))
+    row = {kind: analysis.jaccard(selection.select(f32, lang, half, kind),
+                                  selection.select(bf16, lang, half, kind))
            for kind in ("top", "bottom")}
     i = f32.language_row(lang)
     row["ap_correlation"] = float(np.corrcoef(f32.ap[i], bf16.ap[i])[0, 1])
     row["max_ap_difference"] = float(np.abs(f32.ap[i] - bf16.ap[i]).max())
     out["languages"][lang] = row
-    print(f"{lang}: Jaccard top-{_TOP_N.value} {row['top']:.3f}, bottom {row['bottom']:.3f}, "
+    print(f"{lang}: Jaccard top-{half} {row['top']:.3f}, bottom {row['bottom']:.3f}, "
           f"AP correlation {row['ap_correlation']:.4f}")
   artifacts.write_json(os.path.join(_WORKDIR.value, "precision.json"), out)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -2,18 +2,18 @@
 
   python experiments/find_neurons.py --workdir=workdir/find            # embedded Gemma 3 270M
   python experiments/find_neurons.py --model=/ckpt/xglm-564M --languages=en,de,fr \\
-      --top_n=1000 --workdir=workdir/xglm
+      --n=2000 --workdir=workdir/xglm
   python experiments/find_neurons.py --model=llama2-13b --dtype=bfloat16 --dry_run \\
       --mesh_devices=8 --device_memory_gb=16             # memory plan only
 
 Writes into --workdir (see lang_neuron_jax/find.py for the layout); a re-run resumes.
 """
 
-from absl import app
 from absl import flags
 from absl import logging
 
 import lang_neuron_jax as lnj
+from lang_neuron_jax import cli
 import multihost_flags
 from lang_neuron_jax import data, distributed, find, loading, planning, responses
 
@@ -28,7 +28,9 @@ _TFDS_NAME = flags.DEFINE_string(
     "tfds_name", None, "Or a TFDS dataset, one config per language (e.g. lang_neuron_sense, "
     "after lang_neuron_jax.tfds_datasets.prepare(data_dir)).")
 _TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data directory.")
-_TOP_N = flags.DEFINE_integer("top_n", 1000, "N of the top-N and bottom-N sets.")
+_N = flags.DEFINE_integer("n", 2000, "N, the total neurons of each language's set: the top "
+                         "N/2 + bottom N/2 by AP (the authors' limited_N_both; the paper's "
+                         "main condition is 2000). Even; capped at the model's neurons.")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Texts per forward pass.")
 _MAX_LENGTH = flags.DEFINE_integer("max_length", 256, "Texts with more tokens are dropped.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype.")
@@ -63,11 +65,12 @@ def main(argv):
   if _DRY_RUN.value:
     dry_run()
     return
-  lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
   config = find.FindConfig(languages=tuple(_LANGUAGES.value), corpus_dir=_CORPUS_DIR.value,
-      tfds_name=_TFDS_NAME.value, tfds_data_dir=_TFDS_DATA_DIR.value,
+                           tfds_name=_TFDS_NAME.value, tfds_data_dir=_TFDS_DATA_DIR.value,
                            max_length=_MAX_LENGTH.value, batch_size=_BATCH.value,
-                           top_n=_TOP_N.value, seed=_SEED.value)
+                           n=_N.value, seed=_SEED.value)
+  config.validate(loading.load_config(_MODEL.value))  # Before loading weights.
+  lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
   model_id = f"{_MODEL.value}|{_DTYPE.value}|" + responses.fingerprint(config=lm.config.to_dict())
   result = find.find_neurons(lm, config, _WORKDIR.value, model_id=model_id)
   if not distributed.is_leader():
@@ -83,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -11,11 +11,11 @@ import json
 import os
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 
 import lang_neuron_jax as lnj
+from lang_neuron_jax import cli
 from lang_neuron_jax import data, sampling
 
 _MODEL = flags.DEFINE_string("model", lnj.DEFAULT_MODEL,
@@ -48,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -4,6 +4,7 @@
   python experiments/reproduce.py --quick               # fewer texts, samples and conditions
   python experiments/reproduce.py --paper               # the paper's sample and pair counts
   python experiments/reproduce.py --model=/ckpt/bloom-560m --languages=en,fr,es,zh
+  python experiments/reproduce.py --n=2000                # N = top 1,000 + bottom 1,000
 
 Writes --workdir/report.md with its figures, and the stages' outputs in find/ and
 control/. Re-running skips finished stages (checked by configuration) and continues an
@@ -17,18 +18,19 @@ from absl import app
 from absl import flags
 
 import lang_neuron_jax as lnj
+from lang_neuron_jax import cli
 import multihost_flags
-from lang_neuron_jax import (artifacts, control, control_stage, distributed, find, report,
-                             responses)
+from lang_neuron_jax import (artifacts, control, control_stage, distributed, find, loading,
+                             report, responses)
 
 _MODEL = flags.DEFINE_string("model", lnj.DEFAULT_MODEL,
                              "Embedded preset, .gguf file or transformers checkpoint directory.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/reproduce", "Output directory.")
 _LANGUAGES = flags.DEFINE_list("languages", list(find.data.PAPER_LANGUAGES),
                                "Languages to find neurons for (two or more).")
-_TARGETS = flags.DEFINE_list("targets", None, "Languages to steer towards (default: all "
-                             "--languages but the first, the paper's en, which is the "
-                             "translation source).")
+_TARGETS = flags.DEFINE_list("targets", None, "Languages to steer towards (default: every "
+                             "--languages, English included, as the authors; English has no "
+                             "translation sets, so translation skips it).")
 _CORPUS_DIR = flags.DEFINE_string("corpus_dir", None, "Directory of {lang}.json corpora.")
 _TFDS_NAME = flags.DEFINE_string(
     "tfds_name", None, "Or a TFDS dataset, one config per language (e.g. lang_neuron_sense, "
@@ -36,42 +38,56 @@ _TFDS_NAME = flags.DEFINE_string(
 _TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data directory.")
 _QUICK = flags.DEFINE_bool("quick", False, "Small settings, same code path (minutes on CPU).")
 _PAPER = flags.DEFINE_bool("paper", False, "The paper's counts: 100 unconditional samples per "
-                           "condition and 100 pairs per translation set (about an hour on "
-                           "a 2-core CPU, estimated; the default uses 32 and 16).")
-_TOP_N = flags.DEFINE_integer("top_n", 1000, "N of the top-N and bottom-N sets.")
+                           "condition and 100 pairs per translation set (the default uses "
+                           "fewer; see the README for both times).")
+_N = flags.DEFINE_integer("n", control.MAIN_N, "N, the total neurons of each language's "
+                          "analysed and translation set: top N/2 + bottom N/2 (the paper's "
+                          "main condition, limited_2000_both, is 2000). Even; capped at the "
+                          "model's neurons.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype.")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Rows per generation call.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
 
 
+# Counts of each setting: (texts per language, unconditional samples, perplexity samples,
+# new tokens, sweep, translation pairs, translation tokens). The default keeps every text,
+# neuron and condition of the paper with fewer samples and pairs, so that it fits in 20
+# minutes on a 2-core CPU; --quick is the same code on a small scale.
+SETTINGS = {
+    "quick": (30, 6, 3, 32, (20, 2_000, 200_000), 3, 48),
+    "default": (None, 24, 6, 64, control.UNCONDITIONAL_NS, 12, 128),
+    "paper": (None, 100, 20, 64, control.UNCONDITIONAL_NS, 100, 128),
+}
+
+
 def main(argv):
   del argv
   multihost_flags.initialize()
+  quick = _QUICK.value
+  if quick and _PAPER.value:
+    raise app.UsageError("Give --quick or --paper, not both.")
+  setting = "quick" if quick else "paper" if _PAPER.value else "default"
+  positives, samples, perplexity_samples, new_tokens, ns, pairs, translation_tokens = \
+      SETTINGS[setting]
+  find_config = find.FindConfig(
+      languages=tuple(_LANGUAGES.value), corpus_dir=_CORPUS_DIR.value,
+      tfds_name=_TFDS_NAME.value, tfds_data_dir=_TFDS_DATA_DIR.value, n=_N.value,
+      seed=_SEED.value, positives_per_language=positives)
+  targets = tuple(_TARGETS.value or _LANGUAGES.value)
+  control_config = control_stage.ControlConfig(
+      languages=targets, samples=samples, perplexity_samples=perplexity_samples,
+      max_new_tokens=new_tokens, ns=ns, main_n=_N.value, translation_n=_N.value,
+      translation_pairs=pairs, translation_tokens=translation_tokens,
+      batch_size=_BATCH.value, seed=_SEED.value)
+  # What the flags alone decide is checked before the weights load.
+  model_config = loading.load_config(_MODEL.value)
+  find_config.validate(model_config)
+  control_config.validate(find_config.num_neurons(model_config), find_config.languages)
   timings = {}
   start = time.perf_counter()
   lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
   timings["load"] = time.perf_counter() - start
   model_id = f"{_MODEL.value}|{_DTYPE.value}|" + responses.fingerprint(config=lm.config.to_dict())
-  quick = _QUICK.value
-  if quick and _PAPER.value:
-    raise app.UsageError("Give --quick or --paper, not both.")
-  # The default keeps every text, neuron and condition of the paper and fewer samples
-  # and pairs, so that it finishes in under 20 minutes on a 2-core CPU.
-  # --quick: the same stages on 30 texts per language, 6 samples of 32 tokens per
-  # condition (3 N values) and 3 pairs per set: under 4 minutes on that CPU.
-  samples, pairs, perplexity_samples = (6, 3, 3) if quick else (
-      (100, 100, 20) if _PAPER.value else (32, 16, 6))
-  find_config = find.FindConfig(
-      languages=tuple(_LANGUAGES.value), corpus_dir=_CORPUS_DIR.value,
-      tfds_name=_TFDS_NAME.value, tfds_data_dir=_TFDS_DATA_DIR.value, top_n=_TOP_N.value,
-      seed=_SEED.value, positives_per_language=30 if quick else None)
-  targets = tuple(_TARGETS.value or _LANGUAGES.value[1:])
-  control_config = control_stage.ControlConfig(
-      languages=targets, samples=samples, perplexity_samples=perplexity_samples,
-      max_new_tokens=32 if quick else 64,
-      ns=(20, 2_000, 200_000) if quick else control.UNCONDITIONAL_NS,
-      translation_pairs=pairs, translation_tokens=48 if quick else 128,
-      batch_size=_BATCH.value, seed=_SEED.value)
   find_dir = os.path.join(_WORKDIR.value, "find")
   control_dir = os.path.join(_WORKDIR.value, "control")
 
@@ -83,7 +99,7 @@ def main(argv):
   control_stage.run_control(lm, result.expertise, control_config, control_dir,
                             model_id=model_id, expertise_stamp=stamp)
   timings["control"] = time.perf_counter() - start
-  config = {"model": _MODEL.value, "dtype": _DTYPE.value, "quick": quick, "paper": _PAPER.value,
+  config = {"model": _MODEL.value, "dtype": _DTYPE.value, "setting": setting,
             "find": find_config, "control": control_config,
             "command": ["python", "experiments/reproduce.py"] + [
                 f for f in os.sys.argv[1:]]}
@@ -97,4 +113,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -22,12 +22,16 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from lang_neuron_jax import sampling
+from lang_neuron_jax import sampling, selection
 from lang_neuron_jax.selection import Expertise, NeuronSet, build_intervention, select
 
 TRANSLATION_PROMPT = ("Translate an English sentence into a target language.\n"
                       "English: {source}\nTarget Language:")
+# The paper's sweep of N (total fixed neurons) and its main condition (the authors'
+# main_prod_env.sh runs limited_{2,20,200,2000,20000,200000}_both; limited_2000_both is
+# the one they also run top-only, bottom-only and on translation).
 UNCONDITIONAL_NS = (2, 20, 200, 2_000, 20_000, 200_000)
+MAIN_N = 2_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +42,7 @@ class Condition:
     name: Unique, readable name ("baseline", "de/both/200", ...).
     language: Target language, or None for the baseline.
     kind: Selection kind ("both", "top", "bottom", "random"), or None.
-    n: N of the selection (both/random: N top + N bottom, or 2N random), or None.
+    n: N, the total number of neurons fixed (both: N/2 top + N/2 bottom), or None.
   """
 
   name: str
@@ -61,21 +65,24 @@ def condition(language: str, kind: str, n: int) -> Condition:
 
 def unconditional_conditions(languages: Sequence[str], num_neurons: int, *,
                              ns: Sequence[int] = UNCONDITIONAL_NS,
-                             extra_n: int = 1000) -> list[Condition]:
-  """The paper's unconditional sweep.
+                             main_n: int = MAIN_N) -> list[Condition]:
+  """The paper's unconditional sweep; N is always the total number of fixed neurons.
 
-  No intervention; each language's top+bottom N for each N (capped so that 2N fits the
-  model); top-only and bottom-only ``extra_n``; and a random set the size of the
-  ``extra_n`` top+bottom set.
+  No intervention; for each language, its top N/2 + bottom N/2 for each N of ``ns``
+  (capped at the model's neuron count, where every neuron is fixed); and three controls
+  of the main condition ``main_n``: its top half alone (top ``main_n / 2``), its bottom
+  half alone, and ``main_n`` random neurons (the paper: top 1,000, bottom 1,000, random
+  2,000 against ``limited_2000_both``).
   """
-  half = num_neurons // 2
-  capped = sorted({min(n, half) for n in ns})
-  extra_n = min(extra_n, half)
+  main_n = selection.cap_n(main_n, num_neurons, "both")
+  capped = sorted({selection.cap_n(n, num_neurons, "both") for n in ns})
+  for n in capped + [main_n]:
+    selection.check_n(n, num_neurons, "both")
   out = [BASELINE]
   for lang in languages:
     out += [condition(lang, "both", n) for n in capped]
-    out += [condition(lang, "top", extra_n), condition(lang, "bottom", extra_n),
-            condition(lang, "random", extra_n)]
+    out += [condition(lang, "top", main_n // 2), condition(lang, "bottom", main_n // 2),
+            condition(lang, "random", main_n)]
   return out
 
 

@@ -4,9 +4,12 @@ Layout of ``workdir``::
 
     unconditional.jsonl   one record per generated sample (condition, tokens, text, language)
     translation.jsonl     one record per translation (set, condition, source, output, ...)
-    metrics.json          per condition: target-language share, empty share, perplexity;
-                          per translation set: BLEU, chrF, target share with/without
-    share_vs_n.png, translation_bleu.png, translation_share.png
+    metrics.json          per condition: target-language and valid shares with 95% intervals
+                          and exact paired tests against the baseline, degenerate share,
+                          perplexity; per translation set: BLEU, chrF and the same shares,
+                          with and without intervention (see lang_neuron_jax/metrics.py)
+    share_vs_n.png, translation_bleu.png, translation_target_share.png,
+    translation_valid_share.png
     run.json
 
 Generated rows are appended to ``{part}.partial{process}.jsonl`` batch by batch, so a
@@ -29,7 +32,9 @@ from absl import logging
 import numpy as np
 
 from lang_neuron_jax import (artifacts, control, data, distributed, evaluation, figures,
-                             responses, sampling)
+                             responses, sampling, selection)
+from lang_neuron_jax import metrics as metrics_lib
+from lang_neuron_jax.locks import workdir_locked
 from lang_neuron_jax.selection import Expertise
 
 
@@ -38,16 +43,19 @@ class ControlConfig:
   """What the control stage does.
 
   Attributes:
-    languages: Target languages (must have been scored).
+    languages: Target languages (must have been scored). The authors steer towards all
+      six, English included; English has no translation sets, so translation skips it.
     samples: Unconditional samples per condition (the paper: 100).
     max_new_tokens: Unconditional new tokens (the paper: 64).
     temperature: Unconditional sampling temperature (the paper: 0.8).
-    ns: N values of the top+bottom sweep (capped at the model's size).
-    extra_n: N of the top-only, bottom-only and random conditions.
+    ns: N values of the top N/2 + bottom N/2 sweep; N counts every fixed neuron (capped
+      at the model's size; even).
+    main_n: The paper's main condition (2,000 = 1,000 + 1,000): its top half alone, its
+      bottom half alone and ``main_n`` random neurons are the sweep's controls.
     translation_sets: ``(dataset, language)`` pairs; None for every shipped set whose
       language is in ``languages``.
     translation_pairs: Pairs used per translation set (the shipped sets hold 100).
-    translation_n: N of the top+bottom set used for translation.
+    translation_n: N (total, top N/2 + bottom N/2) of the set used for translation.
     translation_tokens: Greedy new tokens for translation (the paper: 128).
     statistic: Value the neurons are fixed to.
     perplexity_samples: Unconditional samples per condition whose perplexity is
@@ -56,20 +64,40 @@ class ControlConfig:
     seed: Base seed.
   """
 
-  languages: tuple[str, ...] = ("de", "fr", "es", "zh", "ja")
+  languages: tuple[str, ...] = data.PAPER_LANGUAGES
   samples: int = 100
   max_new_tokens: int = 64
   temperature: float = 0.8
   ns: tuple[int, ...] = control.UNCONDITIONAL_NS
-  extra_n: int = 1000
+  main_n: int = control.MAIN_N
   translation_sets: tuple[tuple[str, str], ...] | None = None
   translation_pairs: int = 100
-  translation_n: int = 1000
+  translation_n: int = control.MAIN_N
   translation_tokens: int = 128
   statistic: str = "on_p50"
   perplexity_samples: int = 20
   batch_size: int = 128
   seed: int = 0
+
+
+  def validate(self, num_neurons: int, scored_languages: Sequence[str]) -> None:
+    """Raises a ValueError saying what to fix for what the config alone decides: target
+    languages that were not scored, N values (even, from 2; capped at ``num_neurons``),
+    counts below one."""
+    unknown = set(self.languages) - set(scored_languages)
+    if unknown or not self.languages:
+      raise ValueError(f"Target languages {sorted(unknown) or '(none)'} are not among the "
+                       f"scored languages {list(scored_languages)}.")
+    control.unconditional_conditions(self.languages, num_neurons, ns=self.ns,
+                                     main_n=self.main_n)
+    selection.check_n(selection.cap_n(self.translation_n, num_neurons, "both"), num_neurons,
+                      "both")
+    for name in ("samples", "max_new_tokens", "translation_pairs", "translation_tokens",
+                 "batch_size"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+    if self.perplexity_samples < 0 or self.temperature < 0:
+      raise ValueError("perplexity_samples and temperature must not be negative.")
 
 
 def _stage_fingerprint(config: ControlConfig, expertise_stamp, model_id: str, part: str) -> str:
@@ -93,7 +121,7 @@ def _save_records(path: str, records, fingerprint: str):
 
 def unconditional_jobs(lm, exp: Expertise, config: ControlConfig) -> list[control.Job]:
   conditions = control.unconditional_conditions(config.languages, exp.index.size, ns=config.ns,
-                                                extra_n=config.extra_n)
+                                                main_n=config.main_n)
   prompt = tuple(control.unconditional_prompt(lm.config))
   return [control.Job(c, prompt, i) for c in conditions for i in range(config.samples)]
 
@@ -105,7 +133,7 @@ def translation_sets(config: ControlConfig) -> list[tuple[str, str]]:
 
 
 def translation_jobs(lm, exp: Expertise, config: ControlConfig) -> list[control.Job]:
-  n = min(config.translation_n, exp.index.size // 2)  # Small models have fewer neurons.
+  n = selection.cap_n(config.translation_n, exp.index.size, "both")
   jobs = []
   for dataset, lang in translation_sets(config):
     pairs = data.load_translation_pairs(dataset, lang)[:config.translation_pairs]
@@ -211,62 +239,38 @@ def generate_resumable(lm, exp: Expertise, jobs: Sequence[control.Job], *, workd
   return [records[i] for i in range(len(jobs))]
 
 
-def summarize(unconditional: Sequence[dict], translation: Sequence[dict]) -> dict:
-  """metrics.json: per-condition shares and perplexity, per-set translation scores."""
-  by_condition = collections.defaultdict(list)
-  for r in unconditional:
-    by_condition[r["condition"]].append(r)
-  langs = sorted({r["language"] for r in unconditional if r["language"]})
-  uncond = {}
-  for name, rows in by_condition.items():
-    ppl = [r["perplexity"] for r in rows if r["perplexity"] is not None]
-    uncond[name] = {
-        "language": rows[0]["language"], "kind": rows[0]["kind"], "n": rows[0]["n"],
-        "samples": len(rows),
-        "empty_share": sum(r["detected"] == "" for r in rows) / len(rows),
-        "median_perplexity": float(np.median(ppl)) if ppl else None,
-        # Share of samples in each language; for the baseline, the model's own mix.
-        "share": {l: sum(r["detected"] == l for r in rows) / len(rows) for l in langs},
-    }
-    if rows[0]["language"]:
-      uncond[name]["target_share"] = uncond[name]["share"][rows[0]["language"]]
-  trans = {}
-  groups = collections.defaultdict(list)
-  for r in translation:
-    groups[(r["dataset"], r["target"], r["condition"])].append(r)
-  for (dataset, lang, cond), rows in sorted(groups.items()):
-    scores = evaluation.translation_scores([r["output"] for r in rows],
-                                           [r["reference"] for r in rows], lang)
-    key = f"{dataset}_en_{lang}"
-    trans.setdefault(key, {})["baseline" if cond == "baseline" else "intervention"] = {
-        **scores, "target_share": sum(r["detected"] == lang for r in rows) / len(rows),
-        "empty_share": sum(r["output"] == "" for r in rows) / len(rows), "pairs": len(rows)}
-  return {"unconditional": uncond, "translation": trans}
-
-
 def draw(metrics: dict, workdir: str) -> None:
+  """share_vs_n.png (raw and valid target share against N, with 95% intervals) and the
+  translation figures (BLEU, target share; with and without intervention)."""
   uncond = metrics["unconditional"]
-  shares = collections.defaultdict(dict)
+  curves = collections.defaultdict(dict)
   for m in uncond.values():
     if m["kind"] == "both":
-      shares[m["language"]][m["n"]] = m["target_share"]
-  baseline = uncond.get("baseline", {}).get("share", {})
-  if shares:
-    figures.share_vs_n(shares, os.path.join(workdir, "share_vs_n.png"), baseline=baseline)
+      curves[m["language"]][m["n"]] = m
+  base = uncond.get("baseline", {}).get("by_language", {})
+  if curves:
+    figures.share_vs_n(
+        {l: {n: (m["target_share"], m["target_share_ci"]) for n, m in by_n.items()}
+         for l, by_n in sorted(curves.items())},
+        {l: {n: (m["valid_share"], m["valid_share_ci"]) for n, m in by_n.items()}
+         for l, by_n in sorted(curves.items())},
+        os.path.join(workdir, "share_vs_n.png"),
+        baseline={l: (b["target_share"], b["valid_share"]) for l, b in base.items()})
   trans = metrics["translation"]
   if trans:
-    for key, label in (("bleu", "BLEU"), ("target_share", "share in target language")):
-      figures.paired_bars({k: {c: v[key] for c, v in t.items()} for k, t in trans.items()},
+    for key, label in (("bleu", "BLEU"), ("target_share", "share in target language"),
+                       ("valid_share", "valid share in target language")):
+      figures.paired_bars({k: {c: (v[key], v[f"{key}_ci"]) for c, v in t.items()}
+                           for k, t in trans.items()},
                           os.path.join(workdir, f"translation_{key}.png"), ylabel=label,
-                          title=f"Translation: {label}, with and without intervention")
+                          title=f"Translation: {label}, with and without intervention (95% CI)")
 
 
+@workdir_locked  # A second run on the same workdir is refused (lang_neuron_jax/locks.py).
 def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *, model_id: str = "",
                 expertise_stamp=None, progress: bool = True) -> dict:
   """Runs (or reuses) both experiments, evaluates them, writes metrics and figures."""
-  unknown = set(config.languages) - set(exp.languages)
-  if unknown:
-    raise ValueError(f"Languages {sorted(unknown)} were not scored; scored: {exp.languages}.")
+  config.validate(exp.index.size, exp.languages)
   os.makedirs(workdir, exist_ok=True)
   timings = {}
   outputs = {}
@@ -293,7 +297,8 @@ def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *, mode
         records = artifacts.read_jsonl(path)
     outputs[part] = records
     timings[part] = time.perf_counter() - start
-  metrics = summarize(outputs["unconditional"], outputs["translation"])
+  metrics = metrics_lib.summarize(outputs["unconditional"], outputs["translation"],
+                                  seed=config.seed)
   if distributed.is_leader():
     artifacts.write_json(os.path.join(workdir, "metrics.json"), metrics)
     draw(metrics, workdir)

@@ -77,37 +77,62 @@ def ap_histograms(ap: Mapping[str, np.ndarray], path: str) -> str:
   return _save(fig, path)
 
 
-def share_vs_n(shares: Mapping[str, Mapping[int, float]], path: str, *,
-               baseline: Mapping[str, float] | None = None,
-               title: str = "Generations in the target language") -> str:
-  """Target-language share against N (log x), one line per language."""
-  fig = Figure(figsize=(6, 3.5))
-  ax = fig.subplots()
-  for k, (lang, by_n) in enumerate(shares.items()):
-    ns = sorted(by_n)
-    line, = ax.plot(ns, [by_n[n] for n in ns], marker="o", markersize=3, label=lang)
-    if baseline and lang in baseline:
-      ax.axhline(baseline[lang], color=line.get_color(), linestyle=":", linewidth=1)
-  ax.set_xscale("log")
-  ax.set_ylim(-0.02, 1.02)
-  ax.set_xlabel("N (top-N + bottom-N neurons fixed)")
-  ax.set_ylabel("share in target language")
-  ax.set_title(title, fontsize=10)
-  ax.legend(fontsize=8, ncol=3)
+def _error(value: float, interval) -> list[float]:
+  """Matplotlib's asymmetric error of ``value`` within ``interval`` ([low, high])."""
+  return [max(0.0, value - interval[0]), max(0.0, interval[1] - value)]
+
+
+def share_vs_n(target: Mapping[str, Mapping[int, tuple[float, Sequence[float]]]],
+               valid: Mapping[str, Mapping[int, tuple[float, Sequence[float]]]], path: str, *,
+               baseline: Mapping[str, tuple[float, float]] | None = None) -> str:
+  """Target-language share (left) and valid target-language share (right) against N
+  (log x), one line per language with 95% error bars; dotted: the baseline's shares.
+
+  Args:
+    target, valid: ``{language: {N: (share, [low, high])}}``.
+    path: PNG to write.
+    baseline: ``{language: (target share, valid share)}`` without intervention.
+  """
+  fig = Figure(figsize=(11, 3.8))
+  axes = fig.subplots(1, 2, sharey=True)
+  for panel, (ax, curves, title) in enumerate(
+      zip(axes, (target, valid), ("in the target language", "valid: target language, "
+                                  "not degenerate"))):
+    for k, (lang, by_n) in enumerate(curves.items()):
+      ns = sorted(by_n)
+      shares = [by_n[n][0] for n in ns]
+      # Languages are offset a little along x so that their error bars do not overlap.
+      x = [n * 1.06 ** (k - len(curves) / 2) for n in ns]
+      errors = np.array([_error(*by_n[n]) for n in ns]).T
+      line = ax.errorbar(x, shares, yerr=errors, marker="o", markersize=3, capsize=2,
+                         linewidth=1, label=lang)
+      if baseline and lang in baseline:
+        ax.axhline(baseline[lang][panel], color=line[0].get_color(), linestyle=":",
+                   linewidth=1)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("N (top N/2 + bottom N/2 neurons fixed)")
+    ax.set_title(f"Share {title}", fontsize=10)
+  axes[0].set_ylabel("share of samples (95% CI)")
+  axes[0].legend(fontsize=8, ncol=3)
   return _save(fig, path)
 
 
-def paired_bars(values: Mapping[str, Mapping[str, float]], path: str, *, ylabel: str,
-                title: str) -> str:
-  """Bars per group (e.g. translation set) for each condition (e.g. with/without)."""
+def paired_bars(values: Mapping[str, Mapping[str, tuple[float, Sequence[float]]]], path: str,
+                *, ylabel: str, title: str) -> str:
+  """Bars per group (e.g. translation set) for each condition (e.g. with/without), each
+  with its 95% interval: ``{group: {condition: (value, [low, high])}}``."""
   groups = list(values)
   conditions = sorted({c for v in values.values() for c in v})
   fig = Figure(figsize=(max(5, 0.9 * len(groups)), 3.5))
   ax = fig.subplots()
   width = 0.8 / max(len(conditions), 1)
   for k, cond in enumerate(conditions):
-    ax.bar(np.arange(len(groups)) + k * width, [values[g].get(cond, np.nan) for g in groups],
-           width, label=cond)
+    present = [g for g in groups if cond in values[g]]
+    x = np.array([groups.index(g) for g in present]) + k * width
+    heights = [values[g][cond][0] for g in present]
+    errors = np.array([_error(*values[g][cond]) for g in present]).T.reshape(2, -1)
+    ax.bar(x, heights, width, yerr=errors, capsize=2, label=cond)
   ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, groups, rotation=30, ha="right",
                 fontsize=8)
   ax.set_ylabel(ylabel)

@@ -4,8 +4,10 @@ Layout of ``workdir``::
 
     responses/{site}.npy     float32 [texts, layers, units] (memory-mapped)
     expertise.npz            every language's AP and statistics for every neuron
-    expertise/{lang}.csv     the PyTorch reference's columns, for comparison
-    neurons/{lang}.npz       the selected top/bottom-N neurons of each language
+    expertise/{lang}.csv     the PyTorch reference's columns, every neuron by AP
+    expertise/{lang}/expertise_limited_{N}_both.csv, ..._{N/2}_top.csv, ..._{N/2}_bottom.csv
+                             the authors' make_limited_expert.py files for N
+    neurons/{lang}.npz       the selected top N/2 + bottom N/2 neurons of each language
     analysis.json            overlaps, layer/site distributions, sufficiency check
     *.png                    figures
     run.json                 configuration, versions, git SHA, timings
@@ -27,6 +29,7 @@ from tqdm import tqdm
 
 from lang_neuron_jax import (analysis, artifacts, data, distributed, expertise, figures,
                              responses, selection)
+from lang_neuron_jax.locks import workdir_locked
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -40,7 +43,10 @@ class FindConfig:
       :func:`lang_neuron_jax.data.load_corpus`), read from ``tfds_data_dir``.
     max_length: Texts with more tokens are dropped (as in the reference: 256).
     batch_size: Texts per forward pass.
-    top_n: N of the top-N and bottom-N sets.
+    n: N, the total number of neurons in each language's set: the top N/2 plus the
+      bottom N/2 by AP (the authors' ``expertise_limited_{N}_both``; the paper's main
+      condition is 2,000). Its halves are the top and bottom sets whose overlaps and
+      layers are analysed. Capped at the model's neuron count.
     sites: Neuron sites to record (None: the model's neuron sites, i.e. every linear
       projection in a block, as the reference).
     seed: Seed of random controls and the classifier split.
@@ -58,12 +64,30 @@ class FindConfig:
   tfds_data_dir: str | None = None
   max_length: int = 256
   batch_size: int = 32
-  top_n: int = 1000
+  n: int = 2000
   sites: tuple[str, ...] | None = None
   seed: int = 0
   chunk_size: int = expertise.DEFAULT_CHUNK
   positives_per_language: int | None = None
   sufficiency_n: int = 10
+
+  def num_neurons(self, model_config) -> int:
+    """How many neurons the stage scores on a model (needs only its config)."""
+    sites = model_config.neuron_sites if self.sites is None else self.sites
+    return selection.neuron_index(model_config, sites).size
+
+  def validate(self, model_config) -> None:
+    """Raises a ValueError saying what to fix for what the config alone decides (before
+    any forward pass): two or more distinct languages, known sites, a valid N."""
+    if len(set(self.languages)) < 2 or len(set(self.languages)) != len(self.languages):
+      raise ValueError(f"Give two or more distinct languages, got {list(self.languages)}.")
+    sites = model_config.neuron_sites if self.sites is None else self.sites
+    unknown = set(sites) - set(model_config.site_widths)
+    if unknown:
+      raise ValueError(f"Unknown neuron sites {sorted(unknown)}; this model has "
+                       f"{sorted(model_config.site_widths)}.")
+    total = self.num_neurons(model_config)
+    selection.check_n(selection.cap_n(self.n, total, "both"), total, "both")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,21 +119,45 @@ def score_responses(resp: dict[str, np.ndarray], corpus: data.Corpus,
   return selection.Expertise(index, corpus.languages, ap, stats)
 
 
-def write_reference_csv(exp: selection.Expertise, directory: str) -> None:
-  """One CSV per language with the PyTorch reference's columns (+ ``site``), by AP."""
-  os.makedirs(directory, exist_ok=True)
-  site, layer, unit = exp.index.unflatten(np.arange(exp.index.size))
+def _write_csv(exp: selection.Expertise, row: int, flat: np.ndarray, path: str) -> None:
+  """The reference's ``expertise.csv`` columns (+ ``site``) for ``flat``, in that order."""
+  site, layer, unit = exp.index.unflatten(flat)
   names = np.asarray(exp.index.sites)[site]
+  cols = [exp.ap[row][flat]] + [exp.stats[k][row][flat] for k in selection.STATISTICS]
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write("ap,on_p50,on_p90,off_mean,off_p50,layer,unit,site\n")
+    for i in range(flat.size):
+      f.write(",".join(f"{c[i]:.9g}" for c in cols) + f",{layer[i]},{unit[i]},{names[i]}\n")
+  os.replace(tmp, path)
+
+
+def limited_file_names(n: int) -> dict[str, str]:
+  """The authors' file name of each kind for N (``make_limited_expert.py``: the top and
+  bottom files hold N/2 rows each, the both file N)."""
+  return {"both": f"expertise_limited_{n}_both.csv",
+          "top": f"expertise_limited_{n // 2}_top.csv",
+          "bottom": f"expertise_limited_{n // 2}_bottom.csv"}
+
+
+def write_reference_csv(exp: selection.Expertise, directory: str) -> None:
+  """Per language, every neuron by AP, as the reference's ``expertise.csv``
+  (``{directory}/{lang}.csv``)."""
+  os.makedirs(directory, exist_ok=True)
   for row, lang in enumerate(exp.languages):
-    order = np.argsort(-exp.ap[row], kind="stable")
-    path = os.path.join(directory, f"{lang}.csv")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.write("ap,on_p50,on_p90,off_mean,off_p50,layer,unit,site\n")
-      cols = [exp.ap[row]] + [exp.stats[k][row] for k in selection.STATISTICS]
-      for i in order:
-        f.write(",".join(f"{c[i]:.9g}" for c in cols) + f",{layer[i]},{unit[i]},{names[i]}\n")
-    os.replace(tmp, path)
+    _write_csv(exp, row, selection.ranking(exp.ap[row], True),
+               os.path.join(directory, f"{lang}.csv"))
+
+
+def write_limited_csv(exp: selection.Expertise, directory: str, n: int) -> None:
+  """The authors' limited files for N, with the same rows as ``make_limited_expert.py``
+  makes from the same scores: ``{directory}/{lang}/expertise_limited_{N}_both.csv`` (top
+  N/2 by AP, then bottom N/2) and the ``_{N/2}_top`` and ``_{N/2}_bottom`` halves."""
+  for row, lang in enumerate(exp.languages):
+    os.makedirs(os.path.join(directory, lang), exist_ok=True)
+    for kind, name in limited_file_names(n).items():
+      chosen = selection.select(exp, lang, n if kind == "both" else n // 2, kind)
+      _write_csv(exp, row, chosen.flat, os.path.join(directory, lang, name))
 
 
 def save_neuron_set(neurons: selection.NeuronSet, path: str) -> None:
@@ -119,22 +167,24 @@ def save_neuron_set(neurons: selection.NeuronSet, path: str) -> None:
 
 def analyse(exp: selection.Expertise, resp, corpus: data.Corpus, config: FindConfig,
             workdir: str) -> dict:
-  """Overlaps, distributions, top tables, the sufficiency check and figures."""
+  """Overlaps, distributions, top tables, the sufficiency check and figures, for each
+  language's set of N (its top N/2 and bottom N/2 halves separately for the overlaps)."""
   langs = exp.languages
-  n = config.top_n
-  top = {l: selection.select(exp, l, n, "top") for l in langs}
-  bottom = {l: selection.select(exp, l, n, "bottom") for l in langs}
+  n = selection.cap_n(config.n, exp.index.size, "both")
+  half = n // 2
+  top = {l: selection.select(exp, l, half, "top") for l in langs}
+  bottom = {l: selection.select(exp, l, half, "bottom") for l in langs}
   both = {l: selection.select(exp, l, n, "both") for l in langs}
   overlap_top = analysis.overlap_matrix([top[l] for l in langs])
   overlap_bottom = analysis.overlap_matrix([bottom[l] for l in langs])
   layers = {l: analysis.layer_distribution(both[l]) for l in langs}
   sites = {l: analysis.site_distribution(both[l]) for l in langs}
   figures.overlap_heatmap(overlap_top, langs, os.path.join(workdir, "overlap_top.png"),
-                          title=f"Overlap of top-{n} neurons")
+                          title=f"Overlap of the top-{half} neurons (N = {n})")
   figures.overlap_heatmap(overlap_bottom, langs, os.path.join(workdir, "overlap_bottom.png"),
-                          title=f"Overlap of bottom-{n} neurons")
+                          title=f"Overlap of the bottom-{half} neurons (N = {n})")
   figures.layer_distribution(layers, os.path.join(workdir, "layers.png"),
-                             title=f"Top-{n} + bottom-{n} neurons per layer")
+                             title=f"Top-{half} + bottom-{half} neurons (N = {n}) per layer")
   figures.site_distribution(sites, exp.index.sites, os.path.join(workdir, "sites.png"))
   figures.ap_histograms({l: exp.ap[i] for i, l in enumerate(langs)},
                         os.path.join(workdir, "ap_histograms.png"))
@@ -146,14 +196,14 @@ def analyse(exp: selection.Expertise, resp, corpus: data.Corpus, config: FindCon
                                            seed=config.seed)
   tables = {}
   for l in langs:
-    t = selection.select(exp, l, min(10, n), "top")
+    t = selection.select(exp, l, min(10, half), "top")
     tables[l] = [{"site": exp.index.sites[t.site[i]], "layer": int(t.layer[i]),
                   "unit": int(t.unit[i]), "ap": float(t.ap[i]),
                   "on_p50": float(t.stats["on_p50"][i]), "off_p50": float(t.stats["off_p50"][i])}
                  for i in range(len(t))]
   return {
       "languages": list(langs),
-      "top_n": n,
+      "n": n,
       "overlap_top": overlap_top,
       "overlap_bottom": overlap_bottom,
       "max_overlap_between_languages": {
@@ -167,9 +217,11 @@ def analyse(exp: selection.Expertise, resp, corpus: data.Corpus, config: FindCon
   }
 
 
+@workdir_locked  # A second run on the same workdir is refused (lang_neuron_jax/locks.py).
 def find_neurons(lm, config: FindConfig, workdir: str, *, model_id: str = "",
                  progress: bool = True) -> FindResult:
   """Runs (or resumes) the find stage in ``workdir``; see the module docstring."""
+  config.validate(lm.config)
   os.makedirs(workdir, exist_ok=True)
   timings = {}
   start = time.perf_counter()
@@ -211,8 +263,10 @@ def find_neurons(lm, config: FindConfig, workdir: str, *, model_id: str = "",
   timings["scores"] = time.perf_counter() - start
 
   start = time.perf_counter()
-  neurons = {lang: selection.select(exp, lang, config.top_n, "both") for lang in corpus.languages}
+  n = selection.cap_n(config.n, index.size, "both")
+  neurons = {lang: selection.select(exp, lang, n, "both") for lang in corpus.languages}
   if distributed.is_leader():
+    write_limited_csv(exp, os.path.join(workdir, "expertise"), n)
     os.makedirs(os.path.join(workdir, "neurons"), exist_ok=True)
     for lang, chosen in neurons.items():
       save_neuron_set(chosen, os.path.join(workdir, "neurons", f"{lang}.npz"))

@@ -7,7 +7,7 @@ import os
 import shutil
 from typing import Sequence
 
-from lang_neuron_jax import artifacts
+from lang_neuron_jax import artifacts, evaluation
 
 
 def _pct(x) -> str:
@@ -26,8 +26,9 @@ def _find_section(find: dict, images: dict) -> list[str]:
   lines = ["## Finding language-specific neurons", ""]
   run = find["run"]
   lines += [f"{run.get('neurons', '?')} neurons scored on {run.get('texts', '?')} distinct texts "
-            f"({run.get('dropped_texts', 0)} dropped as too long); top-{a['top_n']} and "
-            f"bottom-{a['top_n']} kept per language.", ""]
+            f"({run.get('dropped_texts', 0)} dropped as too long); per language, a set of "
+            f"N = {a['n']:,}: the top {a['n'] // 2:,} and the bottom {a['n'] // 2:,} by AP "
+            "(the authors' limited_N_both).", ""]
   lines += ["### Highest-AP neurons", ""]
   rows = []
   for lang in langs:
@@ -40,7 +41,7 @@ def _find_section(find: dict, images: dict) -> list[str]:
             f"Largest overlap between two languages' sets: top {_pct(mo['top'])}, "
             f"bottom {_pct(mo['bottom'])} (the paper reports under 5%).", ""]
   rows = [[l] + [_pct(v) for v in row] for l, row in zip(langs, a["overlap_top"])]
-  lines += _table(["top-N"] + langs, rows) + [""]
+  lines += _table([f"top {a['n'] // 2:,}"] + langs, rows) + [""]
   for key in ("overlap_top", "overlap_bottom", "layers", "sites", "ap_histograms"):
     if key in images:
       lines += [f"![{key}]({images[key]})", ""]
@@ -58,70 +59,144 @@ def _find_section(find: dict, images: dict) -> list[str]:
   return lines
 
 
+def _share(value, interval, significant=None) -> str:
+  """"41% [28–56]*": a share, its 95% interval, and * where it differs from the baseline
+  (Holm-adjusted exact test)."""
+  if value is None:
+    return "n/a"
+  mark = "*" if significant else ""
+  return f"{value:.0%} [{interval[0]:.0%}–{interval[1]:.0%}]{mark}".replace("%–", "–")
+
+
+def _condition_label(kind: str, n: int) -> str:
+  return {"both": f"N={n:,}", "top": f"top {n:,} only", "bottom": f"bottom {n:,} only",
+          "random": f"random {n:,}"}[kind]
+
+
+def _unconditional_tables(uncond: dict) -> list[str]:
+  base = uncond.get("baseline")
+  by_lang = collections.defaultdict(dict)
+  for c in uncond.values():
+    if c["language"]:
+      by_lang[c["language"]][(c["kind"], c["n"])] = c
+  order = {"both": 0, "top": 1, "bottom": 2, "random": 3}
+  columns = sorted({k for d in by_lang.values() for k in d}, key=lambda k: (order[k[0]], k[1]))
+  header = ["target", "no intervention"] + [_condition_label(*k) for k in columns]
+  lines = []
+  for field, title in (("target", "Share of samples in the target language (language ID)"),
+                       ("valid", "Share of **valid** target-language samples (in the target "
+                                 "language *and* not degenerate; the test catches loops, "
+                                 "not word salad: read it with the perplexity below)")):
+    rows = []
+    for lang, d in sorted(by_lang.items()):
+      b = base["by_language"].get(lang) if base else None
+      row = [lang, _share(b[f"{field}_share"], b[f"{field}_share_ci"]) if b else "n/a"]
+      row += [_share(d[k][f"{field}_share"], d[k][f"{field}_share_ci"],
+                     d[k].get(f"significant_{field}")) if k in d else "" for k in columns]
+      rows.append(row)
+    lines += [f"{title}; 95% interval in brackets; * differs from no intervention "
+              "(McNemar's exact test on the same samples, Holm-adjusted over the table, "
+              "p < 0.05):", ""]
+    lines += _table(header, rows) + [""]
+  rows = []
+  for lang, d in sorted(by_lang.items()):
+    row = [lang, _pct(base["degenerate_share"]) if base else "n/a"]
+    row += [_pct(d[k]["degenerate_share"]) if k in d else "" for k in columns]
+    rows.append(row)
+  lines += ["Share of **degenerate** samples (fewer than half their character 4-grams "
+            "distinct: loops of a character, word or line):", ""]
+  lines += _table(header, rows) + [""]
+  rows = []
+  for lang, d in sorted(by_lang.items()):
+    row = [lang, _ppl(base) if base else "n/a"]
+    row += [_ppl(d[k]) if k in d else "" for k in columns]
+    rows.append(row)
+  lines += ["Median perplexity of the samples under the unintervened model, with a "
+            "bootstrap 95% interval (low values can mean repetition, not fluency: read "
+            "it with the degenerate share):", ""]
+  lines += _table(header, rows) + [""]
+  return lines
+
+
+def _ppl(c: dict) -> str:
+  if not c.get("median_perplexity"):
+    return "n/a"
+  lo, hi = c["median_perplexity_ci"]
+  return f"{c['median_perplexity']:.1f} [{lo:.1f}–{hi:.1f}]"
+
+
 def _control_section(control: dict, images: dict) -> list[str]:
   m = control["metrics"]
   lines = ["## Controlling the output language", ""]
   uncond = m["unconditional"]
   base = uncond.get("baseline")
+  counts = control.get("counts", {})
+  if counts:
+    lines += [f"Counts used: {counts['samples']} unconditional samples per condition "
+              f"({counts['max_new_tokens']} new tokens, temperature {counts['temperature']}; "
+              f"perplexity on the first {counts['perplexity_samples']}), "
+              f"{counts['translation_pairs']} pairs per translation set (greedy, "
+              f"{counts['translation_tokens']} new tokens at most). The paper: 100 and 100.", ""]
   if base:
     mix = ", ".join(f"{l} {_pct(v)}" for l, v in base["share"].items())
     lines += [f"Without intervention, {base['samples']} unconditional samples are: {mix}; "
-              f"{_pct(base['empty_share'])} empty; median perplexity "
+              f"{_pct(base['empty_share'])} empty, {_pct(base['degenerate_share'])} "
+              f"degenerate (median distinct 4-gram ratio {base['median_distinct4']:.2f}; "
+              "the degeneration threshold is 0.5); median perplexity "
               f"{base['median_perplexity'] and round(base['median_perplexity'], 1)}.", ""]
-  by_lang = collections.defaultdict(dict)
-  for name, c in uncond.items():
-    if c["language"]:
-      by_lang[c["language"]][(c["kind"], c["n"])] = c
-  ns = sorted({n for d in by_lang.values() for (k, n) in d if k == "both"})
-  rows = []
-  for lang, d in sorted(by_lang.items()):
-    row = [lang, _pct(base["share"].get(lang)) if base else "n/a"]
-    row += [_pct(d[("both", n)]["target_share"]) if ("both", n) in d else "" for n in ns]
-    extra = [(k, n) for (k, n) in d if k != "both"]
-    row += [f"{k} {n}: {_pct(d[(k, n)]['target_share'])}" for (k, n) in sorted(extra)]
-    rows.append(row)
-  lines += ["Share of unconditional samples in the target language, by N (top-N + bottom-N "
-            "neurons fixed to their median response on the language):", ""]
-  lines += _table(["language", "no intervention"] + [f"N={n}" for n in ns] + ["controls"] * (
-      len(rows[0]) - 2 - len(ns) if rows else 0), rows) + [""]
-  ppl_rows = [[lang] + [round(d[("both", n)]["median_perplexity"], 1)
-                        if ("both", n) in d and d[("both", n)]["median_perplexity"] else ""
-                        for n in ns] for lang, d in sorted(by_lang.items())]
-  lines += ["Median perplexity of the samples under the unintervened model (fluency):", ""]
-  lines += _table(["language"] + [f"N={n}" for n in ns], ppl_rows) + [""]
+  lines += _unconditional_tables(uncond)
   if "share_vs_n" in images:
     lines += [f"![share vs N]({images['share_vs_n']})", ""]
   trans = m["translation"]
   if trans:
     lines += ["### Translation", "",
               "Prompt: `Translate an English sentence into a target language.\\nEnglish: "
-              "{source}\\nTarget Language:`; greedy; the output is the first non-empty line.", ""]
+              "{source}\\nTarget Language:`; greedy; the output is the first non-empty line. "
+              "BLEU and chrF with bootstrap 95% intervals over pairs; shares with Wilson "
+              "intervals; * differs from no intervention (McNemar's exact test on the same "
+              "sources, Holm-adjusted over the sets, p < 0.05).", ""]
     rows = []
     for key, t in trans.items():
       b, i = t.get("baseline", {}), t.get("intervention", {})
-      rows.append([key, f"{b.get('bleu', float('nan')):.1f}", f"{i.get('bleu', float('nan')):.1f}",
-                   f"{b.get('chrf', float('nan')):.1f}", f"{i.get('chrf', float('nan')):.1f}",
-                   _pct(b.get("target_share")), _pct(i.get("target_share"))])
+      rows.append([key, _score(b, "bleu"), _score(i, "bleu"), _score(b, "chrf"),
+                   _score(i, "chrf"),
+                   _share(b.get("target_share"), b.get("target_share_ci")),
+                   _share(i.get("target_share"), i.get("target_share_ci"),
+                          i.get("significant_target")),
+                   _share(b.get("valid_share"), b.get("valid_share_ci")),
+                   _share(i.get("valid_share"), i.get("valid_share_ci"),
+                          i.get("significant_valid"))])
     lines += _table(["set", "BLEU", "BLEU (intervention)", "chrF", "chrF (intervention)",
-                     "in target", "in target (intervention)"], rows) + [""]
-    for key in ("translation_bleu", "translation_target_share"):
+                     "in target", "in target (intervention)", "valid", "valid (intervention)"],
+                    rows) + [""]
+    for key in ("translation_bleu", "translation_target_share", "translation_valid_share"):
       if key in images:
         lines += [f"![{key}]({images[key]})", ""]
   examples = control.get("examples", [])
   if examples:
     lines += ["### Example generations", ""]
     rows = [[e["condition"], e["detected"] or "(empty)",
+             "yes" if evaluation.is_degenerate(e["text"]) else "no",
              e["text"].replace("\n", " ").replace("|", "\\|")[:150]] for e in examples]
-    lines += _table(["condition", "detected", "text"], rows) + [""]
+    lines += _table(["condition", "detected", "degenerate", "text"], rows) + [""]
   return lines
 
 
-def pick_examples(records: Sequence[dict], per_condition: int = 2) -> list[dict]:
-  """The first samples of the baseline and of each language's largest-effect conditions."""
+def _score(c: dict, metric: str) -> str:
+  if metric not in c:
+    return "n/a"
+  lo, hi = c[f"{metric}_ci"]
+  return f"{c[metric]:.1f} [{lo:.1f}–{hi:.1f}]"
+
+
+def pick_examples(records: Sequence[dict], ns: Sequence[int], per_condition: int = 2) -> list[dict]:
+  """The first samples of the baseline and of each language's top+bottom sets of the
+  given sizes (e.g. the main condition and the sweep's largest)."""
   seen = collections.Counter()
   out = []
   for r in records:
-    if r["kind"] in (None, "both") and seen[r["condition"]] < per_condition:
+    chosen = r["kind"] is None or (r["kind"] == "both" and r["n"] in ns)
+    if chosen and seen[r["condition"]] < per_condition:
       seen[r["condition"]] += 1
       out.append(r)
   return out
@@ -134,7 +209,8 @@ def write_report(workdir: str, *, find_dir: str, control_dir: str | None,
   for directory, names in ((find_dir, ("overlap_top", "overlap_bottom", "layers", "sites",
                                        "ap_histograms")),
                            (control_dir, ("share_vs_n", "translation_bleu",
-                                          "translation_target_share"))):
+                                          "translation_target_share",
+                                          "translation_valid_share"))):
     for name in names:
       src = os.path.join(directory, f"{name}.png") if directory else ""
       if src and os.path.exists(src):
@@ -151,7 +227,11 @@ def write_report(workdir: str, *, find_dir: str, control_dir: str | None,
   if control_dir:
     metrics = artifacts.read_json(os.path.join(control_dir, "metrics.json"))
     records = artifacts.read_jsonl(os.path.join(control_dir, "unconditional.jsonl"))
-    lines += _control_section({"metrics": metrics, "examples": pick_examples(records)}, images)
+    counts = artifacts.to_jsonable(config.get("control", {}))
+    both = [c["n"] for c in metrics["unconditional"].values() if c["kind"] == "both"]
+    shown = {max(both, default=0), min(counts.get("main_n", 0), max(both, default=0))}
+    lines += _control_section({"metrics": metrics, "examples": pick_examples(records, shown),
+                               "counts": counts}, images)
   lines += ["## Run", "", "Timings (seconds):", ""]
   lines += _table(["stage", "seconds"], [[k, f"{v:.0f}"] for k, v in timings.items()]) + [""]
   lines += ["Configuration:", "", "```json",

@@ -1,4 +1,5 @@
-"""Neuron scores per language, top/bottom-N selection, and interventions built from them.
+"""Neuron scores per language, sets of N neurons (N counted as the paper does: the top
+N/2 plus the bottom N/2), and interventions built from them.
 
 Neurons of all sites are numbered by one *flat index*: sites in the config's order, then
 layer, then unit (``site_offset + layer * U_site + unit``). :class:`Expertise` holds every
@@ -10,6 +11,7 @@ or several sets into an :class:`~lang_neuron_jax.Intervention`.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from typing import Mapping, Sequence
 
 import jax.numpy as jnp
@@ -137,37 +139,76 @@ class NeuronSet:
     return int(self.flat.size)
 
 
-def _check_n(n: int, total: int, kind: str):
-  limit = total // 2 if kind == "both" else total
-  if not isinstance(n, (int, np.integer)) or n < 1 or n > limit:
+def max_n(total: int, kind: str) -> int:
+  """The largest N of ``kind`` on a model with ``total`` neurons: every neuron (an even
+  count for "both", which takes half from each end)."""
+  return total - total % 2 if kind == "both" else total
+
+
+def cap_n(n: int, total: int, kind: str) -> int:
+  """``n`` capped at :func:`max_n` (the paper's sweep reaches 200,000, more neurons than
+  small models have: there its top point fixes every neuron)."""
+  return min(n, max_n(total, kind))
+
+
+def check_n(n, total: int, kind: str) -> None:
+  """Raises a ValueError that says what to fix unless ``n`` is a valid N of ``kind``."""
+  limit = max_n(total, kind)
+  if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 or n > limit:
     raise ValueError(
-        f"N must be an integer from 1 to {limit} for kind {kind!r} (the model has {total} "
-        f"neurons{'; both takes N top and N bottom' if kind == 'both' else ''}), got {n!r}.")
+        f"N must be an integer from {2 if kind == 'both' else 1} to {limit} for kind {kind!r} "
+        f"(the model has {total} neurons; N counts every neuron of the set), got {n!r}.")
+  if kind == "both" and n % 2:
+    raise ValueError(f"N={n} is odd: 'both' fixes the top N/2 and the bottom N/2 neurons "
+                     f"(the authors' expertise_limited_N_both), so give an even N.")
+
+
+def random_generator(seed: int, language: str, n: int) -> np.random.Generator:
+  """The generator of a random control: its own stream per (seed, language, N), so each
+  language's control is an independent draw, yet the same in every run."""
+  return np.random.default_rng([seed, zlib.crc32(language.encode("utf-8")), n])
+
+
+def ranking(ap: np.ndarray, descending: bool) -> np.ndarray:
+  """Flat indices ``[G]`` by AP, ties broken by flat index (lowest first) either way."""
+  return np.argsort(-ap if descending else ap, kind="stable")
 
 
 def select(expertise: Expertise, language: str, n: int, kind: str = "both", *,
            seed: int = 0) -> NeuronSet:
-  """The top-N, bottom-N, both (N + N) or a random set of the same size as "both".
+  """A set of N neurons of one language; N counts every neuron in the set, as the paper's.
 
-  Ordering is by AP with ties broken by flat index (stable), so selection is
-  deterministic. "random" draws ``2 * n`` neurons uniformly without replacement with
-  ``seed`` (a control of the same size as "both").
+  Follows the authors' ``scripts/make_limited_expert.py`` (kojima-takeshi188/lang_neuron):
+
+  - "both": the N/2 highest-AP plus the N/2 lowest-AP neurons, top rows first (their
+    ``expertise_limited_{N}_both.csv``: ``limited_2000_both`` is 1,000 + 1,000, the
+    paper's main condition). N must be even.
+  - "top" / "bottom": the N highest / lowest (their ``expertise_limited_{N}_top.csv`` and
+    ``_bottom.csv``; the paper's top-only control of its main condition is N=1,000).
+  - "random": N neurons uniformly without replacement (their ``--top-n 0``), drawn from
+    :func:`random_generator` (seed, language, N), so languages get independent sets.
+
+  Ties: the authors rank with pandas' ``sort_values`` (quicksort, not stable), so the
+  order inside a group of equal AP is unspecified there; here it is the flat index,
+  lowest first, at both ends, so a selection is deterministic.
+
+  Raises:
+    ValueError: unknown language or kind; N not an integer in range, or odd for "both".
   """
   if kind not in SELECTION_KINDS:
     raise ValueError(f"Unknown selection kind {kind!r}; use one of {SELECTION_KINDS}.")
   row = expertise.language_row(language)
   total = expertise.index.size
-  _check_n(n, total, "both" if kind in ("both", "random") else kind)
+  check_n(n, total, kind)
   ap = expertise.ap[row]
-  order = np.argsort(-ap, kind="stable")  # Descending AP; ties by flat index.
   if kind == "top":
-    flat = order[:n]
+    flat = ranking(ap, True)[:n]
   elif kind == "bottom":
-    flat = order[::-1][:n]
+    flat = ranking(ap, False)[:n]
   elif kind == "both":
-    flat = np.concatenate([order[:n], order[::-1][:n]])
+    flat = np.concatenate([ranking(ap, True)[:n // 2], ranking(ap, False)[:n // 2]])
   else:
-    flat = np.random.default_rng(seed).choice(total, size=2 * n, replace=False)
+    flat = random_generator(seed, language, n).choice(total, size=n, replace=False)
   flat = np.asarray(flat, np.int64)
   site, layer, unit = expertise.index.unflatten(flat)
   return NeuronSet(expertise.index, language, kind, flat, site, layer, unit, ap[flat],

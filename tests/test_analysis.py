@@ -46,9 +46,12 @@ def test_figures_are_written(tmp_path):
       figures.layer_distribution({"en": np.arange(4), "de": np.ones(4)}, str(tmp_path / "l.png")),
       figures.site_distribution({"en": np.arange(2)}, ["q", "up"], str(tmp_path / "s.png")),
       figures.ap_histograms({"en": np.random.rand(100)}, str(tmp_path / "a.png")),
-      figures.share_vs_n({"de": {2: 0.1, 20: 0.5}}, str(tmp_path / "n.png"), baseline={"de": 0.05}),
-      figures.paired_bars({"flores": {"with": 10.0, "without": 5.0}}, str(tmp_path / "b.png"),
-                          ylabel="BLEU", title="t"),
+      figures.share_vs_n({"de": {2: (0.1, [0.02, 0.3]), 20: (0.5, [0.3, 0.7])}},
+                         {"de": {2: (0.05, [0.0, 0.2]), 20: (0.4, [0.2, 0.6])}},
+                         str(tmp_path / "n.png"), baseline={"de": (0.05, 0.05)}),
+      figures.paired_bars({"flores": {"with": (10.0, [8.0, 12.0]), "without": (5.0, [4.0, 6.0])},
+                           "wmt": {"with": (3.0, [1.0, 4.0])}},
+                          str(tmp_path / "b.png"), ylabel="BLEU", title="t"),
   ]
   for p in paths:
     with open(p, "rb") as f:

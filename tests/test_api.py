@@ -20,11 +20,11 @@ def test_readme_python_example_runs(tiny_gemma3_with_tokenizer, tmp_path, monkey
   with open(os.path.join(ROOT, "README.md")) as f:
     readme = f.read()
   code = re.search(r"## Use it from Python\n.*?```python\n(.*?)```", readme, re.S).group(1)
-  # The same code on a tiny model (its 448 neurons allow N up to 224) and a temp directory.
+  # The same code on a tiny model (448 neurons) and a temp directory.
   code = code.replace('"gemma3-270m"', repr(tiny_gemma3_with_tokenizer))
   code = code.replace('"workdir/find"', repr(str(tmp_path / "find")))
-  code = code.replace('"de", 1000, "both"', '"de", 100, "both"')
-  code = code.replace("find.FindConfig()", "find.FindConfig(top_n=20)")
+  code = code.replace('"de", 2000, "both"', '"de", 100, "both"')
+  code = code.replace("find.FindConfig()", "find.FindConfig(n=40)")
   monkeypatch.chdir(tmp_path)
   namespace = {}
   exec(compile(code, "README.md", "exec"), namespace)  # pylint: disable=exec-used
@@ -38,7 +38,7 @@ def test_readme_python_example_runs(tiny_gemma3_with_tokenizer, tmp_path, monkey
   os.makedirs(tmp_path / "my_corpora")
   for theirs, ours in (("en", "en"), ("de", "sw"), ("ja", "yo")):
     shutil.copy(os.path.join(source, f"{theirs}.json"), tmp_path / "my_corpora" / f"{ours}.json")
-  own = own.replace('top_n=50', 'top_n=5').replace('"sw", 50, "top"', '"sw", 5, "top"')
+  own = own.replace('n=100', 'n=10').replace('"sw", 50, "top"', '"sw", 5, "top"')
   exec(compile(own, "README.md", "exec"), namespace)  # pylint: disable=exec-used
   found = namespace["mine_found"]
   assert found.expertise.languages == ("en", "sw", "yo")

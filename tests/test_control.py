@@ -86,12 +86,27 @@ def test_mixed_condition_batches_equal_separate_runs():
   assert by("baseline") != by("de/both/50")
 
 
-def test_unconditional_conditions_cap_n():
-  conds = control.unconditional_conditions(["de", "fr"], 1000)
-  names = [c.name for c in conds]
+def test_unconditional_conditions_are_the_papers_with_n_total():
+  names = [c.name for c in control.unconditional_conditions(["en", "de"], 124_416)]
   assert names[0] == "baseline"
-  assert "de/both/500" in names and "de/both/200000" not in names
-  assert {"de/top/500", "de/bottom/500", "de/random/500"} <= set(names)
+  # The authors' limited_{N}_both for each N of the sweep (the largest capped at the
+  # model's neuron count), then the main condition's controls: limited_1000_top,
+  # limited_1000_bottom and 2,000 random neurons. English is a target like any other.
+  for lang in ("en", "de"):
+    assert [n for n in names if n.startswith(f"{lang}/")] == [
+        f"{lang}/both/{n}" for n in (2, 20, 200, 2000, 20000, 124416)] + [
+            f"{lang}/top/1000", f"{lang}/bottom/1000", f"{lang}/random/2000"]
+
+
+def test_unconditional_conditions_cap_n_on_a_small_model():
+  names = [c.name for c in control.unconditional_conditions(["de"], 1001)]
+  assert "de/both/1000" in names and "de/both/200000" not in names  # even, at most 1001
+  assert {"de/top/500", "de/bottom/500", "de/random/1000"} <= set(names)
+
+
+def test_odd_n_is_refused():
+  with pytest.raises(ValueError, match="N=21 is odd"):
+    control.unconditional_conditions(["de"], 1000, ns=(2, 21))
 
 
 def test_cut_translation():
@@ -115,7 +130,7 @@ def test_changing_neurons_or_values_never_recompiles_the_sampler():
   lm, exp = toy_setup()
   ids, lengths = sampling.pad_prompts([[2]] * 4, lm.config.pad_token_id)
   sizes = []
-  for lang, n, statistic in (("de", 5, "on_p50"), ("en", 40, "off_mean"), ("de", 90, "zero")):
+  for lang, n, statistic in (("de", 10, "on_p50"), ("en", 40, "off_mean"), ("de", 90, "zero")):
     s = selection.select(exp, lang, n, "both")
     iv = selection.build_intervention([s, None, s, s], statistic=statistic)
     sampling.generate(lm.config, lm.params, jnp.asarray(ids), jnp.asarray(lengths),

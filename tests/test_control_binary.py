@@ -22,17 +22,17 @@ def test_control_binary_end_to_end(tiny_gemma3_with_tokenizer, tmp_path):
   corpus = write_small_corpus(str(tmp_path / "corpus"), languages=("en", "de", "ja"))
   find_dir, work = str(tmp_path / "find"), str(tmp_path / "control")
   run("find_neurons.py", model, f"--workdir={find_dir}", "--languages=en,de,ja",
-      f"--corpus_dir={corpus}", "--top_n=10", "--batch_size=16")
+      f"--corpus_dir={corpus}", "--n=20", "--batch_size=16")
   flags = [model, f"--find_workdir={find_dir}", f"--workdir={work}", "--languages=de,ja",
-           "--samples=2", "--max_new_tokens=6", "--ns=2,20", "--extra_n=5",
-           "--translation_pairs=2", "--translation_tokens=6", "--translation_n=5",
+           "--samples=2", "--max_new_tokens=6", "--ns=2,20", "--main_n=10",
+           "--translation_pairs=2", "--translation_tokens=6", "--translation_n=10",
            "--batch_size=16"]
   out = run("control.py", *flags)
   assert "baseline" in out.stdout
   with open(os.path.join(work, "metrics.json")) as f:
     metrics = json.load(f)
   u = metrics["unconditional"]
-  assert {"baseline", "de/both/2", "de/both/20", "ja/top/5", "ja/bottom/5", "ja/random/5"} <= set(u)
+  assert {"baseline", "de/both/2", "de/both/20", "ja/top/5", "ja/bottom/5", "ja/random/10"} <= set(u)
   assert all(m["samples"] == 2 for m in u.values())
   assert set(metrics["translation"]) == {"flores200_en_de", "flores200_en_ja", "iwslt2017_en_de",
                                          "iwslt2017_en_ja", "wmt_en_de"}

@@ -19,7 +19,7 @@ def test_find_binary_end_to_end(tiny_gemma3_with_tokenizer, tmp_path):
   work = str(tmp_path / "work")
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "find_neurons.py"),
          f"--model={tiny_gemma3_with_tokenizer}", f"--workdir={work}", "--languages=en,de,ja",
-         f"--corpus_dir={corpus}", "--top_n=20", "--batch_size=16"]
+         f"--corpus_dir={corpus}", "--n=40", "--batch_size=16"]
   out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "max overlap between languages" in out.stdout
@@ -52,7 +52,7 @@ def test_dedup_gives_the_same_scores_as_running_each_language_alone(tiny_gemma3_
 
   lm = lnj.load_model(tiny_gemma3_with_tokenizer)
   corpus_dir = write_small_corpus(str(tmp_path / "corpus"), positives=12, negatives=24)
-  config = find.FindConfig(languages=("en", "de", "ja"), corpus_dir=corpus_dir, top_n=5,
+  config = find.FindConfig(languages=("en", "de", "ja"), corpus_dir=corpus_dir, n=10,
                            batch_size=8, sites=("up",))
   result = find.find_neurons(lm, config, str(tmp_path / "work"), progress=False)
   with open(os.path.join(corpus_dir, "de.json")) as f:

@@ -56,7 +56,7 @@ def test_killed_find_stage_resumes_to_identical_results(tiny_gemma3_with_tokeniz
   def cmd(work):
     return [sys.executable, os.path.join(ROOT, "experiments", "find_neurons.py"),
             f"--model={tiny_gemma3_with_tokenizer}", f"--workdir={work}",
-            "--languages=en,de,ja", f"--corpus_dir={corpus}", "--top_n=10", "--batch_size=4"]
+            "--languages=en,de,ja", f"--corpus_dir={corpus}", "--n=20", "--batch_size=4"]
   ref_dir, work = str(tmp_path / "ref"), str(tmp_path / "work")
   subprocess.run(cmd(ref_dir), check=True, capture_output=True, timeout=600)
 
@@ -83,13 +83,13 @@ def test_killed_control_stage_resumes_to_identical_generations(tiny_gemma3_with_
   find_dir = str(tmp_path / "find")
   subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "find_neurons.py"), model,
                   f"--workdir={find_dir}", "--languages=en,de,ja", f"--corpus_dir={corpus}",
-                  "--top_n=10", "--batch_size=16"], check=True, capture_output=True, timeout=600)
+                  "--n=20", "--batch_size=16"], check=True, capture_output=True, timeout=600)
 
   def cmd(work):
     return [sys.executable, os.path.join(ROOT, "experiments", "control.py"), model,
             f"--find_workdir={find_dir}", f"--workdir={work}", "--languages=de,ja",
-            "--samples=8", "--max_new_tokens=24", "--ns=2,20", "--extra_n=5",
-            "--translation_pairs=2", "--translation_tokens=8", "--translation_n=5",
+            "--samples=8", "--max_new_tokens=24", "--ns=2,20", "--main_n=10",
+            "--translation_pairs=2", "--translation_tokens=8", "--translation_n=10",
             "--batch_size=8"]
   ref_dir, work = str(tmp_path / "ref"), str(tmp_path / "work")
   subprocess.run(cmd(ref_dir), check=True, capture_output=True, timeout=600)

@@ -39,7 +39,7 @@ def test_compare_precision_binary(tiny_gemma3_with_tokenizer, tmp_path):
   out = subprocess.run(
       [sys.executable, os.path.join(ROOT, "experiments", "compare_precision.py"),
        f"--model={tiny_gemma3_with_tokenizer}", f"--workdir={work}", "--languages=en,de",
-       f"--corpus_dir={corpus}", "--top_n=20", "--batch_size=16"],
+       f"--corpus_dir={corpus}", "--n=40", "--batch_size=16"],
       capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
   result = json.loads((work / "precision.json").read_text())

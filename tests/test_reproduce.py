@@ -14,7 +14,7 @@ def test_reproduce_quick_writes_every_report_section(tiny_gemma3_with_tokenizer,
   work = str(tmp_path / "work")
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--quick",
          f"--model={tiny_gemma3_with_tokenizer}", f"--workdir={work}", "--languages=en,de,ja",
-         f"--corpus_dir={corpus}", "--top_n=10", "--batch_size=32"]
+         f"--corpus_dir={corpus}", "--n=20", "--batch_size=32"]
   out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
   with open(os.path.join(work, "report.md")) as f:

@@ -48,7 +48,7 @@ def test_find_stage_reads_a_tfds_dataset(data_dir, tiny_gemma3_with_tokenizer, t
   from lang_neuron_jax import find
 
   lm = lnj.load_model(tiny_gemma3_with_tokenizer)
-  common = dict(languages=("en", "de", "ja"), positives_per_language=10, top_n=5)
+  common = dict(languages=("en", "de", "ja"), positives_per_language=10, n=10)
   via_tfds = find.find_neurons(lm, find.FindConfig(
       tfds_name="lang_neuron_sense", tfds_data_dir=data_dir, **common), str(tmp_path / "a"),
                                progress=False)
