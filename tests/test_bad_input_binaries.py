@@ -1,0 +1,55 @@
+"""Bad input to the binaries: one line naming what to fix, exit status 1, no traceback,
+and, where the flags alone decide, before any weights are loaded or texts are run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_binary(binary, *flags):
+  cmd = [sys.executable, os.path.join(ROOT, "experiments", binary), *flags]
+  return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def assert_one_line_error(out, binary, expected):
+  assert out.returncode == 1, out.stderr[-2000:]
+  assert "Traceback" not in out.stderr, out.stderr[-2000:]
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"{binary}: error: ") and expected in last, last
+
+
+@pytest.mark.parametrize("binary,flags,expected", [
+    ("find_neurons.py", ["--n=-5"], "N must be an integer from 2 to 124416"),
+    ("find_neurons.py", ["--n=7"], "N=7 is odd"),
+    ("reproduce.py", ["--n=3"], "N=3 is odd"),
+    ("reproduce.py", ["--languages=en,de", "--targets=fr"], "Target languages ['fr']"),
+])
+def test_flag_errors_come_before_any_work(tmp_path, binary, flags, expected):
+  out = run_binary(binary, f"--workdir={tmp_path / 'w'}", *flags)
+  assert_one_line_error(out, binary, expected)
+  assert "Loaded" not in out.stderr and "responses" not in out.stderr  # no weights, no texts
+
+
+def test_control_without_a_find_stage(tmp_path):
+  out = run_binary("control.py", f"--find_workdir={tmp_path / 'nothing'}",
+                   f"--workdir={tmp_path / 'w'}")
+  assert_one_line_error(out, "control.py", "run experiments/find_neurons.py")
+
+
+def test_unknown_language_and_malformed_corpus(tiny_gemma3_with_tokenizer, tmp_path):
+  model = f"--model={tiny_gemma3_with_tokenizer}"
+  out = run_binary("find_neurons.py", model, f"--workdir={tmp_path / 'a'}", "--languages=en,xx")
+  assert_one_line_error(out, "find_neurons.py", "xx")
+  corpus = tmp_path / "corpus"
+  corpus.mkdir()
+  with open(os.path.join(ROOT, "lang_neuron_jax", "data", "sense", "en.json")) as f:
+    (corpus / "en.json").write_text(json.dumps(json.load(f)))
+  (corpus / "de.json").write_text('{"sentences": {"positive": ["Hallo"')  # cut short
+  out = run_binary("find_neurons.py", model, f"--workdir={tmp_path / 'b'}",
+                   "--languages=en,de", f"--corpus_dir={corpus}")
+  assert_one_line_error(out, "find_neurons.py", "de.json")
