@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from lang_neuron_jax import sampling, selection
+from lang_neuron_jax import continuous, sampling, selection
 from lang_neuron_jax.selection import Expertise, NeuronSet, build_intervention, select
 
 TRANSLATION_PROMPT = ("Translate an English sentence into a target language.\n"
@@ -102,12 +102,21 @@ class Job:
   meta: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
 
 
+def balanced_batch_size(num_rows: int, batch_size: int, num_devices: int = 1) -> int:
+  """Rows per batch when ``num_rows`` run in as few batches of at most ``batch_size`` as
+  possible, equally filled (1,320 rows at 128: 11 batches of 120, not 10 of 128 and one
+  of 40 padded to 128), rounded up to a multiple of ``num_devices``."""
+  batches = -(-num_rows // batch_size)
+  size = -(-num_rows // batches)
+  return -(-size // num_devices) * num_devices
+
+
 def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_tokens: int,
              sampler: sampling.Sampler, seed: int = 0, batch_size: int = 64,
              statistic: str = "on_p50", intervene_prompt: bool = True,
              on_batch: Callable[[list[dict]], None] | None = None,
-             line_stop: sampling.LineStop | None = None,
-             progress: bool = True) -> list[dict]:
+             line_stop: sampling.LineStop | None = None, refill: bool = False,
+             prompt_width: int | None = None, progress: bool = True) -> list[dict]:
   """Generates every job, batching rows of different conditions together.
 
   Args:
@@ -117,16 +126,23 @@ def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_to
     max_new_tokens: New tokens per row.
     sampler: Greedy or sampling.
     seed: Base seed (rows use ``fold_in(seed, sample_index)``).
-    batch_size: Rows per compiled call (the last batch is padded to it, so one shape).
-      Rows are split across the local devices when their count divides it.
+    batch_size: Rows per compiled call. Fixed batches are equally filled
+      (:func:`balanced_batch_size`); rows are split across the local devices when their
+      count divides the batch.
     statistic: Value the neurons are fixed to.
     intervene_prompt: Intervene on the prompt too (the paper) or only new tokens.
-    on_batch: Called with each finished batch's records (for streaming to disk).
+    on_batch: Called with finished records (for streaming to disk).
     line_stop: Stop rows after their first non-empty line (translation).
+    refill: Continuous batching (:mod:`lang_neuron_jax.continuous`): ``batch_size``
+      slots, each refilled from the queue as its row stops; for rows that stop early.
+      The rows' tokens are the same either way.
+    prompt_width: Prompt width of every batch (default: the bucket of the longest
+      prompt among ``jobs``). A row's float results depend on it, so a resumed run
+      passes the width of all its jobs, not of the remaining ones.
     progress: Show a progress bar.
 
   Returns:
-    One record per job: condition fields, sample index, ``tokens`` and ``text``.
+    One record per job, in job order: condition fields, sample index, ``tokens``, ``text``.
   """
   cache: dict[Condition, NeuronSet | None] = {}
 
@@ -135,35 +151,55 @@ def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_to
       cache[c] = c.neurons(expertise, seed) if c.language is not None else None
     return cache[c]
 
-  records = []
+  def record(job: Job, new: list[int]) -> dict:
+    text = lm.tokenizer.decode(new, skip_special_tokens=True) if lm.tokenizer else ""
+    return {"condition": job.condition.name, "language": job.condition.language,
+            "kind": job.condition.kind, "n": job.condition.n, "sample": job.sample_index,
+            "tokens": new, "text": text, **job.meta}
+
+  if not jobs:
+    return []
+  records: list[dict | None] = [None] * len(jobs)
   bar = tqdm(total=len(jobs), desc="generate", unit="row", disable=not progress)
-  for start in range(0, len(jobs), batch_size):
-    chunk = list(jobs[start:start + batch_size])
-    padded = chunk + [chunk[-1]] * (batch_size - len(chunk))  # One shape for every batch.
-    ids, lengths = sampling.pad_prompts([j.prompt for j in padded], lm.config.pad_token_id)
-    sets = [neurons(j.condition) for j in padded]
-    intervention = None
-    if any(s is not None for s in sets):
-      intervention = build_intervention(sets, statistic=statistic, batched=True)
-    row_ids = np.asarray([j.sample_index for j in padded], np.int32)
-    ids, lengths, row_ids, intervention = sampling.shard_rows((ids, lengths, row_ids, intervention))
-    tokens, counts = sampling.generate(
-        lm.config, lm.params, ids, lengths, max_new_tokens=max_new_tokens, sampler=sampler,
-        seed=seed, row_ids=row_ids, intervention=intervention,
-        intervene_prompt=intervene_prompt, line_stop=line_stop)
-    tokens, counts = np.asarray(tokens), np.asarray(counts)
-    batch_records = []
-    for r, job in enumerate(chunk):
-      new = tokens[r, :counts[r]].tolist()
-      text = lm.tokenizer.decode(new, skip_special_tokens=True) if lm.tokenizer else ""
-      batch_records.append({"condition": job.condition.name, "language": job.condition.language,
-                            "kind": job.condition.kind, "n": job.condition.n,
-                            "sample": job.sample_index, "tokens": new, "text": text,
-                            **job.meta})
+
+  def finished(rows: list[tuple[int, list[int]]]) -> None:
+    batch_records = [record(jobs[i], new) for i, new in rows]
+    for (i, _), r in zip(rows, batch_records):
+      records[i] = r
     if on_batch:
       on_batch(batch_records)
-    records += batch_records
-    bar.update(len(chunk))
+    bar.update(len(rows))
+
+  def intervention(rows: Sequence[int]):
+    sets = [neurons(jobs[i].condition) for i in rows]
+    if all(s is None for s in sets) and not refill:
+      return None  # A batch of baseline rows compiles without edits.
+    return build_intervention(sets, statistic=statistic, batched=True,
+                              index=None if expertise is None else expertise.index)
+
+  prompt_width = prompt_width or sampling.bucket_length(max(len(j.prompt) for j in jobs))
+  settings = dict(max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
+                  intervene_prompt=intervene_prompt, line_stop=line_stop)
+  size = balanced_batch_size(len(jobs), batch_size, jax.local_device_count())
+  if refill:
+    any_edits = any(j.condition.language is not None for j in jobs)
+    continuous.generate_continuously(
+        lm.config, lm.params, [j.prompt for j in jobs], num_slots=size,
+        row_ids=[j.sample_index for j in jobs], interventions=intervention if any_edits else None,
+        prompt_width=prompt_width, on_rows=finished, **settings)
+  else:
+    for start in range(0, len(jobs), size):
+      rows = list(range(start, min(start + size, len(jobs))))
+      padded = rows + [rows[-1]] * (size - len(rows))  # One shape for every batch.
+      ids, lengths = sampling.pad_prompts([jobs[i].prompt for i in padded],
+                                          lm.config.pad_token_id, prompt_width)
+      row_ids = np.asarray([jobs[i].sample_index for i in padded], np.int32)
+      ids, lengths, row_ids, edits = sampling.shard_rows((ids, lengths, row_ids,
+                                                          intervention(padded)))
+      tokens, counts = sampling.generate(lm.config, lm.params, ids, lengths, row_ids=row_ids,
+                                         intervention=edits, **settings)
+      tokens, counts = np.asarray(tokens), np.asarray(counts)
+      finished([(i, tokens[r, :counts[r]].tolist()) for r, i in enumerate(rows)])
   bar.close()
   return records
 

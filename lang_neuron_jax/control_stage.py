@@ -60,7 +60,10 @@ class ControlConfig:
     statistic: Value the neurons are fixed to.
     perplexity_samples: Unconditional samples per condition whose perplexity is
       computed (a full forward with the output head each; the first ones by index).
-    batch_size: Generation rows per compiled call.
+    batch_size: Unconditional generation rows per compiled call.
+    translation_slots: Translation rows decoded together; each slot is refilled as its
+      row stops (64 ran the default run's 288 rows faster than 32 on a 2-core CPU;
+      docs/performance.md).
     seed: Base seed.
   """
 
@@ -77,6 +80,7 @@ class ControlConfig:
   statistic: str = "on_p50"
   perplexity_samples: int = 20
   batch_size: int = 128
+  translation_slots: int = 64
   seed: int = 0
 
 
@@ -93,7 +97,7 @@ class ControlConfig:
     selection.check_n(selection.cap_n(self.translation_n, num_neurons, "both"), num_neurons,
                       "both")
     for name in ("samples", "max_new_tokens", "translation_pairs", "translation_tokens",
-                 "batch_size"):
+                 "batch_size", "translation_slots"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
     if self.perplexity_samples < 0 or self.temperature < 0:
@@ -152,8 +156,11 @@ def generation_settings(lm, part: str, config: ControlConfig) -> dict:
             "sampler": sampling.Sampler(temperature=config.temperature)}
   # Only the first non-empty line is scored, so rows stop once it is complete: the
   # same lines as generating all translation_tokens and cutting, at a fraction of the cost.
+  # Continuous batching refills the slots of stopped rows, so the machine stays on
+  # unfinished rows instead of waiting for each batch's slowest one (lang_neuron_jax/continuous.py).
   return {"max_new_tokens": config.translation_tokens, "sampler": sampling.GREEDY,
-          "line_stop": sampling.line_stop_for(lm.tokenizer, lm.config.vocab_size)}
+          "line_stop": sampling.line_stop_for(lm.tokenizer, lm.config.vocab_size),
+          "refill": True}
 
 
 def evaluate_unconditional(lm, records: list[dict], config: ControlConfig) -> list[dict]:
@@ -227,9 +234,12 @@ def generate_resumable(lm, exp: Expertise, jobs: Sequence[control.Job], *, workd
   path = os.path.join(workdir, f"{part}.partial{distributed.process_index()}.jsonl")
   # Header + this file's valid rows (drops a torn last line and any foreign header).
   artifacts.write_jsonl(path, [{"fingerprint": fingerprint}] + _read_partial(path, fingerprint))
+  # Every process and every resumption pads prompts to the width of all the jobs, so
+  # that each row is computed exactly as in one uninterrupted run.
+  width = sampling.bucket_length(max(len(j.prompt) for j in jobs))
   control.run_jobs(lm, exp, mine, batch_size=batch_size, seed=seed, statistic=statistic,
                    on_batch=lambda batch: artifacts.append_jsonl(path, batch),
-                   progress=progress, **settings)
+                   prompt_width=width, progress=progress, **settings)
   distributed.barrier(f"control-{part}-generated")
   records = _read_partials(workdir, part, fingerprint)
   distributed.barrier(f"control-{part}-gathered")  # Read by all before process 0 removes them.
@@ -285,7 +295,8 @@ def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *, mode
     if records is None:
       records = generate_resumable(
           lm, exp, make_jobs(lm, exp, config), workdir=workdir, part=part, fingerprint=fp,
-          batch_size=config.batch_size, seed=config.seed, statistic=config.statistic,
+          batch_size=config.batch_size if part == "unconditional" else config.translation_slots,
+          seed=config.seed, statistic=config.statistic,
           progress=progress, **generation_settings(lm, part, config))
       if distributed.is_leader():  # Process 0 evaluates and writes; the others read it.
         records = evaluate(lm, records, config)

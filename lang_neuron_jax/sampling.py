@@ -39,8 +39,9 @@ def bucket_length(n: int, buckets: Sequence[int] = PROMPT_BUCKETS) -> int:
   return -(-n // buckets[-1]) * buckets[-1]
 
 
-def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-  """Right-pads token lists to a bucket length.
+def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int,
+                width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Right-pads token lists to ``width`` (default: the bucket of the longest).
 
   Returns:
     ``(ids int32 [B, P], lengths int32 [B])``.
@@ -48,7 +49,10 @@ def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarr
   if not prompts or any(len(p) == 0 for p in prompts):
     raise ValueError("Every prompt needs at least one token (e.g. BOS).")
   lengths = np.array([len(p) for p in prompts], np.int32)
-  ids = np.full((len(prompts), bucket_length(int(lengths.max()))), pad_id, np.int32)
+  width = width or bucket_length(int(lengths.max()))
+  if lengths.max() > width:
+    raise ValueError(f"A prompt of {lengths.max()} tokens does not fit width {width}.")
+  ids = np.full((len(prompts), width), pad_id, np.int32)
   for row, p in enumerate(prompts):
     ids[row, :len(p)] = p
   return ids, lengths
@@ -174,6 +178,28 @@ def line_stop_for(tokenizer, vocab_size: int) -> LineStop:
   return LineStop(*(jnp.asarray(f) for f in flags))
 
 
+def choose_tokens(config: DecoderConfig, params, last_hidden: jax.Array, keys: jax.Array,
+                  done: jax.Array, has_content: jax.Array, sampler: Sampler,
+                  line_stop: LineStop | None) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """One decode step's choice: the output head, the next token of each row (padding for
+  rows already done), and which rows stop with it.
+
+  Args:
+    last_hidden: ``[B, D]`` final hidden state of each row's last token.
+    keys: ``[B]`` random keys; ``done``, ``has_content``: bool ``[B]``.
+
+  Returns:
+    ``(tokens int32 [B], stop bool [B], has_content bool [B])``.
+  """
+  nxt = next_token(output_logits(config, params, last_hidden), keys, sampler)
+  nxt = jnp.where(done, config.pad_token_id, nxt)
+  stop = nxt == config.eos_token_id
+  if line_stop is not None:
+    line_done, has_content = line_stop.update(nxt, has_content)
+    stop |= line_done
+  return nxt, stop, has_content
+
+
 @flax.struct.dataclass
 class SamplingState:
   """The decode loop's carry (``lax.while_loop`` state).
@@ -247,13 +273,8 @@ def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, 
     # which cost more than the decoder step wasted after the last token (measured with
     # benchmarks/generation.py; docs/performance.md, 2026-11-29).
     step, done = state.step, state.done
-    nxt = next_token(output_logits(config, params, state.last_hidden), step_keys(step), sampler)
-    nxt = jnp.where(done, config.pad_token_id, nxt)
-    stop = nxt == config.eos_token_id
-    has_content = state.has_content
-    if line_stop is not None:
-      line_done, has_content = line_stop.update(nxt, has_content)
-      stop |= line_done
+    nxt, stop, has_content = choose_tokens(config, params, state.last_hidden, step_keys(step),
+                                           done, state.has_content, sampler, line_stop)
     positions = (lengths + step)[:, None]  # [B, 1] slot of the token being fed
     hidden, cache = module.apply({"params": params}, nxt[:, None], positions=positions,
                                  cache=state.cache, intervention=intervention,

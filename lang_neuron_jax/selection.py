@@ -217,7 +217,8 @@ def select(expertise: Expertise, language: str, n: int, kind: str = "both", *,
 
 def build_intervention(sets: Sequence[NeuronSet | None], *, statistic: str = "on_p50",
                        multiplier: float = 1.0, mode: str = "set",
-                       batched: bool | None = None) -> Intervention:
+                       batched: bool | None = None,
+                       index: NeuronIndex | None = None) -> Intervention:
   """An intervention fixing each set's neurons to a statistic of their responses.
 
   Args:
@@ -227,6 +228,8 @@ def build_intervention(sets: Sequence[NeuronSet | None], *, statistic: str = "on
     multiplier: Scales the value (e.g. 2 × on_p50).
     mode: "set", "add" or "scale" (see :class:`~lang_neuron_jax.Intervention`).
     batched: Force a leading batch axis (default: when more than one set is given).
+    index: The model's neurons; needed only when every set is None (an intervention
+      that changes nothing, for a batch of baseline rows among intervened ones).
 
   Returns:
     An :class:`Intervention` with ``[L, U]`` or ``[B, L, U]`` masks and values per site.
@@ -234,10 +237,10 @@ def build_intervention(sets: Sequence[NeuronSet | None], *, statistic: str = "on
   if statistic not in STATISTICS + ("zero",):
     raise ValueError(f"Unknown statistic {statistic!r}; use one of {STATISTICS + ('zero',)}.")
   present = [s for s in sets if s is not None]
-  if not present:
-    raise ValueError("Give at least one NeuronSet.")
-  index = present[0].index
-  for s in present[1:]:
+  if not present and index is None:
+    raise ValueError("Give at least one NeuronSet, or the index of an empty intervention.")
+  index = present[0].index if index is None else index
+  for s in present:
     if s.index != index:
       raise ValueError("Neuron sets come from different models; build one intervention per model.")
   batched = len(sets) > 1 if batched is None else batched

@@ -86,6 +86,36 @@ def test_mixed_condition_batches_equal_separate_runs():
   assert by("baseline") != by("de/both/50")
 
 
+def test_continuous_batching_gives_the_rows_of_fixed_batches():
+  """Prompts of different lengths, rows that stop at different steps, mixed conditions."""
+  lm, exp = toy_setup()
+  conds = [control.BASELINE, control.condition("de", "both", 50),
+           control.condition("en", "top", 20)]
+  rng = np.random.RandomState(3)
+  jobs = [control.Job(c, tuple(rng.randint(2, 60, 1 + i % 5)), i) for c in conds for i in range(5)]
+  flags = np.zeros((4, lm.config.vocab_size), bool)
+  flags[0, 7::5] = flags[1, 7::5] = flags[3] = True  # Every fifth token ends a line.
+  stop = sampling.LineStop(*(jnp.asarray(f) for f in flags))
+  run = lambda **kw: control.run_jobs(lm, exp, jobs, max_new_tokens=10, sampler=sampling.GREEDY,
+                                      line_stop=stop, progress=False, **kw)
+  fixed = run(batch_size=15)
+  lengths = {len(r["tokens"]) for r in fixed}
+  assert min(lengths) < 10 and max(lengths) == 10
+  streamed = []
+  refilled = run(batch_size=4, refill=True, on_batch=streamed.extend)
+  assert [r["tokens"] for r in refilled] == [r["tokens"] for r in fixed]
+  assert sorted((r["condition"], r["sample"]) for r in streamed) == sorted(
+      (r["condition"], r["sample"]) for r in fixed)
+
+
+def test_balanced_batch_size():
+  assert control.balanced_batch_size(1320, 128) == 120  # 11 batches, not 10 + a padded 40.
+  assert control.balanced_batch_size(288, 128) == 96
+  assert control.balanced_batch_size(5, 128) == 5
+  assert control.balanced_batch_size(5, 128, num_devices=4) == 8
+  assert control.balanced_batch_size(256, 128) == 128
+
+
 def test_unconditional_conditions_are_the_papers_with_n_total():
   names = [c.name for c in control.unconditional_conditions(["en", "de"], 124_416)]
   assert names[0] == "baseline"
