@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import sampling, selection
+from lang_neuron_jax import batching, sampling, selection
 from lang_neuron_jax.loading import embedded_gguf_path
 
 _SAMPLES = flags.DEFINE_integer("samples", 100, "Samples per condition.")
@@ -51,7 +51,7 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
 
 def random_intervention_sets(lm, rows, seed):
   """Half the rows with a random 2,000-neuron set at random values, half with none."""
-  index = selection.neuron_index(lm.config, lm.config.neuron_sites)
+  index = lnj.neuron_index(lm.config, lm.config.neuron_sites)
   rng = np.random.default_rng(seed)
   stats = {k: rng.normal(size=(1, index.size)).astype(np.float32) for k in selection.STATISTICS}
   exp = selection.Expertise(index, ("xx",), rng.random((1, index.size), np.float32), stats)
@@ -73,7 +73,7 @@ def main(argv):
   cfg = lm.config
   warm = sampling.Sampler(temperature=0.8)
   b = _BATCH.value or _SAMPLES.value
-  ids, lengths = sampling.pad_prompts([[cfg.bos_token_id]] * b, cfg.pad_token_id)
+  ids, lengths = batching.pad_prompts([[cfg.bos_token_id]] * b, cfg.pad_token_id)
   ids, lengths = jnp.asarray(ids), jnp.asarray(lengths)
   batches = -(-_SAMPLES.value // b)
 

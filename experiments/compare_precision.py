@@ -17,26 +17,25 @@ import numpy as np
 
 import lang_neuron_jax as lnj
 from lang_neuron_jax import cli
-from lang_neuron_jax import analysis, artifacts, find, responses, selection
+import study_flags
+from lang_neuron_jax import analysis, artifacts, find, selection
 
-_MODEL = flags.DEFINE_string("model", lnj.DEFAULT_MODEL, "Model to compare.")
+_MODEL = study_flags.model()
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/precision", "Output directory.")
 _FLOAT32_WORKDIR = flags.DEFINE_string("float32_workdir", None,
                                        "A finished float32 find stage to reuse (same model, "
                                        "corpus and N); default: run one in --workdir.")
-_LANGUAGES = flags.DEFINE_list("languages", list(find.data.PAPER_LANGUAGES), "Languages.")
-_CORPUS_DIR = flags.DEFINE_string("corpus_dir", None, "Directory of {lang}.json corpora.")
-_N = flags.DEFINE_integer("n", 2000, "N, the total neurons per language set: top N/2 + "
-                         "bottom N/2 (the paper's main condition: 2000).")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Texts per forward pass.")
+_LANGUAGES = study_flags.languages("languages", "Languages.")
+_CORPUS = study_flags.corpus(tfds=False)
+_N = study_flags.n()
+_BATCH = flags.DEFINE_integer("batch_size", find.FindConfig.batch_size, "Texts per forward pass.")
 
 
 def run_find(dtype: str, workdir: str) -> selection.Expertise:
   lm = lnj.load_model(_MODEL.value, dtype=dtype)
-  model_id = f"{_MODEL.value}|{dtype}|" + responses.fingerprint(config=lm.config.to_dict())
-  config = find.FindConfig(languages=tuple(_LANGUAGES.value), corpus_dir=_CORPUS_DIR.value,
-                           n=_N.value, batch_size=_BATCH.value)
-  return find.find_neurons(lm, config, workdir, model_id=model_id).expertise
+  config = find.FindConfig(languages=tuple(_LANGUAGES.value), n=_N.value,
+                           batch_size=_BATCH.value, **study_flags.values(_CORPUS))
+  return find.find_neurons(lm, config, workdir).expertise
 
 
 def main(argv):

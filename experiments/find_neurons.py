@@ -15,26 +15,17 @@ from absl import logging
 import lang_neuron_jax as lnj
 from lang_neuron_jax import cli
 import multihost_flags
-from lang_neuron_jax import data, distributed, find, loading, planning, responses
+import study_flags
+from lang_neuron_jax import data, distributed, find, loading, planning
 
-_MODEL = flags.DEFINE_string("model", lnj.DEFAULT_MODEL,
-                             "Embedded preset, .gguf file or transformers checkpoint directory.")
+_MODEL, _DTYPE, _SEED, _N = (study_flags.model(), study_flags.dtype(), study_flags.seed(),
+                             study_flags.n())
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/find", "Output directory.")
-_LANGUAGES = flags.DEFINE_list("languages", list(find.data.PAPER_LANGUAGES),
-                               "Languages to score (two or more).")
-_CORPUS_DIR = flags.DEFINE_string("corpus_dir", None,
-                                  "Directory of {lang}.json corpora (default: the paper's).")
-_TFDS_NAME = flags.DEFINE_string(
-    "tfds_name", None, "Or a TFDS dataset, one config per language (e.g. lang_neuron_sense, "
-    "after lang_neuron_jax.tfds_datasets.prepare(data_dir)).")
-_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data directory.")
-_N = flags.DEFINE_integer("n", 2000, "N, the total neurons of each language's set: the top "
-                         "N/2 + bottom N/2 by AP (the authors' limited_N_both; the paper's "
-                         "main condition is 2000). Even; capped at the model's neurons.")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Texts per forward pass.")
-_MAX_LENGTH = flags.DEFINE_integer("max_length", 256, "Texts with more tokens are dropped.")
-_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of random controls.")
+_LANGUAGES = study_flags.languages("languages", "Languages to score (two or more).")
+_CORPUS = study_flags.corpus()
+_BATCH = flags.DEFINE_integer("batch_size", find.FindConfig.batch_size, "Texts per forward pass.")
+_MAX_LENGTH = flags.DEFINE_integer("max_length", find.FindConfig.max_length,
+                                   "Texts with more tokens are dropped.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the memory plan (parameters and "
                              "activations per device, response files) and exit; reads no "
                              "weights, so it works for presets without embedded weights.")
@@ -49,8 +40,7 @@ def dry_run():
 
   config = loading.load_config(_MODEL.value)
   devices = _MESH_DEVICES.value or jax.local_device_count()
-  corpus = data.load_corpus(_LANGUAGES.value, corpus_dir=_CORPUS_DIR.value,
-                            tfds_name=_TFDS_NAME.value, tfds_data_dir=_TFDS_DATA_DIR.value)
+  corpus = data.load_corpus(_LANGUAGES.value, **study_flags.values(_CORPUS))
   plan = planning.plan_memory(config, devices=devices, dtype=_DTYPE.value,
                               texts=len(corpus.texts), max_length=_MAX_LENGTH.value,
                               batch_per_device=max(1, _BATCH.value // devices))
@@ -65,14 +55,12 @@ def main(argv):
   if _DRY_RUN.value:
     dry_run()
     return
-  config = find.FindConfig(languages=tuple(_LANGUAGES.value), corpus_dir=_CORPUS_DIR.value,
-                           tfds_name=_TFDS_NAME.value, tfds_data_dir=_TFDS_DATA_DIR.value,
-                           max_length=_MAX_LENGTH.value, batch_size=_BATCH.value,
-                           n=_N.value, seed=_SEED.value)
+  config = find.FindConfig(languages=tuple(_LANGUAGES.value), max_length=_MAX_LENGTH.value,
+                           batch_size=_BATCH.value, n=_N.value, seed=_SEED.value,
+                           **study_flags.values(_CORPUS))
   config.validate(loading.load_config(_MODEL.value))  # Before loading weights.
   lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
-  model_id = f"{_MODEL.value}|{_DTYPE.value}|" + responses.fingerprint(config=lm.config.to_dict())
-  result = find.find_neurons(lm, config, _WORKDIR.value, model_id=model_id)
+  result = find.find_neurons(lm, config, _WORKDIR.value)
   if not distributed.is_leader():
     return
   a = result.analysis

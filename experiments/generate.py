@@ -16,12 +16,11 @@ from absl import logging
 
 import lang_neuron_jax as lnj
 from lang_neuron_jax import cli
+import study_flags
 from lang_neuron_jax import data, sampling
 
-_MODEL = flags.DEFINE_string("model", lnj.DEFAULT_MODEL,
-                             "Embedded preset, .gguf file or transformers checkpoint directory.")
+_MODEL, _DTYPE = study_flags.model(), study_flags.dtype()
 _MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 32, "Tokens to generate per prompt.")
-_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype.")
 _OUTPUT = flags.DEFINE_string("output", None, "Optional .jsonl file for the continuations.")
 
 PROMPTS = data.EXAMPLE_PROMPTS

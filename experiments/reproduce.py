@@ -20,44 +20,27 @@ from absl import flags
 import lang_neuron_jax as lnj
 from lang_neuron_jax import cli
 import multihost_flags
-from lang_neuron_jax import (artifacts, control, control_stage, distributed, find, loading,
-                             report, responses)
+import study_flags
+from lang_neuron_jax import (artifacts, control_stage, distributed, find, loading,
+                             presets, report, stages)
 
-_MODEL = flags.DEFINE_string("model", lnj.DEFAULT_MODEL,
-                             "Embedded preset, .gguf file or transformers checkpoint directory.")
+_MODEL, _DTYPE, _SEED = study_flags.model(), study_flags.dtype(), study_flags.seed()
+_N = study_flags.n("N, the total neurons of each language's analysed and translation set, "
+                   "and the main condition's: top N/2 + bottom N/2 (the paper's main "
+                   "condition, limited_2000_both, is 2000). Even; capped at the model's "
+                   "neurons.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/reproduce", "Output directory.")
-_LANGUAGES = flags.DEFINE_list("languages", list(find.data.PAPER_LANGUAGES),
-                               "Languages to find neurons for (two or more).")
+_LANGUAGES = study_flags.languages("languages", "Languages to find neurons for (two or more).")
 _TARGETS = flags.DEFINE_list("targets", None, "Languages to steer towards (default: every "
                              "--languages, English included, as the authors; English has no "
                              "translation sets, so translation skips it).")
-_CORPUS_DIR = flags.DEFINE_string("corpus_dir", None, "Directory of {lang}.json corpora.")
-_TFDS_NAME = flags.DEFINE_string(
-    "tfds_name", None, "Or a TFDS dataset, one config per language (e.g. lang_neuron_sense, "
-    "after lang_neuron_jax.tfds_datasets.prepare(data_dir)).")
-_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "TFDS data directory.")
+_CORPUS = study_flags.corpus()
 _QUICK = flags.DEFINE_bool("quick", False, "Small settings, same code path (minutes on CPU).")
 _PAPER = flags.DEFINE_bool("paper", False, "The paper's counts: 100 unconditional samples per "
                            "condition and 100 pairs per translation set (the default uses "
                            "fewer; see the README for both times).")
-_N = flags.DEFINE_integer("n", control.MAIN_N, "N, the total neurons of each language's "
-                          "analysed and translation set: top N/2 + bottom N/2 (the paper's "
-                          "main condition, limited_2000_both, is 2000). Even; capped at the "
-                          "model's neurons.")
-_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Parameter dtype.")
-_BATCH = flags.DEFINE_integer("batch_size", 128, "Rows per generation call.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed.")
-
-
-# Counts of each setting: (texts per language, unconditional samples, perplexity samples,
-# new tokens, sweep, translation pairs, translation tokens). The default keeps every text,
-# neuron and condition of the paper with fewer samples and pairs, so that it fits in 20
-# minutes on a 2-core CPU; --quick is the same code on a small scale.
-SETTINGS = {
-    "quick": (30, 6, 3, 32, (20, 2_000, 200_000), 3, 48),
-    "default": (None, 24, 6, 64, control.UNCONDITIONAL_NS, 12, 128),
-    "paper": (None, 100, 20, 64, control.UNCONDITIONAL_NS, 100, 128),
-}
+_BATCH = flags.DEFINE_integer("batch_size", presets.DEFAULT.control.batch_size,
+                              "Unconditional generation rows per call.")
 
 
 def main(argv):
@@ -67,18 +50,10 @@ def main(argv):
   if quick and _PAPER.value:
     raise app.UsageError("Give --quick or --paper, not both.")
   setting = "quick" if quick else "paper" if _PAPER.value else "default"
-  positives, samples, perplexity_samples, new_tokens, ns, pairs, translation_tokens = \
-      SETTINGS[setting]
-  find_config = find.FindConfig(
-      languages=tuple(_LANGUAGES.value), corpus_dir=_CORPUS_DIR.value,
-      tfds_name=_TFDS_NAME.value, tfds_data_dir=_TFDS_DATA_DIR.value, n=_N.value,
-      seed=_SEED.value, positives_per_language=positives)
-  targets = tuple(_TARGETS.value or _LANGUAGES.value)
-  control_config = control_stage.ControlConfig(
-      languages=targets, samples=samples, perplexity_samples=perplexity_samples,
-      max_new_tokens=new_tokens, ns=ns, main_n=_N.value, translation_n=_N.value,
-      translation_pairs=pairs, translation_tokens=translation_tokens,
-      batch_size=_BATCH.value, seed=_SEED.value)
+  study = presets.PRESETS[setting].replace(
+      languages=tuple(_LANGUAGES.value), targets=tuple(_TARGETS.value or ()) or None,
+      n=_N.value, seed=_SEED.value, batch_size=_BATCH.value, **study_flags.values(_CORPUS))
+  find_config, control_config = study.find, study.control
   # What the flags alone decide is checked before the weights load.
   model_config = loading.load_config(_MODEL.value)
   find_config.validate(model_config)
@@ -87,29 +62,31 @@ def main(argv):
   start = time.perf_counter()
   lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
   timings["load"] = time.perf_counter() - start
-  model_id = f"{_MODEL.value}|{_DTYPE.value}|" + responses.fingerprint(config=lm.config.to_dict())
   find_dir = os.path.join(_WORKDIR.value, "find")
   control_dir = os.path.join(_WORKDIR.value, "control")
 
   start = time.perf_counter()
-  result = find.find_neurons(lm, find_config, find_dir, model_id=model_id)
+  result = find.find_neurons(lm, find_config, find_dir)
   timings["find"] = time.perf_counter() - start
   start = time.perf_counter()
-  stamp = artifacts.read_json(os.path.join(find_dir, "expertise.json"))
-  control_stage.run_control(lm, result.expertise, control_config, control_dir,
-                            model_id=model_id, expertise_stamp=stamp)
+  control = control_stage.run_control(lm, result.expertise, control_config, control_dir,
+                                      expertise_stamp=result.stamp)
   timings["control"] = time.perf_counter() - start
   config = {"model": _MODEL.value, "dtype": _DTYPE.value, "setting": setting,
             "find": find_config, "control": control_config,
             "command": ["python", "experiments/reproduce.py"] + [
                 f for f in os.sys.argv[1:]]}
-  if not distributed.is_leader():
-    return  # Process 0 writes the report.
   config["processes"] = distributed.process_count()
-  path = report.write_report(_WORKDIR.value, find_dir=find_dir, control_dir=control_dir,
-                             config=config, timings=timings)
-  artifacts.write_run_json(_WORKDIR.value, stage="reproduce", config=config, timings=timings)
-  print(f"report: {path}")
+
+  def write():  # Process 0 writes the report; the others only wait for it.
+    path = report.write_report(_WORKDIR.value, find=result, control=control, config=config,
+                               timings=timings)
+    artifacts.write_run_json(_WORKDIR.value, stage="reproduce", config=config, timings=timings)
+    return path
+
+  path = stages.Stage(_WORKDIR.value, "report", inputs=[result.stamp, *control.stamps]).commit(write)
+  if path:
+    print(f"report: {path}")
 
 
 if __name__ == "__main__":

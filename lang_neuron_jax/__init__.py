@@ -3,14 +3,15 @@
 The public API, by group (each a pure function or a frozen dataclass):
 
 Loading
-  load_model, LanguageModel, DEFAULT_MODEL, DecoderConfig, Decoder, KVCache, init_cache
+  load_model, LanguageModel, DEFAULT_MODEL, DecoderConfig, Decoder, DecoderOutput, KVCache,
+  init_cache
 Activations
   capture_taps, pooled_taps, Tap, tap_filter, collect_taps, NEURON_SITES, ALL_SITES
 Data
   load_corpus, Corpus, load_translation_pairs
 Scoring and selection
   compute_responses, score_units, average_precision, find_neurons, FindConfig,
-  Expertise, NeuronSet, select, build_intervention
+  Expertise, NeuronIndex, neuron_index, NeuronSet, select, build_intervention
 Interventions and generation
   Intervention, SiteEdit, generate, generate_text, Sampler, GREEDY
 Evaluation
@@ -20,7 +21,7 @@ Evaluation
 # Loading.
 from lang_neuron_jax.loading import DEFAULT_MODEL, LanguageModel, load_model
 from lang_neuron_jax.models.config import DecoderConfig
-from lang_neuron_jax.models.decoder import Decoder, KVCache, init_cache
+from lang_neuron_jax.models.decoder import Decoder, DecoderOutput, KVCache, init_cache
 
 # Activations.
 from lang_neuron_jax.activations import capture_taps, pooled_taps
@@ -31,10 +32,11 @@ from lang_neuron_jax.models.taps import (ALL_SITES, NEURON_SITES, Intervention, 
 from lang_neuron_jax.data import Corpus, load_corpus, load_translation_pairs
 
 # Scoring and selection.
-from lang_neuron_jax.expertise import average_precision, score_units
+from lang_neuron_jax.expertise import (Expertise, NeuronIndex, average_precision, neuron_index,
+                                       score_units)
 from lang_neuron_jax.find import FindConfig, find_neurons
 from lang_neuron_jax.responses import compute_responses
-from lang_neuron_jax.selection import Expertise, NeuronSet, build_intervention, select
+from lang_neuron_jax.selection import NeuronSet, build_intervention, select
 
 # Interventions and generation.
 from lang_neuron_jax.sampling import GREEDY, Sampler, generate, generate_text
@@ -43,11 +45,11 @@ from lang_neuron_jax.sampling import GREEDY, Sampler, generate, generate_text
 from lang_neuron_jax.evaluation import identify_language, language_shares, translation_scores
 
 __all__ = [
-    "DEFAULT_MODEL", "LanguageModel", "load_model", "DecoderConfig", "Decoder", "KVCache",
-    "init_cache", "capture_taps", "pooled_taps", "ALL_SITES", "NEURON_SITES", "Intervention",
-    "SiteEdit", "Tap", "collect_taps", "tap_filter", "Corpus", "load_corpus",
+    "DEFAULT_MODEL", "LanguageModel", "load_model", "DecoderConfig", "Decoder", "DecoderOutput",
+    "KVCache", "init_cache", "capture_taps", "pooled_taps", "ALL_SITES", "NEURON_SITES",
+    "Intervention", "SiteEdit", "Tap", "collect_taps", "tap_filter", "Corpus", "load_corpus",
     "load_translation_pairs", "average_precision", "score_units", "FindConfig", "find_neurons",
-    "compute_responses", "Expertise", "NeuronSet", "build_intervention", "select", "GREEDY",
-    "Sampler", "generate", "generate_text", "identify_language", "language_shares",
-    "translation_scores",
+    "compute_responses", "Expertise", "NeuronIndex", "neuron_index", "NeuronSet",
+    "build_intervention", "select", "GREEDY", "Sampler", "generate", "generate_text",
+    "identify_language", "language_shares", "translation_scores",
 ]

@@ -41,7 +41,7 @@ def capture_taps(module: Decoder, params, input_ids: jax.Array, *,
   out, state = module.apply(
       {"params": params}, input_ids, intervention=intervention, compute_logits=compute_logits,
       capture_intermediates=tap_filter(sites), mutable=["intermediates"])
-  return out, collect_taps(state["intermediates"], module.config.num_layers, sites)
+  return out.logits if compute_logits else out.hidden, collect_taps(state["intermediates"], module.config.num_layers, sites)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "sites"))

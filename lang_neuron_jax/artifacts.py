@@ -6,7 +6,9 @@ leaves a half-written file under a final name.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -51,12 +53,36 @@ def to_jsonable(obj: Any) -> Any:
   return obj
 
 
+def fingerprint(**config) -> str:
+  """A short hash of a JSON-serialisable configuration (work directories' guards)."""
+  return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def atomic_file(path: str, mode: str = "w"):
+  """A file to write ``path`` through: a temporary name beside it, renamed to ``path``
+  when the block ends without an error (and removed when it raises), so a killed run
+  never leaves a half-written file under a final name."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  try:
+    with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
+      yield f
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes text atomically."""
+  with atomic_file(path) as f:
+    f.write(text)
+
+
 def write_json(path: str, obj: Any) -> None:
   """Writes JSON atomically."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
+  with atomic_file(path) as f:
     json.dump(to_jsonable(obj), f, indent=1, ensure_ascii=False)
-  os.replace(tmp, path)
 
 
 def read_json(path: str) -> Any:
@@ -66,11 +92,9 @@ def read_json(path: str) -> Any:
 
 def write_jsonl(path: str, records: Iterable[dict]) -> None:
   """Writes JSON Lines atomically."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
+  with atomic_file(path) as f:
     for r in records:
       f.write(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n")
-  os.replace(tmp, path)
 
 
 def append_jsonl(path: str, records: Iterable[dict]) -> None:

@@ -9,7 +9,7 @@ keeps its traceback.
 An error is user-facing when it is a :class:`lang_neuron_jax.errors.UserError`, or a
 ``ValueError`` / ``OSError`` / ``FloatingPointError`` raised by a ``raise`` statement in
 this package or in the binary's directory: that is how the library reports bad input
-(``CorpusError``, ``WorkdirMismatchError``, ``CheckpointMismatchError`` and plain
+(``CorpusError``, ``StageMismatchError``, ``CheckpointMismatchError`` and plain
 ``ValueError`` with a message). The same exception types raised deep inside numpy, JAX or
 another library are not ours to explain, and keep their traceback.
 """

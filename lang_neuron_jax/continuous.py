@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lang_neuron_jax import sampling
+from lang_neuron_jax import batching, sampling
 from lang_neuron_jax.models.config import DecoderConfig
-from lang_neuron_jax.models.decoder import Decoder, init_cache, output_logits
+from lang_neuron_jax.models.decoder import Decoder, init_cache
 from lang_neuron_jax.models.taps import Intervention
 
 
@@ -90,13 +90,13 @@ def fill(config: DecoderConfig, params, slots: Slots, slot_index: jax.Array, ids
   """
   R = ids.shape[0]
   cache = init_cache(config, R, slots.cache.max_length, slots.last_hidden.dtype)
-  hidden, cache = Decoder(config).apply(
+  prefill = Decoder(config).apply(
       {"params": params}, ids, cache=cache, compute_logits=False,
       intervention=intervention if intervene_prompt else None)
   put = lambda old, new: old.at[slot_index].set(new.astype(old.dtype), mode="drop")
   return Slots(
-      last_hidden=put(slots.last_hidden, hidden[jnp.arange(R), lengths - 1]),
-      cache=jax.tree.map(put, slots.cache, cache),
+      last_hidden=put(slots.last_hidden, prefill.hidden[jnp.arange(R), lengths - 1]),
+      cache=jax.tree.map(put, slots.cache, prefill.cache),
       lengths=put(slots.lengths, lengths), num_tokens=put(slots.num_tokens, jnp.zeros(R, jnp.int32)),
       done=put(slots.done, jnp.zeros(R, bool)), has_content=put(slots.has_content, jnp.zeros(R, bool)),
       tokens=put(slots.tokens, jnp.full((R, slots.tokens.shape[1]), config.pad_token_id)),
@@ -129,12 +129,11 @@ def decode(config: DecoderConfig, params, slots: Slots, *, num_steps: int,
     stop |= s.num_tokens + 1 >= max_new_tokens
     # Stopped rows feed padding at a clamped position: their cache rows are refilled later.
     positions = jnp.minimum(s.lengths + s.num_tokens, last_slot)[:, None]
-    hidden, cache = module.apply({"params": params}, nxt[:, None], positions=positions,
-                                 cache=s.cache, intervention=s.intervention,
-                                 compute_logits=False)
+    out = module.apply({"params": params}, nxt[:, None], positions=positions,
+                       cache=s.cache, intervention=s.intervention, compute_logits=False)
     slot = jnp.minimum(s.num_tokens, max_new_tokens - 1)
     tokens = s.tokens.at[rows, slot].set(jnp.where(s.done, s.tokens[rows, slot], nxt))
-    return i + 1, s.replace(last_hidden=hidden[:, 0], cache=cache, done=s.done | stop,
+    return i + 1, s.replace(last_hidden=out.hidden[:, 0], cache=out.cache, done=s.done | stop,
                             has_content=has_content, tokens=tokens,
                             num_tokens=jnp.where(s.done, s.num_tokens, s.num_tokens + 1))
 
@@ -185,7 +184,7 @@ def generate_continuously(
   if any(len(p) == 0 for p in prompts):
     raise ValueError("Every prompt needs at least one token (e.g. BOS).")
   longest = max(len(p) for p in prompts)
-  prompt_width = prompt_width or sampling.bucket_length(longest)
+  prompt_width = prompt_width or batching.bucket_length(longest)
   if longest > prompt_width:
     raise ValueError(f"A prompt of {longest} tokens does not fit prompt_width={prompt_width}.")
   fill_size = min(fill_size, num_slots)
@@ -214,11 +213,10 @@ def generate_continuously(
       owner[free[:len(take)]] = take
       free = free[len(take):]
       padded = take + [take[-1]] * (fill_size - len(take))
-      ids = np.full((fill_size, prompt_width), config.pad_token_id, np.int32)
-      for r, i in enumerate(padded):
-        ids[r, :len(prompts[i])] = prompts[i]
+      ids, lengths = batching.pad_prompts([prompts[i] for i in padded], config.pad_token_id,
+                                          prompt_width)
       slots = fill(config, params, slots, jnp.asarray(slot_index), jnp.asarray(ids),
-                   jnp.asarray([len(prompts[i]) for i in padded], jnp.int32),
+                   jnp.asarray(lengths),
                    jnp.asarray([row_ids[i] for i in padded], jnp.int32),
                    interventions(padded) if interventions else None,
                    intervene_prompt=intervene_prompt)

@@ -14,15 +14,13 @@ sample does not depend on its batch.
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from lang_neuron_jax import continuous, sampling, selection
+from lang_neuron_jax import batching, continuous, sampling, selection
 from lang_neuron_jax.selection import Expertise, NeuronSet, build_intervention, select
 
 TRANSLATION_PROMPT = ("Translate an English sentence into a target language.\n"
@@ -177,7 +175,7 @@ def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_to
     return build_intervention(sets, statistic=statistic, batched=True,
                               index=None if expertise is None else expertise.index)
 
-  prompt_width = prompt_width or sampling.bucket_length(max(len(j.prompt) for j in jobs))
+  prompt_width = prompt_width or batching.bucket_length(max(len(j.prompt) for j in jobs))
   settings = dict(max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
                   intervene_prompt=intervene_prompt, line_stop=line_stop)
   size = balanced_batch_size(len(jobs), batch_size, jax.local_device_count())
@@ -191,7 +189,7 @@ def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_to
     for start in range(0, len(jobs), size):
       rows = list(range(start, min(start + size, len(jobs))))
       padded = rows + [rows[-1]] * (size - len(rows))  # One shape for every batch.
-      ids, lengths = sampling.pad_prompts([jobs[i].prompt for i in padded],
+      ids, lengths = batching.pad_prompts([jobs[i].prompt for i in padded],
                                           lm.config.pad_token_id, prompt_width)
       row_ids = np.asarray([jobs[i].sample_index for i in padded], np.int32)
       ids, lengths, row_ids, edits = sampling.shard_rows((ids, lengths, row_ids,
@@ -214,41 +212,3 @@ def cut_translation(text: str) -> str:
     if line.strip():
       return line.strip()
   return ""
-
-
-def perplexity(lm, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], *,
-               batch_size: int = 16) -> np.ndarray:
-  """Perplexity of each continuation given its prompt, under the unintervened model.
-
-  Returns:
-    float ``[R]`` (NaN for empty continuations).
-  """
-  out = np.full(len(prompts), np.nan)
-  rows = [i for i, c in enumerate(continuations) if len(c)]
-  # Similar lengths together; widths rounded up to 16 (not the sampler's power-of-two
-  # prompt buckets: a 65-token text would pay for 128 positions of a 262k-entry head).
-  rows.sort(key=lambda i: len(prompts[i]) + len(continuations[i]))
-  for start in range(0, len(rows), batch_size):
-    chunk = rows[start:start + batch_size]
-    full = [list(prompts[i]) + list(continuations[i]) for i in chunk]
-    full += [full[-1]] * (batch_size - len(chunk))
-    width = -(-max(len(f) for f in full) // 16) * 16
-    ids = np.full((batch_size, width), lm.config.pad_token_id, np.int32)
-    for r, f in enumerate(full):
-      ids[r, :len(f)] = f
-    nll = np.asarray(_next_token_nll(lm.config, lm.params, jnp.asarray(ids)))  # [B, T-1]
-    for r, i in enumerate(chunk):
-      p, c = len(prompts[i]), len(continuations[i])
-      out[i] = float(np.exp(nll[r, p - 1:p - 1 + c].mean()))
-  return out
-
-
-@functools.partial(jax.jit, static_argnames=("config",))
-def _next_token_nll(config, params, ids: jax.Array) -> jax.Array:
-  """float32 ``[B, T-1]``: negative log-likelihood of token t+1 given tokens 0..t."""
-  from lang_neuron_jax.models.decoder import Decoder, output_logits
-
-  hidden = Decoder(config).apply({"params": params}, ids, compute_logits=False)[:, :-1]
-  logits = output_logits(config, params, hidden)  # [B, T-1, V]
-  target = jnp.take_along_axis(logits, ids[:, 1:, None], axis=-1)[..., 0]
-  return jax.nn.logsumexp(logits, axis=-1) - target

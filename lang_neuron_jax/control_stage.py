@@ -11,28 +11,28 @@ Layout of ``workdir``::
     share_vs_n.png, translation_bleu.png, translation_target_share.png,
     translation_valid_share.png
     run.json
+    {unconditional,translation,metrics}.stage.json   the stages' stamps
 
-Generated rows are appended to ``{part}.partial{process}.jsonl`` batch by batch, so a
-killed run continues where it stopped (with identical results: rows do not depend on
-their batch); the evaluated ``{part}.jsonl`` is written when a part finishes, and is
-reused on a re-run with the same configuration.
+Each experiment is a :class:`~lang_neuron_jax.stages.Stage`: generated rows are appended
+to its journal (``{part}.journal{process}.jsonl``) batch by batch, so a killed run
+continues where it stopped (with identical results: rows do not depend on their batch);
+the evaluated ``{part}.jsonl`` is written when a part finishes, and is reused on a re-run
+with the same configuration, model and scores.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import glob
-import json
+import functools
 import os
 import time
 from typing import Sequence
 
-from absl import logging
 import numpy as np
 
-from lang_neuron_jax import (artifacts, control, data, distributed, evaluation, figures,
-                             responses, sampling, selection)
+from lang_neuron_jax import (artifacts, batching, control, data, distributed, evaluation, figures,
+                             sampling, selection, stages)
 from lang_neuron_jax import metrics as metrics_lib
 from lang_neuron_jax.locks import workdir_locked
 from lang_neuron_jax.selection import Expertise
@@ -104,23 +104,25 @@ class ControlConfig:
       raise ValueError("perplexity_samples and temperature must not be negative.")
 
 
-def _stage_fingerprint(config: ControlConfig, expertise_stamp, model_id: str, part: str) -> str:
-  return responses.fingerprint(config=dataclasses.asdict(config), expertise=expertise_stamp,
-                               model=model_id, part=part)
+FIGURES = ("share_vs_n", "translation_bleu", "translation_target_share",
+           "translation_valid_share")
 
 
-def _cached_records(path: str, fingerprint: str):
-  stamp = path + ".json"
-  if os.path.exists(path) and os.path.exists(stamp) and \
-      artifacts.read_json(stamp).get("fingerprint") == fingerprint:
-    logging.info("Reusing %s", path)
-    return artifacts.read_jsonl(path)
-  return None
+@dataclasses.dataclass(frozen=True)
+class ControlResult:
+  """What the control stage gives the report.
 
+  Attributes:
+    metrics: See ``metrics.json`` (:func:`lang_neuron_jax.metrics.summarize`).
+    records: ``{"unconditional": [...], "translation": [...]}``, the evaluated rows.
+    figures: ``{name: path}`` of the figures drawn.
+    stamps: The experiments' stamps (:class:`~lang_neuron_jax.stages.Stamp`).
+  """
 
-def _save_records(path: str, records, fingerprint: str):
-  artifacts.write_jsonl(path, records)
-  artifacts.write_json(path + ".json", {"fingerprint": fingerprint})
+  metrics: dict
+  records: dict[str, list[dict]]
+  figures: dict[str, str]
+  stamps: tuple[stages.Stamp, ...]
 
 
 def unconditional_jobs(lm, exp: Expertise, config: ControlConfig) -> list[control.Job]:
@@ -170,7 +172,7 @@ def evaluate_unconditional(lm, records: list[dict], config: ControlConfig) -> li
     r["detected"] = lang
   prompt = tuple(control.unconditional_prompt(lm.config))
   scored = [r for r in records if r["sample"] < config.perplexity_samples]
-  ppl = control.perplexity(lm, [prompt] * len(scored), [r["tokens"] for r in scored])
+  ppl = evaluation.perplexity(lm, [prompt] * len(scored), [r["tokens"] for r in scored])
   for r in records:
     r["perplexity"] = None
   for r, p in zip(scored, ppl):
@@ -188,65 +190,33 @@ def evaluate_translation(lm, records: list[dict], config: ControlConfig) -> list
   return records
 
 
-def _read_partial(path: str, fingerprint: str) -> list[dict]:
-  """Records of a partial file whose header matches; a torn last line is dropped."""
-  if not os.path.exists(path):
-    return []
-  with open(path, encoding="utf-8") as f:
-    lines = f.read().split("\n")
-  records = []
-  for line in lines:
-    try:
-      records.append(json.loads(line))
-    except json.JSONDecodeError:
-      break  # the line being written when the run was killed, and nothing after it
-  if not records or records[0].get("fingerprint") != fingerprint:
-    return []
-  return records[1:]
-
-
-def _read_partials(workdir: str, part: str, fingerprint: str) -> dict[int, dict]:
-  """``{job: record}`` from every process's partial file of ``part``."""
-  return {r["job"]: r for path in glob.glob(os.path.join(workdir, f"{part}.partial*.jsonl"))
-          for r in _read_partial(path, fingerprint)}
-
-
-def generate_resumable(lm, exp: Expertise, jobs: Sequence[control.Job], *, workdir: str,
-                       part: str, fingerprint: str, batch_size: int, seed: int,
-                       statistic: str, progress: bool = True, **settings) -> list[dict]:
+def generate_resumable(lm, exp: Expertise, jobs: Sequence[control.Job], journal: stages.Journal,
+                       *, batch_size: int, seed: int, statistic: str, progress: bool = True,
+                       **settings) -> list[dict]:
   """Generates every job once, continuing an interrupted run.
 
-  Each finished batch is appended to ``{part}.partial{process}.jsonl`` (header: the
-  configuration's fingerprint); a re-run reads every such file, skips the jobs they
-  hold, and gives the records an uninterrupted run would (rows are independent of their
-  batch). With several processes, each runs its share of the remaining jobs, and the
-  partial files are also how the processes see each other's rows.
+  Each finished row is appended to the stage's journal; a re-run skips the rows the
+  journals hold and gives the records an uninterrupted run would (rows are independent
+  of their batch). With several processes, each runs its share of the remaining jobs,
+  and the journals are also how the processes see each other's rows.
 
   Returns:
     One record per job, in job order, on every process (with a ``job`` index).
   """
   jobs = [dataclasses.replace(j, meta={**j.meta, "job": i}) for i, j in enumerate(jobs)]
-  done = _read_partials(workdir, part, fingerprint)
-  if done:
-    logging.info("Resuming %s: %d of %d rows already generated", part, len(done), len(jobs))
-  distributed.barrier(f"control-{part}-partial-read")
+  done = journal.start()
   mine = distributed.share([j for j in jobs if j.meta["job"] not in done])
-  path = os.path.join(workdir, f"{part}.partial{distributed.process_index()}.jsonl")
-  # Header + this file's valid rows (drops a torn last line and any foreign header).
-  artifacts.write_jsonl(path, [{"fingerprint": fingerprint}] + _read_partial(path, fingerprint))
   # Every process and every resumption pads prompts to the width of all the jobs, so
   # that each row is computed exactly as in one uninterrupted run.
-  width = sampling.bucket_length(max(len(j.prompt) for j in jobs))
+  width = batching.bucket_length(max(len(j.prompt) for j in jobs))
   control.run_jobs(lm, exp, mine, batch_size=batch_size, seed=seed, statistic=statistic,
-                   on_batch=lambda batch: artifacts.append_jsonl(path, batch),
+                   on_batch=lambda batch: journal.append({"unit": r["job"], **r} for r in batch),
                    prompt_width=width, progress=progress, **settings)
-  distributed.barrier(f"control-{part}-generated")
-  records = _read_partials(workdir, part, fingerprint)
-  distributed.barrier(f"control-{part}-gathered")  # Read by all before process 0 removes them.
-  if len(records) != len(jobs):
-    raise RuntimeError(f"{part}: {len(records)} of {len(jobs)} rows in the partial files of "
-                       f"{workdir}; was a partial file removed while the run was going?")
-  return [records[i] for i in range(len(jobs))]
+  rows = journal.gather()
+  if len(rows) != len(jobs):
+    raise RuntimeError(f"{journal.stage.name}: {len(rows)} of {len(jobs)} rows in the journals "
+                       f"of {journal.stage.directory}; was one removed while the run was going?")
+  return [{k: v for k, v in rows[i].items() if k != "unit"} for i in range(len(jobs))]
 
 
 def draw(metrics: dict, workdir: str) -> None:
@@ -277,43 +247,50 @@ def draw(metrics: dict, workdir: str) -> None:
 
 
 @workdir_locked  # A second run on the same workdir is refused (lang_neuron_jax/locks.py).
-def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *, model_id: str = "",
-                expertise_stamp=None, progress: bool = True) -> dict:
-  """Runs (or reuses) both experiments, evaluates them, writes metrics and figures."""
+def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *,
+                expertise_stamp=None, progress: bool = True) -> ControlResult:
+  """Runs (or reuses) both experiments, evaluates them, writes metrics and figures.
+
+  Each experiment is a :class:`~lang_neuron_jax.stages.Stage` (``unconditional``,
+  ``translation``), and so are the metrics. ``expertise_stamp``: the find stage's stamp
+  of ``exp`` (``FindResult.stamp`` or :func:`lang_neuron_jax.find.load_scores`), an input
+  of both experiments.
+  """
   config.validate(exp.index.size, exp.languages)
-  os.makedirs(workdir, exist_ok=True)
-  timings = {}
-  outputs = {}
+  timings, stamps, outputs = {}, [], {}
   parts = {"unconditional": (unconditional_jobs, evaluate_unconditional),
            "translation": (translation_jobs, evaluate_translation)}
   for part, (make_jobs, evaluate) in parts.items():
     start = time.perf_counter()
-    path = os.path.join(workdir, f"{part}.jsonl")
-    fp = _stage_fingerprint(config, expertise_stamp, model_id, part)
-    records = _cached_records(path, fp)
-    distributed.barrier(f"control-{part}-checked")  # all decided before anyone writes
+    stage = stages.Stage(workdir, part, config=config, model_id=lm.model_id,
+                         inputs=[expertise_stamp])
+    path = stage.path(f"{part}.jsonl")
+    read = functools.partial(artifacts.read_jsonl, path)
+    records = stage.reuse(read)
     if records is None:
-      records = generate_resumable(
-          lm, exp, make_jobs(lm, exp, config), workdir=workdir, part=part, fingerprint=fp,
+      rows = generate_resumable(
+          lm, exp, make_jobs(lm, exp, config), stage.journal(),
           batch_size=config.batch_size if part == "unconditional" else config.translation_slots,
-          seed=config.seed, statistic=config.statistic,
-          progress=progress, **generation_settings(lm, part, config))
-      if distributed.is_leader():  # Process 0 evaluates and writes; the others read it.
-        records = evaluate(lm, records, config)
-        _save_records(path, records, fp)
-        for partial in glob.glob(os.path.join(workdir, f"{part}.partial*.jsonl")):
-          os.remove(partial)
-      distributed.barrier(f"control-{part}-saved")
-      if not distributed.is_leader():
-        records = artifacts.read_jsonl(path)
-    outputs[part] = records
-    timings[part] = time.perf_counter() - start
+          seed=config.seed, statistic=config.statistic, progress=progress,
+          **generation_settings(lm, part, config))
+
+      def write(rows=rows, evaluate=evaluate, path=path):  # Process 0 evaluates and writes.
+        evaluated = evaluate(lm, rows, config)
+        artifacts.write_jsonl(path, evaluated)
+        return evaluated
+
+      records = stage.commit(write, read)
+    outputs[part], timings[part] = records, time.perf_counter() - start
+    stamps.append(stage.stamp)
   metrics = metrics_lib.summarize(outputs["unconditional"], outputs["translation"],
                                   seed=config.seed)
-  if distributed.is_leader():
+
+  def write_metrics():
     artifacts.write_json(os.path.join(workdir, "metrics.json"), metrics)
     draw(metrics, workdir)
     artifacts.write_run_json(workdir, stage="control", config=config, timings=timings,
-                             extra={"model": model_id, "processes": distributed.process_count()})
-  distributed.barrier("control-finished")
-  return metrics
+                             extra={"model": lm.model_id, "processes": distributed.process_count()})
+    return metrics
+
+  stages.Stage(workdir, "metrics", inputs=stamps).commit(write_metrics, lambda: metrics)
+  return ControlResult(metrics, outputs, figures.existing(workdir, FIGURES), tuple(stamps))

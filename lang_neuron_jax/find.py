@@ -11,24 +11,26 @@ Layout of ``workdir``::
     analysis.json            overlaps, layer/site distributions, sufficiency check
     *.png                    figures
     run.json                 configuration, versions, git SHA, timings
+    {scores,analysis}.stage.json, responses/responses.stage.json   the stages' stamps
 
-Each step is skipped when its outputs exist for the same configuration, so an
-interrupted run continues where it stopped.
+The responses, the scores and the analysis are stages (:mod:`lang_neuron_jax.stages`):
+each is skipped when it finished with the same configuration, model and inputs, and the
+responses continue from their journal where an interrupted run stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
-from typing import Sequence
 
-from absl import logging
 import numpy as np
 from tqdm import tqdm
 
-from lang_neuron_jax import (analysis, artifacts, data, distributed, expertise, figures,
-                             responses, selection)
+from lang_neuron_jax import (analysis, artifacts, batching, data, distributed, expertise, figures,
+                             responses, selection, stages)
+from lang_neuron_jax.errors import UserError
 from lang_neuron_jax.locks import workdir_locked
 
 
@@ -74,7 +76,7 @@ class FindConfig:
   def num_neurons(self, model_config) -> int:
     """How many neurons the stage scores on a model (needs only its config)."""
     sites = model_config.neuron_sites if self.sites is None else self.sites
-    return selection.neuron_index(model_config, sites).size
+    return expertise.neuron_index(model_config, sites).size
 
   def validate(self, model_config) -> None:
     """Raises a ValueError saying what to fix for what the config alone decides (before
@@ -92,11 +94,41 @@ class FindConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FindResult:
+  """What the find stage gives the stages after it.
+
+  Attributes:
+    figures: ``{name: path}`` of the analysis figures.
+    stamp: The scores stage's :class:`~lang_neuron_jax.stages.Stamp` (a fingerprint of
+      the responses, languages and neurons); the control stage's fingerprint builds on it.
+  """
+
   corpus: data.Corpus
   expertise: selection.Expertise
   neurons: dict[str, selection.NeuronSet]
   analysis: dict
   dropped_texts: int
+  stamp: stages.Stamp
+  figures: dict[str, str]
+
+
+SCORES_FILE = "expertise.npz"
+FIGURES = ("overlap_top", "overlap_bottom", "layers", "sites", "ap_histograms")
+
+
+def load_scores(workdir: str, lm=None) -> tuple[selection.Expertise, stages.Stamp]:
+  """The scores a finished find stage wrote in ``workdir``, and their stamp.
+
+  With ``lm``, checks that they were computed on that model (and dtype).
+  """
+  path, stamp_path = os.path.join(workdir, SCORES_FILE), os.path.join(workdir, "scores.stage.json")
+  if not (os.path.exists(path) and os.path.exists(stamp_path)):
+    raise UserError(f"{workdir} holds no finished find stage ({SCORES_FILE} and its stamp "
+                    f"scores.stage.json); run experiments/find_neurons.py --workdir={workdir} "
+                    "first.")
+  exp = selection.Expertise.load(path)
+  if lm is not None:
+    selection.check_model_id(exp.index, lm.model_id)
+  return exp, stages.Stamp("scores", artifacts.read_json(stamp_path)["fingerprint"])
 
 
 def score_responses(resp: dict[str, np.ndarray], corpus: data.Corpus,
@@ -124,12 +156,10 @@ def _write_csv(exp: selection.Expertise, row: int, flat: np.ndarray, path: str) 
   site, layer, unit = exp.index.unflatten(flat)
   names = np.asarray(exp.index.sites)[site]
   cols = [exp.ap[row][flat]] + [exp.stats[k][row][flat] for k in selection.STATISTICS]
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
+  with artifacts.atomic_file(path) as f:
     f.write("ap,on_p50,on_p90,off_mean,off_p50,layer,unit,site\n")
     for i in range(flat.size):
       f.write(",".join(f"{c[i]:.9g}" for c in cols) + f",{layer[i]},{unit[i]},{names[i]}\n")
-  os.replace(tmp, path)
 
 
 def limited_file_names(n: int) -> dict[str, str]:
@@ -218,66 +248,65 @@ def analyse(exp: selection.Expertise, resp, corpus: data.Corpus, config: FindCon
 
 
 @workdir_locked  # A second run on the same workdir is refused (lang_neuron_jax/locks.py).
-def find_neurons(lm, config: FindConfig, workdir: str, *, model_id: str = "",
-                 progress: bool = True) -> FindResult:
+def find_neurons(lm, config: FindConfig, workdir: str, *, progress: bool = True) -> FindResult:
   """Runs (or resumes) the find stage in ``workdir``; see the module docstring."""
   config.validate(lm.config)
+  model_id = lm.model_id
   os.makedirs(workdir, exist_ok=True)
   timings = {}
   start = time.perf_counter()
   corpus = data.load_corpus(config.languages, corpus_dir=config.corpus_dir,
                             tfds_name=config.tfds_name, tfds_data_dir=config.tfds_data_dir,
                             positives_per_language=config.positives_per_language)
-  tokenized = responses.tokenize_texts(lm.tokenizer, corpus.texts, max_length=config.max_length)
+  tokenized = batching.tokenize_texts(lm.tokenizer, corpus.texts, max_length=config.max_length)
   dropped = int((~tokenized.kept).sum())
   corpus = data.filter_corpus(corpus, tokenized.kept)
   sites = lm.config.neuron_sites if config.sites is None else config.sites
-  index = selection.neuron_index(lm.config, sites, model_id)
+  index = expertise.neuron_index(lm.config, sites, model_id)
   timings["load_and_tokenize"] = time.perf_counter() - start
 
   start = time.perf_counter()
-  resp = responses.compute_responses(
-      lm, tokenized.tokens, os.path.join(workdir, "responses"), sites=sites,
-      batch_size=config.batch_size, config_id={"model": model_id}, progress=progress)
+  resp = responses.compute_responses(lm, tokenized.tokens, os.path.join(workdir, "responses"),
+                                     sites=sites, batch_size=config.batch_size, progress=progress)
   timings["responses"] = time.perf_counter() - start
 
   start = time.perf_counter()
-  exp_path = os.path.join(workdir, "expertise.npz")
-  stamp_path = os.path.join(workdir, "expertise.json")
-  stamp = {"fingerprint": responses.fingerprint(
-      responses=artifacts.read_json(os.path.join(workdir, "responses", responses.DONE_FILE)),
-      languages=corpus.languages, index=index.to_dict())}
-  reuse = os.path.exists(exp_path) and os.path.exists(stamp_path) and \
-      artifacts.read_json(stamp_path) == stamp
-  distributed.barrier("find-checked")  # Every process has decided before anyone writes.
-  if distributed.is_leader() and not reuse:  # With several processes, process 0 scores.
-    exp = score_responses(resp, corpus, index, chunk_size=config.chunk_size, progress=progress)
-    exp.save(exp_path + ".tmp.npz")
-    os.replace(exp_path + ".tmp.npz", exp_path)
-    write_reference_csv(exp, os.path.join(workdir, "expertise"))
-    artifacts.write_json(stamp_path, stamp)
-  distributed.barrier("find-scored")
-  if reuse or not distributed.is_leader():
-    exp = selection.Expertise.load(exp_path)
-    logging.info("Reusing %s" if reuse else "Reading process 0's %s", exp_path)
+  scores = stages.Stage(workdir, "scores", model_id=model_id, inputs=[resp.stamp],
+                        config={"languages": corpus.languages, "index": index.to_dict()})
+  exp_path = scores.path(SCORES_FILE)
+  read = functools.partial(selection.Expertise.load, exp_path)
+  exp = scores.reuse(read)
+  if exp is None:
+
+    def write():  # Process 0 scores; the others read its file.
+      exp = score_responses(resp, corpus, index, chunk_size=config.chunk_size, progress=progress)
+      with artifacts.atomic_file(exp_path, "wb") as f:
+        exp.save(f)
+      write_reference_csv(exp, scores.path("expertise"))
+      return exp
+
+    exp = scores.commit(write, read)
   timings["scores"] = time.perf_counter() - start
 
   start = time.perf_counter()
   n = selection.cap_n(config.n, index.size, "both")
   neurons = {lang: selection.select(exp, lang, n, "both") for lang in corpus.languages}
-  if distributed.is_leader():
+
+  def write_analysis():
     write_limited_csv(exp, os.path.join(workdir, "expertise"), n)
     os.makedirs(os.path.join(workdir, "neurons"), exist_ok=True)
     for lang, chosen in neurons.items():
       save_neuron_set(chosen, os.path.join(workdir, "neurons", f"{lang}.npz"))
-    result_analysis = analyse(exp, resp, corpus, config, workdir)
-    artifacts.write_json(os.path.join(workdir, "analysis.json"), result_analysis)
+    result = analyse(exp, resp, corpus, config, workdir)
+    artifacts.write_json(os.path.join(workdir, "analysis.json"), result)
     timings["analysis"] = time.perf_counter() - start
     artifacts.write_run_json(workdir, stage="find", config=config, timings=timings,
                              extra={"model": model_id, "texts": len(corpus.texts),
                                     "dropped_texts": dropped, "neurons": index.size,
                                     "processes": distributed.process_count()})
-  distributed.barrier("find-analysed")
-  if not distributed.is_leader():
-    result_analysis = artifacts.read_json(os.path.join(workdir, "analysis.json"))
-  return FindResult(corpus, exp, neurons, result_analysis, dropped)
+    return result
+
+  result_analysis = stages.Stage(workdir, "analysis", config=config, inputs=[scores.stamp]).commit(
+      write_analysis, functools.partial(artifacts.read_json, os.path.join(workdir, "analysis.json")))
+  return FindResult(corpus, exp, neurons, result_analysis, dropped, scores.stamp,
+                    figures.existing(workdir, FIGURES))

@@ -27,7 +27,7 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 
-from lang_neuron_jax import cache
+from lang_neuron_jax import artifacts, cache
 from lang_neuron_jax import tokenizer as tokenizer_lib
 from lang_neuron_jax.errors import UserError
 from lang_neuron_jax.models import bloom, gemma3, llama, xglm
@@ -51,7 +51,7 @@ class LanguageModel:
   """A loaded model.
 
   Attributes:
-    module: The Linen :class:`Decoder`; call ``module.apply({"params": params}, ids)``.
+    module: The Linen :class:`Decoder`; call ``module.apply({"params": params}, ids).logits``.
     params: The parameter pytree.
     config: The :class:`DecoderConfig`.
     tokenizer: A transformers tokenizer (None if the checkpoint ships none).
@@ -63,6 +63,13 @@ class LanguageModel:
   config: DecoderConfig
   tokenizer: Any
   source: str
+
+  @property
+  def model_id(self) -> str:
+    """The model's identity in work-directory fingerprints and neuron indices: its
+    source, parameter dtype and a hash of its config (``"gemma3-270m|float32|8762..."``)."""
+    dtype = jnp.dtype(jax.tree.leaves(self.params)[0].dtype).name
+    return f"{self.source}|{dtype}|{artifacts.fingerprint(config=self.config.to_dict())}"
 
 
 def default_cache_dir() -> str:

@@ -20,43 +20,11 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lang_neuron_jax import batching, sharding
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.decoder import Decoder, init_cache, output_logits
 from lang_neuron_jax.models.taps import Intervention
-
-# From 1 token: the unconditional prompt is one BOS token, and every slot of padding
-# costs prefill and lengthens each decode step's attention (docs/performance.md).
-PROMPT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-
-
-def bucket_length(n: int, buckets: Sequence[int] = PROMPT_BUCKETS) -> int:
-  """The smallest bucket that holds ``n`` tokens (multiples of the largest beyond it)."""
-  for b in buckets:
-    if n <= b:
-      return b
-  return -(-n // buckets[-1]) * buckets[-1]
-
-
-def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int,
-                width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """Right-pads token lists to ``width`` (default: the bucket of the longest).
-
-  Returns:
-    ``(ids int32 [B, P], lengths int32 [B])``.
-  """
-  if not prompts or any(len(p) == 0 for p in prompts):
-    raise ValueError("Every prompt needs at least one token (e.g. BOS).")
-  lengths = np.array([len(p) for p in prompts], np.int32)
-  width = width or bucket_length(int(lengths.max()))
-  if lengths.max() > width:
-    raise ValueError(f"A prompt of {lengths.max()} tokens does not fit width {width}.")
-  ids = np.full((len(prompts), width), pad_id, np.int32)
-  for row, p in enumerate(prompts):
-    ids[row, :len(p)] = p
-  return ids, lengths
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Sampler:
@@ -260,9 +228,9 @@ def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, 
   step_keys = lambda step: jax.vmap(lambda k: jax.random.fold_in(k, step))(row_keys)
   cache = init_cache(config, B, P + max_new_tokens, jax.tree.leaves(params)[0].dtype)
   # Prefill without the output head; the loop projects each row's last position.
-  hidden, cache = module.apply({"params": params}, ids, cache=cache, compute_logits=False,
-                               intervention=intervention if intervene_prompt else None)
-  last = hidden[jnp.arange(B), lengths - 1]  # [B, D]
+  prefill = module.apply({"params": params}, ids, cache=cache, compute_logits=False,
+                         intervention=intervention if intervene_prompt else None)
+  last = prefill.hidden[jnp.arange(B), lengths - 1]  # [B, D]
 
   def cond(state: SamplingState):
     return (state.step < max_new_tokens) & ~jnp.all(state.done)
@@ -276,16 +244,15 @@ def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, 
     nxt, stop, has_content = choose_tokens(config, params, state.last_hidden, step_keys(step),
                                            done, state.has_content, sampler, line_stop)
     positions = (lengths + step)[:, None]  # [B, 1] slot of the token being fed
-    hidden, cache = module.apply({"params": params}, nxt[:, None], positions=positions,
-                                 cache=state.cache, intervention=intervention,
-                                 compute_logits=False)
-    return SamplingState(step=step + 1, last_hidden=hidden[:, 0], cache=cache,
+    out = module.apply({"params": params}, nxt[:, None], positions=positions,
+                       cache=state.cache, intervention=intervention, compute_logits=False)
+    return SamplingState(step=step + 1, last_hidden=out.hidden[:, 0], cache=out.cache,
                          done=done | stop, has_content=has_content,
                          num_tokens=jnp.where(done, state.num_tokens, step + 1),
                          tokens=state.tokens.at[:, step].set(nxt))
 
   state = SamplingState(
-      step=jnp.int32(0), last_hidden=last, cache=cache, done=jnp.zeros(B, bool),
+      step=jnp.int32(0), last_hidden=last, cache=prefill.cache, done=jnp.zeros(B, bool),
       has_content=jnp.zeros(B, bool), num_tokens=jnp.zeros(B, jnp.int32),
       tokens=jnp.full((B, max_new_tokens), config.pad_token_id, jnp.int32))
   state = jax.lax.while_loop(cond, body, state)
@@ -306,7 +273,7 @@ def shard_rows(tree):
     raise ValueError(f"Every array needs the same leading (row) axis; got {sorted(map(str, rows))}.")
   if len(devices) == 1 or not leaves or next(iter(rows)) % len(devices):
     return jax.tree.map(jnp.asarray, tree)
-  by_row = NamedSharding(Mesh(np.array(devices), ("rows",)), PartitionSpec("rows"))
+  by_row = sharding.split_along(sharding.local_mesh())
   return jax.tree.map(lambda x: jax.device_put(x, by_row), tree)
 
 
@@ -319,7 +286,7 @@ def generate_text(lm, texts: Sequence[str], *, max_new_tokens: int = 32,
   dropped from the returned strings.
   """
   prompts = [lm.tokenizer(t).input_ids for t in texts]
-  ids, lengths = pad_prompts(prompts, lm.config.pad_token_id)
+  ids, lengths = batching.pad_prompts(prompts, lm.config.pad_token_id)
   tokens, counts = generate(lm.config, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
                             max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
                             intervention=intervention)

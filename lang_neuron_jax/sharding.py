@@ -1,4 +1,4 @@
-"""Placing parameters on a device mesh.
+"""Placing parameters and data on a device mesh.
 
 A simple, fully sharded layout: each parameter is split along its first axis whose size
 the mesh's device count divides (over all mesh axes at once), and replicated when none
@@ -13,6 +13,19 @@ import math
 
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import numpy as np
+
+
+def local_mesh() -> Mesh:
+  """A one-axis mesh of this process's devices, along which work is split: the texts of
+  a batch, generation rows, scored units (with several processes, each uses its own)."""
+  return Mesh(np.array(jax.local_devices()), ("data",))
+
+
+def split_along(mesh: Mesh, axis: int = 0) -> NamedSharding:
+  """Arrays split along ``axis`` over the devices of a one-axis ``mesh`` (the other axes
+  replicated)."""
+  return NamedSharding(mesh, PartitionSpec(*[None] * axis, mesh.axis_names[0]))
 
 
 def sharded_axis(shape: tuple[int, ...], num_devices: int) -> int | None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import continuous, sampling
+from lang_neuron_jax import batching, continuous, sampling
 from lang_neuron_jax.models.taps import Intervention, SiteEdit
 from tests.test_decoder import tiny_config
 
@@ -40,7 +40,7 @@ def line_stop_every(cfg, tokens) -> sampling.LineStop:
 
 
 def one_batch(cfg, params, prompts, iv, **kwargs):
-  ids, lengths = sampling.pad_prompts(prompts, cfg.pad_token_id)
+  ids, lengths = batching.pad_prompts(prompts, cfg.pad_token_id)
   tokens, counts = sampling.generate(cfg, params, jnp.asarray(ids), jnp.asarray(lengths),
                                      intervention=iv, **kwargs)
   return [np.asarray(tokens)[r, :int(counts[r])].tolist() for r in range(len(prompts))]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import control, sampling, selection
+from lang_neuron_jax import batching, control, evaluation, sampling, selection
 from tests.conftest import save_tiny_gemma3
 
 
@@ -48,7 +48,7 @@ def test_greedy_with_intervention_matches_pytorch_hooks(tmp_path):
   iv = lnj.Intervention({s: lnj.SiteEdit(jnp.asarray(masks[s]), jnp.asarray(vals[s]))
                          for s in ("up", "q")})
   prompt = [2, 17, 33, 4]
-  ids, lengths = sampling.pad_prompts([prompt], cfg.pad_token_id)
+  ids, lengths = batching.pad_prompts([prompt], cfg.pad_token_id)
   for intervention, hooks in ((None, {}), (iv, edits)):
     tokens, counts = sampling.generate(cfg, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
                                        max_new_tokens=12, intervention=intervention)
@@ -62,7 +62,7 @@ def toy_setup():
   module = lnj.Decoder(cfg)
   params = module.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]
   lm = lnj.LanguageModel(module, params, cfg, None, "tiny")
-  index = selection.neuron_index(cfg, lnj.NEURON_SITES, "tiny")
+  index = lnj.neuron_index(cfg, lnj.NEURON_SITES, "tiny")
   rng = np.random.RandomState(0)
   stats = {k: rng.randn(2, index.size).astype(np.float32) * 4 for k in selection.STATISTICS}
   exp = selection.Expertise(index, ("en", "de"), rng.rand(2, index.size).astype(np.float32), stats)
@@ -148,9 +148,9 @@ def test_cut_translation():
 def test_perplexity_matches_direct_computation():
   lm, _ = toy_setup()
   prompts, conts = [[2, 5], [2]], [[7, 9, 11], []]
-  ppl = control.perplexity(lm, prompts, conts, batch_size=2)
+  ppl = evaluation.perplexity(lm, prompts, conts, batch_size=2)
   assert np.isnan(ppl[1])
-  logits = lm.module.apply({"params": lm.params}, jnp.asarray([[2, 5, 7, 9, 11]]))
+  logits = lm.module.apply({"params": lm.params}, jnp.asarray([[2, 5, 7, 9, 11]])).logits
   logp = jax.nn.log_softmax(logits[0], -1)
   ref = np.exp(-np.mean([float(logp[1, 7]), float(logp[2, 9]), float(logp[3, 11])]))
   assert ppl[0] == pytest.approx(ref, rel=1e-4)
@@ -158,7 +158,7 @@ def test_perplexity_matches_direct_computation():
 
 def test_changing_neurons_or_values_never_recompiles_the_sampler():
   lm, exp = toy_setup()
-  ids, lengths = sampling.pad_prompts([[2]] * 4, lm.config.pad_token_id)
+  ids, lengths = batching.pad_prompts([[2]] * 4, lm.config.pad_token_id)
   sizes = []
   for lang, n, statistic in (("de", 10, "on_p50"), ("en", 40, "off_mean"), ("de", 90, "zero")):
     s = selection.select(exp, lang, n, "both")
@@ -190,7 +190,7 @@ def test_greedy_with_intervention_matches_pytorch_hooks_other_families(tmp_path,
   iv = lnj.Intervention({s: lnj.SiteEdit(jnp.asarray(masks[s]), jnp.asarray(vals[s]))
                          for s in {s for s, _ in chosen}})
   prompt = [5, 17, 33, 4]
-  ids, lengths = sampling.pad_prompts([prompt], cfg.pad_token_id)
+  ids, lengths = batching.pad_prompts([prompt], cfg.pad_token_id)
   layers = FAMILIES[family]["layers"](model)
 
   class Wrapped:  # torch_greedy_with_hooks reads model.model.layers

@@ -40,14 +40,15 @@ def test_full_forward_equals_prefill_plus_decode(model):
   """Sequences longer than the sliding window (4): 15 tokens, prefill 6, decode 9."""
   module, params = model
   ids = jax.random.randint(jax.random.key(1), (2, 15), 0, 67)
-  full = module.apply({"params": params}, ids)
+  full = module.apply({"params": params}, ids).logits
   cache = lnj.init_cache(module.config, 2, 20)
-  prefill, cache = module.apply({"params": params}, ids[:, :6], cache=cache)
-  steps = [prefill]
+  prefill = module.apply({"params": params}, ids[:, :6], cache=cache)
+  steps, cache = [prefill.logits], prefill.cache
   for t in range(6, 15):
     pos = jnp.full((2, 1), t, jnp.int32)
-    logits, cache = module.apply({"params": params}, ids[:, t:t + 1], positions=pos, cache=cache)
-    steps.append(logits)
+    out = module.apply({"params": params}, ids[:, t:t + 1], positions=pos, cache=cache)
+    steps.append(out.logits)
+    cache = out.cache
   np.testing.assert_allclose(np.asarray(jnp.concatenate(steps, 1)), np.asarray(full),
                              atol=1e-5, rtol=1e-5)
   assert cache.max_length == 20
@@ -59,12 +60,13 @@ def test_rows_with_different_prompt_lengths_decode_independently(model):
   ids = jax.random.randint(jax.random.key(2), (2, 12), 0, 67)
   lengths = jnp.array([7, 4])
   cache = lnj.init_cache(module.config, 2, 16)
-  _, cache = module.apply({"params": params}, ids[:, :7], cache=cache)  # row 1 padded
+  cache = module.apply({"params": params}, ids[:, :7], cache=cache).cache  # row 1 padded
   # Decode row 0's token 7 and row 1's token 4 in one call.
   step_ids = ids[jnp.arange(2), lengths][:, None]
-  logits, _ = module.apply({"params": params}, step_ids, positions=lengths[:, None], cache=cache)
+  logits = module.apply({"params": params}, step_ids, positions=lengths[:, None],
+                        cache=cache).logits
   for row, n in enumerate([7, 4]):
-    ref = module.apply({"params": params}, ids[row:row + 1, :n + 1])[0, -1]
+    ref = module.apply({"params": params}, ids[row:row + 1, :n + 1]).logits[0, -1]
     np.testing.assert_allclose(np.asarray(logits[row, 0]), np.asarray(ref), atol=1e-5, rtol=1e-5)
 
 
@@ -77,10 +79,10 @@ def _edits(cfg, batch=None):
 def test_all_false_intervention_is_bitwise_identity(model):
   module, params = model
   ids = jax.random.randint(jax.random.key(3), (3, 9), 0, 67)
-  plain = module.apply({"params": params}, ids)
+  plain = module.apply({"params": params}, ids).logits
   for batch in (None, 3):
     iv = lnj.Intervention(_edits(module.config, batch))
-    edited = module.apply({"params": params}, ids, intervention=iv)
+    edited = module.apply({"params": params}, ids, intervention=iv).logits
     assert np.array_equal(np.asarray(plain), np.asarray(edited))
 
 
@@ -109,8 +111,8 @@ def test_per_row_interventions(model):
   edits = _edits(module.config, batch=2)
   edits["down"] = lnj.SiteEdit(mask=edits["down"].mask.at[1, 0, :].set(True),
                                value=edits["down"].value.at[1, 0, :].set(1.0))
-  plain = module.apply({"params": params}, ids)
-  out = module.apply({"params": params}, ids, intervention=lnj.Intervention(edits))
+  plain = module.apply({"params": params}, ids).logits
+  out = module.apply({"params": params}, ids, intervention=lnj.Intervention(edits)).logits
   assert np.array_equal(np.asarray(out[0]), np.asarray(plain[0]))
   assert not np.allclose(np.asarray(out[1]), np.asarray(plain[1]))
 

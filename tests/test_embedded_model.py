@@ -50,7 +50,7 @@ def test_logits_and_greedy_continuations_match(ours, theirs):
 
   model, tokenizer = theirs
   # One compilation: a fixed right-padded buffer (causal attention ignores the pads).
-  forward = jax.jit(lambda params, x: ours.module.apply({"params": params}, x))
+  forward = jax.jit(lambda params, x: ours.module.apply({"params": params}, x).logits)
   for lang, prompt in PROMPTS.items():
     ids = ours.tokenizer(prompt).input_ids
     assert ids == tokenizer(prompt).input_ids, lang
@@ -105,8 +105,8 @@ def test_bfloat16_option(ours):
   lm = lnj.load_model("gemma3-270m", dtype=jnp.bfloat16)
   assert lm.params["embed"]["embedding"].dtype == jnp.bfloat16
   ids = jnp.asarray([ours.tokenizer(PROMPTS["en"]).input_ids], jnp.int32)
-  ref = np.asarray(ours.module.apply({"params": ours.params}, ids))
-  got = np.asarray(lm.module.apply({"params": lm.params}, ids))
+  ref = np.asarray(ours.module.apply({"params": ours.params}, ids).logits)
+  got = np.asarray(lm.module.apply({"params": lm.params}, ids).logits)
   assert got.dtype == np.float32
   assert np.argmax(got[0, -1]) == np.argmax(ref[0, -1])
 

@@ -113,12 +113,12 @@ def test_logits_taps_and_cache_match(tmp_path, name):
     assert_close(taps[site], ref_taps[site], f"site {site}")
   # Full forward == prefill + token-by-token decode.
   cache = lnj.init_cache(lm.config, 2, 16)
-  first, cache = lm.module.apply({"params": lm.params}, jnp.asarray(ids[:, :5]), cache=cache)
-  steps = [first]
+  out = lm.module.apply({"params": lm.params}, jnp.asarray(ids[:, :5]), cache=cache)
+  steps = [out.logits]
   for t in range(5, 11):
-    out, cache = lm.module.apply({"params": lm.params}, jnp.asarray(ids[:, t:t + 1]),
-                                 positions=jnp.full((2, 1), t), cache=cache)
-    steps.append(out)
+    out = lm.module.apply({"params": lm.params}, jnp.asarray(ids[:, t:t + 1]),
+                          positions=jnp.full((2, 1), t), cache=out.cache)
+    steps.append(out.logits)
   assert_close(jnp.concatenate(steps, 1), logits, "prefill + decode")
 
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import find, selection
+from lang_neuron_jax import batching, find, selection
 from tests.conftest import write_small_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +41,8 @@ def test_find_binary_end_to_end(tiny_gemma3_with_tokenizer, tmp_path):
   # A second run reuses every stage (no recomputation) and gives the same scores.
   out2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
   assert out2.returncode == 0, out2.stderr[-3000:]
-  assert "Reusing finished responses" in out2.stderr and "Reusing" in out2.stderr
+  for stage in ("responses", "scores"):
+    assert f"Reusing the finished '{stage}' stage" in out2.stderr, stage
   assert np.array_equal(selection.Expertise.load(os.path.join(work, "expertise.npz")).ap, exp.ap)
 
 
@@ -58,7 +59,7 @@ def test_dedup_gives_the_same_scores_as_running_each_language_alone(tiny_gemma3_
   with open(os.path.join(corpus_dir, "de.json")) as f:
     s = json.load(f)["sentences"]
   texts = s["positive"] + s["negative"]
-  tok = responses.tokenize_texts(lm.tokenizer, texts)
+  tok = batching.tokenize_texts(lm.tokenizer, texts)
   alone = responses.compute_responses(lm, tok.tokens, str(tmp_path / "alone"), sites=("up",),
                                       batch_size=8, progress=False)
   labels = np.arange(len(texts)) < len(s["positive"])

@@ -35,14 +35,6 @@ def _kill_once(cmd, progress, at_least: int) -> int:
   return killed_at
 
 
-def _finished_batches(path: str) -> int:
-  try:
-    with open(path) as f:
-      return len(json.load(f)["finished"])
-  except (OSError, ValueError, KeyError):
-    return 0
-
-
 def _rows_written(path: str) -> int:
   try:
     with open(path) as f:
@@ -60,13 +52,13 @@ def test_killed_find_stage_resumes_to_identical_results(tiny_gemma3_with_tokeniz
   ref_dir, work = str(tmp_path / "ref"), str(tmp_path / "work")
   subprocess.run(cmd(ref_dir), check=True, capture_output=True, timeout=600)
 
-  progress = os.path.join(work, "responses", "progress_0.json")  # process 0's batches
-  _kill_once(cmd(work), lambda: _finished_batches(progress), 3)
+  progress = os.path.join(work, "responses", "responses.journal0.jsonl")  # process 0's batches
+  _kill_once(cmd(work), lambda: _rows_written(progress), 3)
   assert not os.path.exists(os.path.join(work, "expertise.npz"))
 
   resumed = subprocess.run(cmd(work), capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
-  assert "Resuming responses" in resumed.stderr
+  assert "Resuming the 'responses' stage" in resumed.stderr
   for site in ("q", "up", "down"):
     a = np.load(os.path.join(ref_dir, "responses", f"{site}.npy"))
     b = np.load(os.path.join(work, "responses", f"{site}.npy"))
@@ -94,18 +86,18 @@ def test_killed_control_stage_resumes_to_identical_generations(tiny_gemma3_with_
   ref_dir, work = str(tmp_path / "ref"), str(tmp_path / "work")
   subprocess.run(cmd(ref_dir), check=True, capture_output=True, timeout=600)
 
-  partial = os.path.join(work, "unconditional.partial0.jsonl")
+  partial = os.path.join(work, "unconditional.journal0.jsonl")  # the stage's journal
   # Two batches of 8 written; the run has 11 conditions x 8 samples.
   _kill_once(cmd(work), lambda: _rows_written(partial), 16)
   assert not os.path.exists(os.path.join(work, "unconditional.jsonl"))
 
   resumed = subprocess.run(cmd(work), capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stderr[-2000:]
-  assert "Resuming unconditional" in resumed.stderr
+  assert "Resuming the 'unconditional' stage" in resumed.stderr
   for part in ("unconditional", "translation"):
     with open(os.path.join(ref_dir, f"{part}.jsonl")) as f:
       ref = [json.loads(line) for line in f]
     with open(os.path.join(work, f"{part}.jsonl")) as f:
       got = [json.loads(line) for line in f]
     assert ref == got, part
-  assert not [f for f in os.listdir(work) if ".partial" in f]
+  assert not [f for f in os.listdir(work) if ".journal" in f]

@@ -73,7 +73,7 @@ lm = lnj.load_model(sys.argv[2], mesh=mesh)
 emb = lm.params["embed"]["embedding"]
 assert len(emb.sharding.device_set) == 8, emb.sharding
 ref = np.load(sys.argv[3])
-logits = lm.module.apply({"params": lm.params}, jnp.asarray(ref["ids"]))
+logits = lm.module.apply({"params": lm.params}, jnp.asarray(ref["ids"])).logits
 np.testing.assert_allclose(np.asarray(logits), ref["logits"], atol=1e-5, rtol=1e-5)
 print("OK")
 """
@@ -87,7 +87,7 @@ def test_loading_onto_a_mesh_shards_parameters(tmp_path):
   lm = lnj.load_model(directory)
   ids = np.random.RandomState(0).randint(0, 128, (2, 9)).astype(np.int32)
   np.savez(tmp_path / "ref.npz", ids=ids,
-           logits=np.asarray(lm.module.apply({"params": lm.params}, jnp.asarray(ids))))
+           logits=np.asarray(lm.module.apply({"params": lm.params}, jnp.asarray(ids)).logits))
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
   child = subprocess.run([sys.executable, "-c", CHILD_LOAD, ROOT, directory,
                           str(tmp_path / "ref.npz")], capture_output=True, text=True, env=env,
@@ -98,13 +98,13 @@ def test_loading_onto_a_mesh_shards_parameters(tmp_path):
 CHILD_GENERATE = r"""
 import sys, json, jax
 sys.path.insert(0, sys.argv[1])
-from lang_neuron_jax import control, sampling
+from lang_neuron_jax import batching, control, sampling
 from tests.test_control import toy_setup
 assert len(jax.devices()) == 8
 lm, exp = toy_setup()
 conds = [control.BASELINE, control.condition("de", "both", 50), control.condition("en", "top", 20)]
 jobs = [control.Job(c, (2, 7, 9)[:1 + i % 3], i) for c in conds for i in range(8)]
-ids, _ = sampling.pad_prompts([[2, 5]] * 16, lm.config.pad_token_id)
+ids, _ = batching.pad_prompts([[2, 5]] * 16, lm.config.pad_token_id)
 placed = sampling.shard_rows((ids,))[0]
 assert len(placed.sharding.device_set) == 8, placed.sharding  # rows really are split
 out = {}

@@ -56,8 +56,8 @@ def test_two_processes_give_the_results_of_one(tiny_gemma3_with_tokenizer, tmp_p
     # Rows ran in other batches; per-row keys make the samples the same.
     assert [r["tokens"] for r in ra] == [r["tokens"] for r in rb], part
   assert (b / "report.md").exists()
-  assert not list((b / "control").glob("*.partial*.jsonl"))  # row files cleaned up
-  assert not list((b / "find" / "responses").glob("progress_*.json"))
+  assert not list((b / "control").glob("*.journal*.jsonl"))  # row journals cleaned up
+  assert not list((b / "find" / "responses").glob("*.journal*.jsonl"))
 
 
 def test_both_processes_refuse_a_workdir_of_another_configuration(tiny_gemma3_with_tokenizer,
@@ -66,8 +66,9 @@ def test_both_processes_refuse_a_workdir_of_another_configuration(tiny_gemma3_wi
   corpus = write_small_corpus(str(tmp_path / "corpus"), languages=("en", "de"))
   responses_dir = tmp_path / "run" / "find" / "responses"
   responses_dir.mkdir(parents=True)
-  (responses_dir / "progress_0.json").write_text(
-      json.dumps({"fingerprint": "another", "finished": [0]}))
+  journal = responses_dir / "responses.journal0.jsonl"  # a partial run of another config
+  journal.write_text(json.dumps({"fingerprint": "another"}) + "\n" + json.dumps({"unit": 0}) + "\n")
+  before = journal.read_text()
   port = _free_port()
   procs = [subprocess.Popen(
       [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--quick",
@@ -79,7 +80,7 @@ def test_both_processes_refuse_a_workdir_of_another_configuration(tiny_gemma3_wi
     _, err = p.communicate(timeout=300)
     assert p.returncode != 0
     assert "another configuration" in err, err[-3000:]
-  assert json.loads((responses_dir / "progress_0.json").read_text())["finished"] == [0]
+  assert journal.read_text() == before
 
 
 def test_bad_multihost_arguments_are_refused():

@@ -29,5 +29,5 @@ def test_reproduce_quick_writes_every_report_section(tiny_gemma3_with_tokenizer,
     assert f"]({image})" in text and os.path.exists(os.path.join(work, image)), image
   again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert "Reusing finished responses" in again.stderr
+  assert "Reusing the finished 'responses' stage" in again.stderr
   assert again.stderr.count("Reusing") >= 4  # responses, scores, both generation sets

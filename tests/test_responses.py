@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import responses
+from lang_neuron_jax import batching, responses, stages
 from lang_neuron_jax.activations import capture_taps
 from tests.test_decoder import tiny_config
 
@@ -59,7 +59,7 @@ def test_interrupted_run_resumes_to_identical_arrays(lm, tmp_path, monkeypatch):
   work = str(tmp_path / "run")
   with pytest.raises(KeyboardInterrupt):
     responses.compute_responses(lm, tokens, work, batch_size=2, progress=False)
-  assert not (tmp_path / "run" / responses.DONE_FILE).exists()
+  assert not (tmp_path / "run" / "responses.stage.json").exists()
   monkeypatch.setattr(responses, "pooled_taps", real)
   out = responses.compute_responses(lm, tokens, work, batch_size=2, progress=False)
   for site in lnj.NEURON_SITES:
@@ -72,7 +72,7 @@ def test_finished_stage_is_reused_and_other_configs_refused(lm, tmp_path, monkey
   responses.compute_responses(lm, tokens, work, batch_size=2, progress=False)
   monkeypatch.setattr(responses, "pooled_taps", lambda *a, **k: pytest.fail("recomputed"))
   responses.compute_responses(lm, tokens, work, batch_size=2, progress=False)
-  with pytest.raises(responses.WorkdirMismatchError, match="another configuration"):
+  with pytest.raises(stages.StageMismatchError, match="another configuration"):
     responses.compute_responses(lm, tokens[:4], work, batch_size=2, progress=False)
 
 
@@ -80,11 +80,11 @@ def test_long_texts_are_dropped_and_reported():
   class Tok:
     def __call__(self, texts):
       return type("E", (), {"input_ids": [[2] + [5] * len(t) for t in texts]})()
-  out = responses.tokenize_texts(Tok(), ["aa", "a" * 10, "aaa"], max_length=4)
+  out = batching.tokenize_texts(Tok(), ["aa", "a" * 10, "aaa"], max_length=4)
   assert out.kept.tolist() == [True, False, True]
   assert out.tokens == ((2, 5, 5), (2, 5, 5, 5))
   with pytest.raises(ValueError, match="positive"):
-    responses.tokenize_texts(Tok(), ["a"], max_length=0)
+    batching.tokenize_texts(Tok(), ["a"], max_length=0)
 
 
 def test_non_finite_activations_stop_with_a_clear_error(lm, tmp_path, monkeypatch):
@@ -98,4 +98,4 @@ def test_non_finite_activations_stop_with_a_clear_error(lm, tmp_path, monkeypatc
   monkeypatch.setattr(responses, "pooled_taps", poisoned)
   with pytest.raises(FloatingPointError, match="Non-finite responses at site 'v'"):
     responses.compute_responses(lm, random_tokens(4), str(tmp_path), batch_size=2, progress=False)
-  assert not (tmp_path / responses.DONE_FILE).exists()
+  assert not (tmp_path / "responses.stage.json").exists()

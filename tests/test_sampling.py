@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import sampling
+from lang_neuron_jax import batching, sampling
 from tests.conftest import greedy_by_full_forward
 from tests.test_decoder import tiny_config
 
@@ -16,11 +16,11 @@ def test_greedy_matches_naive_loop_for_rows_of_different_lengths():
   params = module.init(jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]
   rng = np.random.RandomState(0)
   prompts = [list(rng.randint(2, 60, n)) for n in (3, 9, 1)]
-  ids, lengths = sampling.pad_prompts(prompts, cfg.pad_token_id)
+  ids, lengths = batching.pad_prompts(prompts, cfg.pad_token_id)
   assert ids.shape == (3, 16)
   tokens, counts = sampling.generate(cfg, params, jnp.asarray(ids), jnp.asarray(lengths),
                                             max_new_tokens=12)
-  forward = jax.jit(lambda x: module.apply({"params": params}, x))
+  forward = jax.jit(lambda x: module.apply({"params": params}, x).logits)
   for row, prompt in enumerate(prompts):
     ref = greedy_by_full_forward(forward, prompt, 12, width=32, eos=cfg.eos_token_id)
     assert list(np.asarray(tokens[row, :counts[row]])) == ref
@@ -33,7 +33,7 @@ def test_generation_stops_at_eos_and_pads_after():
   # Make EOS the argmax everywhere by biasing its embedding row (tied head).
   emb = params["embed"]["embedding"]
   params = {**params, "embed": {"embedding": emb.at[cfg.eos_token_id].set(emb[0] * 0 + 50.0)}}
-  ids, lengths = sampling.pad_prompts([[2, 3], [4]], cfg.pad_token_id)
+  ids, lengths = batching.pad_prompts([[2, 3], [4]], cfg.pad_token_id)
   tokens, counts = sampling.generate(cfg, params, jnp.asarray(ids), jnp.asarray(lengths),
                                             max_new_tokens=5)
   assert np.asarray(counts).tolist() == [1, 1]
@@ -41,9 +41,9 @@ def test_generation_stops_at_eos_and_pads_after():
 
 
 def test_bucket_length():
-  assert sampling.bucket_length(1) == 1 and sampling.bucket_length(3) == 4
-  assert sampling.bucket_length(9) == 16 and sampling.bucket_length(17) == 32
-  assert sampling.bucket_length(600) == 1024
+  assert batching.bucket_length(1) == 1 and batching.bucket_length(3) == 4
+  assert batching.bucket_length(9) == 16 and batching.bucket_length(17) == 32
+  assert batching.bucket_length(600) == 1024
 
 
 def test_filter_logits_top_k_and_top_p():
@@ -95,7 +95,7 @@ def test_samples_are_deterministic_and_independent_of_the_batch():
   module = lnj.Decoder(cfg)
   params = module.init(jax.random.key(2), jnp.zeros((1, 1), jnp.int32))["params"]
   warm = sampling.Sampler(temperature=0.8)
-  ids, lengths = sampling.pad_prompts([[2]] * 4, cfg.pad_token_id)
+  ids, lengths = batching.pad_prompts([[2]] * 4, cfg.pad_token_id)
   run = lambda ids, lengths, rows, seed=0: np.asarray(sampling.generate(
       cfg, params, jnp.asarray(ids), jnp.asarray(lengths), max_new_tokens=10, sampler=warm,
       seed=seed, row_ids=jnp.asarray(rows, jnp.int32))[0])
@@ -103,7 +103,7 @@ def test_samples_are_deterministic_and_independent_of_the_batch():
   assert np.array_equal(a, run(ids, lengths, [0, 1, 2, 3]))
   assert len({tuple(r) for r in a}) > 1  # Rows differ from each other.
   # Row 2 alone, or next to other rows, gives the same sample.
-  ids2, lengths2 = sampling.pad_prompts([[2], [2, 7, 9]], cfg.pad_token_id)
+  ids2, lengths2 = batching.pad_prompts([[2], [2, 7, 9]], cfg.pad_token_id)
   b = run(ids2, lengths2, [2, 17])
   assert np.array_equal(b[0], a[2])
   assert not np.array_equal(run(ids, lengths, [0, 1, 2, 3], seed=1), a)
@@ -142,7 +142,7 @@ def test_line_stop_keeps_the_first_line(tiny_gemma3_with_tokenizer):
   params = {**lm.params, "embed": {"embedding": emb.at[newline].multiply(8.0)}}
   lm = lnj.LanguageModel(lm.module, params, lm.config, lm.tokenizer, lm.source)
   prompts = [lm.tokenizer(t).input_ids for t in ("English: a\nTarget:", "Hallo", "x")]
-  ids, lengths = sampling.pad_prompts(prompts, lm.config.pad_token_id)
+  ids, lengths = batching.pad_prompts(prompts, lm.config.pad_token_id)
   stop = sampling.line_stop_for(lm.tokenizer, lm.config.vocab_size)
   full, n_full = sampling.generate(lm.config, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
                                    max_new_tokens=40)

@@ -8,8 +8,9 @@ Axes, used in einsum strings, ``# [..]`` comments and docstrings:
 
 The module is used functionally::
 
-    logits = module.apply({"params": params}, input_ids)                 # [B, T, V]
-    logits, cache = module.apply({"params": params}, ids, positions=pos, cache=cache)
+    logits = module.apply({"params": params}, input_ids).logits          # [B, T, V]
+    out = module.apply({"params": params}, ids, positions=pos, cache=cache)
+    logits, cache = out.logits, out.cache
 
 Padding convention: pad on the *right*. Attention is causal, so real tokens never see
 the pads that follow them; callers that pool over tokens mask the pads out.
@@ -62,6 +63,22 @@ class KVCache:
   @property
   def max_length(self) -> int:
     return self.keys[0].shape[3]
+
+
+@flax.struct.dataclass
+class DecoderOutput:
+  """What :class:`Decoder` returns (a pytree, like gemma's transformer output).
+
+  Attributes:
+    logits: float32 ``[B, T, V]``, or None when called with ``compute_logits=False``.
+    hidden: ``[B, T, D]`` final hidden states (after the final norm), which the output
+      head (:func:`output_logits`) projects.
+    cache: The updated :class:`KVCache`, or None when called without one.
+  """
+
+  logits: jax.Array | None
+  hidden: jax.Array
+  cache: KVCache | None = None
 
 
 def init_cache(config: DecoderConfig, batch_size: int, max_length: int,
@@ -191,12 +208,16 @@ def _tap(site: str, h: jax.Array, edits: Edits, mode: str) -> jax.Array:
   return Tap(site, name=f"tap_{site}")(h, edits.get(site), mode)
 
 
-class Attention(nn.Module):
-  """Grouped-query self-attention with taps on q, k, v and the output projection."""
+class _LayerModule(nn.Module):
+  """A module of one layer: the model's config, the layer's index, the parameter dtype."""
 
   config: DecoderConfig
   layer_index: int
   param_dtype: jnp.dtype = jnp.float32
+
+
+class Attention(_LayerModule):
+  """Grouped-query self-attention with taps on q, k, v and the output projection."""
 
   @nn.compact
   def __call__(self, x, positions, layer_cache, edits: Edits, mode: str):
@@ -283,12 +304,8 @@ class MLP(nn.Module):
     return tap("down", dense(cfg.width, "down_proj")(act))  # [B, T, D]
 
 
-class Block(nn.Module):
+class Block(_LayerModule):
   """Pre-norm transformer block (with Gemma's extra post-norms when configured)."""
-
-  config: DecoderConfig
-  layer_index: int
-  param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, positions, layer_cache, edits: Edits, mode: str):
@@ -359,12 +376,12 @@ class Decoder(nn.Module):
         the slots the new tokens are written to.
       cache: A :class:`KVCache`; when given, the updated cache is returned too.
       intervention: Edits applied at the tap sites, or None.
-      compute_logits: False skips the output head and returns the final hidden
-        states ``[B, T, D]`` (the analysis path needs only the taps).
+      compute_logits: False skips the output head (the analysis path needs only the
+        taps; the sampler projects only the positions it samples from).
 
     Returns:
-      float32 logits ``[B, T, V]`` (or hidden states), and the new cache if one was
-      given.
+      A :class:`DecoderOutput`: logits (None without ``compute_logits``), final hidden
+      states, and the updated cache when one was given.
     """
     cfg = self.config
     B, T = input_ids.shape
@@ -391,7 +408,6 @@ class Decoder(nn.Module):
     if not cfg.tie_embeddings:
       self.param("lm_head", nn.initializers.normal(0.02), (cfg.vocab_size, cfg.width),
                  self.param_dtype)
-    out = output_logits(cfg, self.variables["params"], x) if compute_logits else x
-    if cache is None:
-      return out
-    return out, KVCache(keys=tuple(keys), values=tuple(values))
+    logits = output_logits(cfg, self.variables["params"], x) if compute_logits else None
+    new_cache = None if cache is None else KVCache(keys=tuple(keys), values=tuple(values))
+    return DecoderOutput(logits=logits, hidden=x, cache=new_cache)

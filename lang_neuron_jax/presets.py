@@ -1,0 +1,56 @@
+"""The study's named settings, as data: what ``experiments/reproduce.py`` runs.
+
+A :class:`Study` is the find stage's and the control stage's configs together. The
+presets differ only in counts: ``DEFAULT`` keeps every text, neuron and condition of the
+paper with fewer unconditional samples and translation pairs (so that the report can
+tell the paper's main claims from noise in minutes on a CPU), ``PAPER`` has the paper's
+100 samples and 100 pairs, and ``QUICK`` is the same code path on a small scale. Change
+one with ``dataclasses.replace`` (the binaries apply their flags that way)::
+
+  study = presets.DEFAULT.replace(n=1000, languages=("en", "de", "ja"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lang_neuron_jax import control
+from lang_neuron_jax.control_stage import ControlConfig
+from lang_neuron_jax.find import FindConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  """A whole study: the find stage's config and the control stage's."""
+
+  find: FindConfig
+  control: ControlConfig
+
+  def replace(self, *, languages=None, targets=None, n=None, seed=None, batch_size=None,
+              **find_fields) -> "Study":
+    """A copy with the settings the binaries expose changed (None keeps a setting).
+
+    Args:
+      languages: Languages to find neurons for; also the targets unless ``targets``.
+      targets: Languages to steer towards.
+      n: N of the analysed sets, the control's main condition and translation.
+      seed, batch_size: Seed of both stages; generation rows per call.
+      **find_fields: Other :class:`FindConfig` fields (``corpus_dir``, ``tfds_name``...).
+    """
+    find_changes = {k: v for k, v in dict(languages=languages, n=n, seed=seed,
+                                          **find_fields).items() if v is not None}
+    control_changes = {k: v for k, v in dict(
+        languages=targets or languages, main_n=n, translation_n=n, seed=seed,
+        batch_size=batch_size).items() if v is not None}
+    return Study(dataclasses.replace(self.find, **find_changes),
+                 dataclasses.replace(self.control, **control_changes))
+
+
+PAPER = Study(FindConfig(), ControlConfig())
+DEFAULT = Study(FindConfig(), ControlConfig(samples=24, perplexity_samples=6,
+                                            translation_pairs=12))
+QUICK = Study(FindConfig(positives_per_language=30),
+              ControlConfig(samples=6, perplexity_samples=3, max_new_tokens=32,
+                            ns=(20, control.MAIN_N, 200_000), translation_pairs=3,
+                            translation_tokens=48))
+PRESETS = {"quick": QUICK, "default": DEFAULT, "paper": PAPER}
