@@ -120,15 +120,14 @@ def load_scores(workdir: str, lm=None) -> tuple[selection.Expertise, stages.Stam
 
   With ``lm``, checks that they were computed on that model (and dtype).
   """
-  path, stamp_path = os.path.join(workdir, SCORES_FILE), os.path.join(workdir, "scores.stage.json")
-  if not (os.path.exists(path) and os.path.exists(stamp_path)):
-    raise UserError(f"{workdir} holds no finished find stage ({SCORES_FILE} and its stamp "
-                    f"scores.stage.json); run experiments/find_neurons.py --workdir={workdir} "
-                    "first.")
+  path, stamp = os.path.join(workdir, SCORES_FILE), stages.recorded_stamp(workdir, "scores")
+  if stamp is None or not os.path.exists(path):
+    raise UserError(f"{workdir} holds no finished find stage ({SCORES_FILE} and its stamp); "
+                    f"run experiments/find_neurons.py --workdir={workdir} first.")
   exp = selection.Expertise.load(path)
   if lm is not None:
     selection.check_model_id(exp.index, lm.model_id)
-  return exp, stages.Stamp("scores", artifacts.read_json(stamp_path)["fingerprint"])
+  return exp, stamp
 
 
 def score_responses(resp: dict[str, np.ndarray], corpus: data.Corpus,

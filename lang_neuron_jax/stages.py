@@ -47,6 +47,19 @@ class Stamp:
   fingerprint: str
 
 
+def stamp_path(directory: str, name: str) -> str:
+  """Where the stage ``name`` of ``directory`` records that it finished."""
+  return os.path.join(directory, f"{name}.stage.json")
+
+
+def recorded_stamp(directory: str, name: str) -> Stamp | None:
+  """The stamp a finished stage recorded in ``directory`` (None if it did not finish),
+  for a reader that does not rebuild the stage's config: e.g. the control binary
+  starting from a find work directory."""
+  path = stamp_path(directory, name)
+  return Stamp(name, artifacts.read_json(path)["fingerprint"]) if os.path.exists(path) else None
+
+
 class Stage:
   """One stage in ``directory``.
 
@@ -75,7 +88,7 @@ class Stage:
 
   @property
   def stamp_path(self) -> str:
-    return os.path.join(self.directory, f"{self.name}.stage.json")
+    return stamp_path(self.directory, self.name)
 
   def path(self, filename: str) -> str:
     """A file of the stage's directory."""

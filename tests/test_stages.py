@@ -33,6 +33,8 @@ def test_commit_then_reuse_and_a_new_config_runs_again(tmp_path):
   assert artifacts.read_json(s.stamp_path) == {"stage": "part", "fingerprint": s.fingerprint,
                                                "rows": 2}
   assert stage(tmp_path).reuse(lambda: artifacts.read_json(out)) == [1, 2]
+  assert stages.recorded_stamp(str(tmp_path), "part") == s.stamp
+  assert stages.recorded_stamp(str(tmp_path), "other") is None
   assert stage(tmp_path, {"n": 2}).reuse(lambda: pytest.fail("other config")) is None
   with pytest.raises(stages.StageMismatchError, match="another configuration"):
     stage(tmp_path, {"n": 2}, keep_other=False).finished()
