@@ -44,11 +44,15 @@ def capture_taps(module: Decoder, params, input_ids: jax.Array, *,
   return out.logits if compute_logits else out.hidden, collect_taps(state["intermediates"], module.config.num_layers, sites)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "sites"))
+POSITIVE_SUFFIX = ".positive"
+
+
+@functools.partial(jax.jit, static_argnames=("config", "sites", "positive_sites"))
 def pooled_taps(config: DecoderConfig, params, input_ids: jax.Array, mask: jax.Array, *,
-                sites: tuple[str, ...] | None = None,
+                sites: tuple[str, ...] | None = None, positive_sites: tuple[str, ...] = (),
                 intervention: Intervention | None = None) -> dict[str, jax.Array]:
-  """Mean of every tap over each text's real tokens, in float32.
+  """Mean of every tap over each text's real tokens, in float32, and for some sites the
+  number of tokens at which each unit is positive.
 
   Runs without the output head, and reduces each ``[B, T, U]`` tap to ``[B, U]`` inside
   the same jitted function, so only ``[B, L, U]`` per site leaves the device.
@@ -59,16 +63,21 @@ def pooled_taps(config: DecoderConfig, params, input_ids: jax.Array, mask: jax.A
     input_ids: int ``[B, T]``, right-padded.
     mask: bool ``[B, T]``, True on real tokens (BOS included, as in the reference).
     sites: Which sites to pool (default: the model's neuron sites).
+    positive_sites: Sites whose per-text count of tokens with a positive value is also
+      returned (LAPE's statistic, :mod:`lang_neuron_jax.methods.lape`); need not be in
+      ``sites``.
     intervention: Optional edits applied at the taps.
 
   Returns:
-    ``{site: float32 [B, L, U]}``.
+    ``{site: float32 [B, L, U]}`` means, and ``{site + POSITIVE_SUFFIX: float32 [B, L,
+    U]}`` counts (exact integers: texts are far shorter than 2**24 tokens).
   """
   sites = config.neuron_sites if sites is None else sites
   module = Decoder(config)
   _, state = module.apply(
       {"params": params}, input_ids, intervention=intervention, compute_logits=False,
-      capture_intermediates=tap_filter(sites), mutable=["intermediates"])
+      capture_intermediates=tap_filter(tuple(sites) + tuple(positive_sites)),
+      mutable=["intermediates"])
   weights = mask.astype(jnp.float32)  # [B, T]
   count = jnp.maximum(weights.sum(axis=1), 1.0)[:, None]  # [B, 1]
   out = {}
@@ -77,11 +86,20 @@ def pooled_taps(config: DecoderConfig, params, input_ids: jax.Array, mask: jax.A
     # (stacking all layers first keeps [B, T, L, U] of every site alive: XLA's memory
     # analysis gives 0.54 GB of temporaries for Gemma 3 270M at 4 x 256 tokens, 0.03 GB
     # this way).
-    per_layer = []
-    for layer in range(config.num_layers):
-      h = find_tap(state["intermediates"][f"layer_{layer}"], site)
-      if h is None:
-        raise KeyError(f"Site {site!r} does not exist in this model; sites: {config.neuron_sites}.")
-      per_layer.append(jnp.einsum("BTU,BT->BU", h.astype(jnp.float32), weights) / count)
+    per_layer = [jnp.einsum("BTU,BT->BU", _tap(config, state, layer, site).astype(jnp.float32),
+                            weights) / count for layer in range(config.num_layers)]
     out[site] = jnp.stack(per_layer, axis=1)
+  for site in positive_sites:
+    counts = [jnp.einsum("BTU,BT->BU", (_tap(config, state, layer, site) > 0).astype(jnp.float32),
+                         weights) for layer in range(config.num_layers)]
+    out[site + POSITIVE_SUFFIX] = jnp.stack(counts, axis=1)
   return out
+
+
+def _tap(config: DecoderConfig, state, layer: int, site: str) -> jax.Array:
+  """One layer's captured ``[B, T, U]`` at ``site``; a KeyError naming the model's sites
+  when it has none."""
+  h = find_tap(state["intermediates"][f"layer_{layer}"], site)
+  if h is None:
+    raise KeyError(f"Site {site!r} does not exist in this model; sites: {list(config.site_widths)}.")
+  return h

@@ -14,13 +14,13 @@ import dataclasses
 import zlib
 from typing import Mapping, Sequence
 
-import jax.numpy as jnp
 import numpy as np
 
 from lang_neuron_jax.expertise import STATISTICS, Expertise, NeuronIndex
 from lang_neuron_jax.models.taps import Intervention, SiteEdit
 
 SELECTION_KINDS = ("top", "bottom", "both", "random")
+EDIT_FORMS = {"set": SiteEdit.fix, "add": SiteEdit.add, "scale": SiteEdit.multiply}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +138,9 @@ def build_intervention(sets: Sequence[NeuronSet | None], *, statistic: str = "on
       rows get no intervention (a baseline in the same batch).
     statistic: One of :data:`STATISTICS` (``on_p50``, the paper's choice) or "zero".
     multiplier: Scales the value (e.g. 2 × on_p50).
-    mode: "set", "add" or "scale" (see :class:`~lang_neuron_jax.Intervention`).
+    mode: What the value does: "set" replaces the neuron (the paper), "add" adds to it,
+      "scale" multiplies it (:class:`~lang_neuron_jax.SiteEdit`'s ``fix``, ``add`` and
+      ``multiply``; all one compiled form).
     batched: Force a leading batch axis (default: when more than one set is given).
     index: The model's neurons; needed only when every set is None (an intervention
       that changes nothing, for a batch of baseline rows among intervened ones).
@@ -146,6 +148,8 @@ def build_intervention(sets: Sequence[NeuronSet | None], *, statistic: str = "on
   Returns:
     An :class:`Intervention` with ``[L, U]`` or ``[B, L, U]`` masks and values per site.
   """
+  if mode not in EDIT_FORMS:
+    raise ValueError(f"Unknown mode {mode!r}; use one of {tuple(EDIT_FORMS)}.")
   if statistic not in STATISTICS + ("zero",):
     raise ValueError(f"Unknown statistic {statistic!r}; use one of {STATISTICS + ('zero',)}.")
   present = [s for s in sets if s is not None]
@@ -170,8 +174,8 @@ def build_intervention(sets: Sequence[NeuronSet | None], *, statistic: str = "on
         value[r, s.layer[sel], s.unit[sel]] = s.stats[statistic][sel] * multiplier
     if not batched:
       mask, value = mask[0], value[0]
-    edits[site] = SiteEdit(mask=jnp.asarray(mask), value=jnp.asarray(value))
-  return Intervention(edits, mode=mode)
+    edits[site] = EDIT_FORMS[mode](mask, value)
+  return Intervention(edits)
 
 
 def check_model(neurons: NeuronSet, index: NeuronIndex) -> None:

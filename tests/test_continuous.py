@@ -27,7 +27,7 @@ def random_interventions(cfg, rows: int) -> Intervention:
     for r in range(rows):
       mask[r].flat[rng.choice(mask[r].size, r, replace=False)] = True
     value = rng.randn(rows, cfg.num_layers, width).astype(np.float32) * 3
-    edits[site] = SiteEdit(mask=jnp.asarray(mask), value=jnp.asarray(value))
+    edits[site] = SiteEdit.fix(mask, value)
   return Intervention(edits)
 
 

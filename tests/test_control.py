@@ -11,16 +11,30 @@ from tests.conftest import save_tiny_gemma3
 
 
 def torch_greedy_with_hooks(model, prompt, n, edits):
-  """Plain PyTorch greedy loop; forward hooks set (layer, module, unit) outputs."""
+  """Plain PyTorch greedy loop; forward hooks edit (layer, module, unit) outputs.
+
+  ``edits``: ``{(layer, module path): (units, values)}`` sets the units to the values;
+  ``(units, values, form)`` with form "set", "add" or "scale" says what the values do. The
+  path "" is the decoder layer itself (its output is the residual stream).
+  """
   import torch
 
   handles = []
-  for (layer, path), (units, values) in edits.items():
+  for (layer, path), (units, values, *form) in edits.items():
     module = model.model.layers[layer].get_submodule(path)
+    form = form[0] if form else "set"
 
-    def hook(m, inp, out, units=units, values=values):
+    def hook(m, inp, out, units=units, values=values, form=form):
+      if isinstance(out, tuple):  # Some decoder layers return (hidden, ...).
+        return (hook(m, inp, out[0]),) + tuple(out[1:])
       out = out.clone()
-      out[..., units] = torch.tensor(values, dtype=out.dtype)
+      v = torch.tensor(values, dtype=out.dtype)
+      if form == "set":
+        out[..., units] = v
+      elif form == "add":
+        out[..., units] = out[..., units] + v
+      else:
+        out[..., units] = out[..., units] * v
       return out
     handles.append(module.register_forward_hook(hook))
   ids = list(prompt)
@@ -45,7 +59,7 @@ def test_greedy_with_intervention_matches_pytorch_hooks(tmp_path):
   vals = {s: np.zeros((cfg.num_layers, w), np.float32) for s, w in cfg.site_widths.items()}
   masks["up"][1, units_up], vals["up"][1, units_up] = True, values_up
   masks["q"][3, units_q], vals["q"][3, units_q] = True, values_q
-  iv = lnj.Intervention({s: lnj.SiteEdit(jnp.asarray(masks[s]), jnp.asarray(vals[s]))
+  iv = lnj.Intervention({s: lnj.SiteEdit.fix(masks[s], vals[s])
                          for s in ("up", "q")})
   prompt = [2, 17, 33, 4]
   ids, lengths = batching.pad_prompts([prompt], cfg.pad_token_id)
@@ -54,6 +68,49 @@ def test_greedy_with_intervention_matches_pytorch_hooks(tmp_path):
                                        max_new_tokens=12, intervention=intervention)
     ours = np.asarray(tokens[0, :counts[0]]).tolist()
     assert ours == torch_greedy_with_hooks(model, prompt, 12, hooks)[:len(ours)]
+
+
+def test_every_edit_form_in_one_batch_matches_pytorch_hooks(tmp_path):
+  """One compiled call, three rows, three forms: fix ``up`` and ``q`` units (the paper),
+  multiply ``gate_act`` units (LAPE's site) and add a vector to the residual stream
+  (a steering vector); each row's greedy tokens equal PyTorch's with that row's hooks."""
+  model = save_tiny_gemma3(str(tmp_path))
+  lm = lnj.load_model(str(tmp_path))
+  cfg = lm.config
+  rng = np.random.RandomState(3)
+  L = cfg.num_layers
+  rows = [  # (site, layer, units, values, form, torch module path)
+      [("up", 1, [3, 10, 40], rng.randn(3) * 3, "set", "mlp.up_proj"),
+       ("q", 3, [0, 5], rng.randn(2) * 3, "set", "self_attn.q_proj")],
+      [("gate_act", 1, [2, 7, 11, 30], rng.rand(4) * 4, "scale", "mlp.act_fn")],
+      [("resid", 2, list(range(cfg.width)), rng.randn(cfg.width) * 2, "add", "")],
+  ]
+  sites = sorted({e[0] for row in rows for e in row})
+  mask = {s: np.zeros((3, L, cfg.site_widths[s]), bool) for s in sites}
+  scale = {s: np.ones((3, L, cfg.site_widths[s]), np.float32) for s in sites}
+  shift = {s: np.zeros((3, L, cfg.site_widths[s]), np.float32) for s in sites}
+  for r, row in enumerate(rows):
+    for site, layer, units, values, form, _ in row:
+      mask[site][r, layer, units] = True
+      if form == "scale":
+        scale[site][r, layer, units] = values
+      else:
+        scale[site][r, layer, units] = 0.0 if form == "set" else 1.0
+        shift[site][r, layer, units] = values
+  iv = lnj.Intervention({s: lnj.SiteEdit(mask=jnp.asarray(mask[s]), scale=jnp.asarray(scale[s]),
+                                         shift=jnp.asarray(shift[s])) for s in sites})
+  prompt = [2, 17, 33, 4]
+  ids, lengths = batching.pad_prompts([prompt] * 3, cfg.pad_token_id)
+  tokens, counts = sampling.generate(cfg, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
+                                     max_new_tokens=12, intervention=iv)
+  plain = torch_greedy_with_hooks(model, prompt, 12, {})
+  for r, row in enumerate(rows):
+    hooks = {(layer, path): (units, np.asarray(values, np.float32), form)
+             for _, layer, units, values, form, path in row}
+    ours = np.asarray(tokens[r, :counts[r]]).tolist()
+    theirs = torch_greedy_with_hooks(model, prompt, 12, hooks)
+    assert ours == theirs[:len(ours)], (r, ours, theirs)
+    assert theirs != plain, f"row {r}'s edit changes nothing; make it stronger"
 
 
 def toy_setup():
@@ -187,7 +244,7 @@ def test_greedy_with_intervention_matches_pytorch_hooks_other_families(tmp_path,
     values = rng.randn(len(units)).astype(np.float32) * 2
     masks[site][layer, units], vals[site][layer, units] = True, values
     hooks[(layer, FAMILIES[family]["sites"][site])] = (units, values)
-  iv = lnj.Intervention({s: lnj.SiteEdit(jnp.asarray(masks[s]), jnp.asarray(vals[s]))
+  iv = lnj.Intervention({s: lnj.SiteEdit.fix(masks[s], vals[s])
                          for s in {s for s, _ in chosen}})
   prompt = [5, 17, 33, 4]
   ids, lengths = batching.pad_prompts([prompt], cfg.pad_token_id)

@@ -72,8 +72,7 @@ def test_rows_with_different_prompt_lengths_decode_independently(model):
 
 def _edits(cfg, batch=None):
   shape = lambda w: ((batch,) if batch else ()) + (cfg.num_layers, w)
-  return {s: lnj.SiteEdit(mask=jnp.zeros(shape(w), bool), value=jnp.zeros(shape(w)))
-          for s, w in cfg.site_widths.items()}
+  return {s: lnj.SiteEdit.none(shape(w)) for s, w in cfg.site_widths.items()}
 
 
 def test_all_false_intervention_is_bitwise_identity(model):
@@ -91,8 +90,8 @@ def test_forcing_one_unit_changes_only_that_unit_of_its_tap(model):
   cfg = module.config
   ids = jax.random.randint(jax.random.key(4), (2, 9), 0, 67)
   edits = _edits(cfg)
-  edits["up"] = lnj.SiteEdit(mask=edits["up"].mask.at[1, 5].set(True),
-                             value=edits["up"].value.at[1, 5].set(3.25))
+  edits["up"] = lnj.SiteEdit.fix(edits["up"].mask.at[1, 5].set(True),
+                                 edits["up"].shift.at[1, 5].set(3.25))
   _, plain = capture_taps(module, params, ids)
   _, forced = capture_taps(module, params, ids, intervention=lnj.Intervention(edits))
   diff = np.array(plain["up"] != forced["up"])  # [B, T, L, U]
@@ -109,26 +108,32 @@ def test_per_row_interventions(model):
   module, params = model
   ids = jax.random.randint(jax.random.key(5), (2, 6), 0, 67)
   edits = _edits(module.config, batch=2)
-  edits["down"] = lnj.SiteEdit(mask=edits["down"].mask.at[1, 0, :].set(True),
-                               value=edits["down"].value.at[1, 0, :].set(1.0))
+  edits["down"] = lnj.SiteEdit.fix(edits["down"].mask.at[1, 0, :].set(True),
+                                   edits["down"].shift.at[1, 0, :].set(1.0))
   plain = module.apply({"params": params}, ids).logits
   out = module.apply({"params": params}, ids, intervention=lnj.Intervention(edits)).logits
   assert np.array_equal(np.asarray(out[0]), np.asarray(plain[0]))
   assert not np.allclose(np.asarray(out[1]), np.asarray(plain[1]))
 
 
-def test_intervention_modes(model):
-  module, params = model
+def test_edit_forms_are_data():
+  """fix, add and multiply are one form; rows of one batch may use different forms."""
+  from lang_neuron_jax.models.taps import apply_edit
   x = jnp.arange(6.0).reshape(1, 2, 3)
   mask, value = jnp.array([True, False, True]), jnp.array([10.0, 10.0, 2.0])
-  from lang_neuron_jax.models.taps import apply_edit
-  assert apply_edit(x, mask, value, "set")[0, 1].tolist() == [10.0, 4.0, 2.0]
-  assert apply_edit(x, mask, value, "add")[0, 1].tolist() == [13.0, 4.0, 7.0]
-  assert apply_edit(x, mask, value, "scale")[0, 1].tolist() == [30.0, 4.0, 10.0]
-  with pytest.raises(ValueError, match="mode"):
-    lnj.Intervention({}, mode="replace")
+  assert apply_edit(x, lnj.SiteEdit.fix(mask, value))[0, 1].tolist() == [10.0, 4.0, 2.0]
+  assert apply_edit(x, lnj.SiteEdit.add(mask, value))[0, 1].tolist() == [13.0, 4.0, 7.0]
+  assert apply_edit(x, lnj.SiteEdit.multiply(mask, value))[0, 1].tolist() == [30.0, 4.0, 10.0]
+  forms = (lnj.SiteEdit.fix, lnj.SiteEdit.add, lnj.SiteEdit.multiply)
+  rows = [f(mask, value) for f in forms]
+  mixed = jax.tree.map(lambda *a: jnp.stack(a), *rows)  # [3, U] per field
+  out = apply_edit(jnp.broadcast_to(x[0], (3, 2, 3)), mixed)
+  for r, edit in enumerate(rows):
+    assert np.array_equal(np.asarray(out[r]), np.asarray(apply_edit(x, edit)[0]))
   with pytest.raises(ValueError, match="sites"):
     lnj.Intervention({"mlp": None})
+  with pytest.raises(ValueError, match="SiteEdit"):
+    lnj.Intervention({"up": (mask, value)})
 
 
 def test_pooled_taps_is_masked_mean_and_never_recompiles(model):
@@ -150,8 +155,8 @@ def test_pooled_taps_is_masked_mean_and_never_recompiles(model):
   before = pooled_taps._cache_size()
   for unit in range(3):
     edits = _edits(cfg)
-    edits["q"] = lnj.SiteEdit(mask=edits["q"].mask.at[0, unit].set(True),
-                              value=edits["q"].value.at[0, unit].set(float(unit)))
+    edits["q"] = lnj.SiteEdit.fix(edits["q"].mask.at[0, unit].set(True),
+                                  edits["q"].shift.at[0, unit].set(float(unit)))
     pooled_taps(cfg, params, ids, mask, intervention=lnj.Intervention(edits))
   assert pooled_taps._cache_size() == before + 1
 

@@ -22,7 +22,7 @@ FAMILIES = {
         layers=lambda m: m.model.layers,
         sites={"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
                "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
-               "down": "mlp.down_proj"},
+               "down": "mlp.down_proj", "gate_act": "mlp.act_fn"},
         act_input_of="mlp.down_proj"),
     "xglm": dict(
         layers=lambda m: m.model.layers,

@@ -31,7 +31,7 @@ CONFIGS = {
 
 _TORCH_SITES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
                 "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
-                "down": "mlp.down_proj"}
+                "down": "mlp.down_proj", "gate_act": "mlp.act_fn"}
 
 
 def torch_taps(model, ids):

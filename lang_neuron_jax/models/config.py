@@ -147,8 +147,17 @@ class DecoderConfig:
         "down": self.width,
     }
     out = {site: widths[site] for site in self.neuron_sites}
+    if self.mlp_kind == "gated":
+      out["gate_act"] = self.mlp_width
     out.update(act=self.mlp_width, resid=self.width)
     return out
+
+  @property
+  def activation_site(self) -> str:
+    """The MLP's nonlinearity output, before anything multiplies it: ``gate_act``
+    (act(gate), which multiplies ``up``) in gated MLPs, ``act`` (act(up)) otherwise. The
+    site LAPE reads and edits (Tang et al. 2024)."""
+    return "gate_act" if self.mlp_kind == "gated" else "act"
 
   def replace(self, **changes) -> "DecoderConfig":
     return dataclasses.replace(self, **changes)

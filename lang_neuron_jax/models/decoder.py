@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 
 from lang_neuron_jax.models.config import DecoderConfig
-from lang_neuron_jax.models.taps import Intervention, Tap
+from lang_neuron_jax.models.taps import Intervention, SiteEdit, Tap
 
-Edits = dict[str, tuple[jax.Array, jax.Array]]
+Edits = dict[str, SiteEdit]
 
 _ACTIVATIONS = {
     "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
@@ -203,9 +203,9 @@ def _dense(width: int, name: str, param_dtype, use_bias: bool = False) -> nn.Den
   return nn.Dense(width, use_bias=use_bias, name=name, param_dtype=param_dtype)
 
 
-def _tap(site: str, h: jax.Array, edits: Edits, mode: str) -> jax.Array:
+def _tap(site: str, h: jax.Array, edits: Edits) -> jax.Array:
   """Passes ``h`` through the tap of ``site`` (named ``tap_{site}``), editing if asked."""
-  return Tap(site, name=f"tap_{site}")(h, edits.get(site), mode)
+  return Tap(site, name=f"tap_{site}")(h, edits.get(site))
 
 
 class _LayerModule(nn.Module):
@@ -220,12 +220,12 @@ class Attention(_LayerModule):
   """Grouped-query self-attention with taps on q, k, v and the output projection."""
 
   @nn.compact
-  def __call__(self, x, positions, layer_cache, edits: Edits, mode: str):
+  def __call__(self, x, positions, layer_cache, edits: Edits):
     cfg = self.config
     B, T, _ = x.shape
     N, K, H = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     dense = lambda width, name: _dense(width, name, self.param_dtype, cfg.attention_bias)
-    tap = lambda site, h: _tap(site, h, edits, mode)
+    tap = lambda site, h: _tap(site, h, edits)
 
     if cfg.fused_qkv:
       # BLOOM's checkpoint layout: [head][q, k, v][head_dim].
@@ -290,15 +290,15 @@ class MLP(nn.Module):
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x, edits: Edits, mode: str):
+  def __call__(self, x, edits: Edits):
     cfg = self.config
     dense = lambda width, name: _dense(width, name, self.param_dtype, cfg.mlp_bias)
-    tap = lambda site, h: _tap(site, h, edits, mode)
+    tap = lambda site, h: _tap(site, h, edits)
     activation = _ACTIVATIONS[cfg.activation]
     up = tap("up", dense(cfg.mlp_width, "up_proj")(x))  # [B, T, F]
     if cfg.mlp_kind == "gated":
       gate = tap("gate", dense(cfg.mlp_width, "gate_proj")(x))  # [B, T, F]
-      act = tap("act", activation(gate) * up)
+      act = tap("act", tap("gate_act", activation(gate)) * up)
     else:
       act = tap("act", activation(up))
     return tap("down", dense(cfg.width, "down_proj")(act))  # [B, T, D]
@@ -308,20 +308,20 @@ class Block(_LayerModule):
   """Pre-norm transformer block (with Gemma's extra post-norms when configured)."""
 
   @nn.compact
-  def __call__(self, x, positions, layer_cache, edits: Edits, mode: str):
+  def __call__(self, x, positions, layer_cache, edits: Edits):
     cfg = self.config
     norm = lambda name: _norm(cfg, name, self.param_dtype)
     h = norm("pre_attn_norm")(x)
     h, new_cache = Attention(cfg, self.layer_index, self.param_dtype, name="attn")(
-        h, positions, layer_cache, edits, mode)
+        h, positions, layer_cache, edits)
     if cfg.sandwich_norms:
       h = norm("post_attn_norm")(h)
     x = x + h
     h = norm("pre_mlp_norm")(x)
-    h = MLP(cfg, self.param_dtype, name="mlp")(h, edits, mode)
+    h = MLP(cfg, self.param_dtype, name="mlp")(h, edits)
     if cfg.sandwich_norms:
       h = norm("post_mlp_norm")(h)
-    x = _tap("resid", x + h, edits, mode)
+    x = _tap("resid", x + h, edits)
     return x, new_cache
 
 
@@ -394,13 +394,12 @@ class Decoder(nn.Module):
       x = x + sinusoidal_positions(positions + cfg.position_offset, cfg.width).astype(x.dtype)
     if cfg.embed_norm:
       x = _norm(cfg, "embed_norm", self.param_dtype)(x)
-    mode = "set" if intervention is None else intervention.mode
     keys, values = [], []
     for i in range(cfg.num_layers):
       layer_cache = None if cache is None else (cache.keys[i], cache.values[i])
       edits = {} if intervention is None else intervention.for_layer(i)
       x, new_layer_cache = Block(cfg, i, self.param_dtype, name=f"layer_{i}")(
-          x, positions, layer_cache, edits, mode)
+          x, positions, layer_cache, edits)
       if new_layer_cache is not None:
         keys.append(new_layer_cache[0])
         values.append(new_layer_cache[1])

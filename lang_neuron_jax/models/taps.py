@@ -23,12 +23,14 @@ o         attention output projection output           D
 gate      MLP gate projection output, before the act.  F
 up        MLP up projection output                     F
 down      MLP down projection output, before any norm  D
+gate_act  act(gate), before it multiplies up (gated)  F
 act       MLP activation, act(gate) * up (down's input) F
 resid     residual stream after the block              D
 ========  ==========================================  ===========================
 
 The first seven are the reference method's neurons (every linear layer of a block);
-``act`` and ``resid`` are extra views for users.
+``gate_act`` (LAPE's neurons), ``act`` and ``resid`` (where steering vectors are added)
+are extra views.
 """
 
 from __future__ import annotations
@@ -45,66 +47,84 @@ import jax.numpy as jnp
 # has no gate, BLOOM one fused "qkv" projection.
 NEURON_SITES = ("q", "k", "v", "o", "gate", "up", "down")
 # Every site name any family uses.
-ALL_SITES = ("qkv",) + NEURON_SITES + ("act", "resid")
-
-INTERVENTION_MODES = ("set", "add", "scale")
-
+ALL_SITES = ("qkv",) + NEURON_SITES + ("gate_act", "act", "resid")
 
 @flax.struct.dataclass
 class SiteEdit:
-  """What an intervention does at one site, for every layer.
+  """What an intervention does at one site, for every layer: ``h <- where(mask, scale * h +
+  shift, h)`` per unit, at every position.
+
+  One form covers every method as data: fixing a unit to ``v`` is ``scale=0, shift=v``
+  (the paper), adding a direction ``v`` is ``scale=1, shift=v`` (steering vectors),
+  multiplying by ``c`` is ``scale=c, shift=0``. Rows of one batch may mix them, and
+  changing any of them never recompiles a jitted caller.
 
   Attributes:
     mask: bool ``[L, U]``, or ``[B, L, U]`` to give each batch row its own edit.
-    value: float ``[L, U]`` or ``[B, L, U]``, the same shape as ``mask``.
+    scale: float ``[L, U]`` or ``[B, L, U]``, the same shape as ``mask``.
+    shift: float, the same shape as ``mask``.
   """
 
   mask: jax.Array
-  value: jax.Array
+  scale: jax.Array
+  shift: jax.Array
+
+  @classmethod
+  def fix(cls, mask, value) -> "SiteEdit":
+    """Masked units are replaced by ``value`` (the paper's intervention)."""
+    value = jnp.asarray(value, jnp.float32)
+    return cls(mask=jnp.asarray(mask), scale=jnp.zeros_like(value), shift=value)
+
+  @classmethod
+  def add(cls, mask, value) -> "SiteEdit":
+    """``value`` is added to masked units (a steering vector)."""
+    value = jnp.asarray(value, jnp.float32)
+    return cls(mask=jnp.asarray(mask), scale=jnp.ones_like(value), shift=value)
+
+  @classmethod
+  def multiply(cls, mask, factor) -> "SiteEdit":
+    """Masked units are multiplied by ``factor``."""
+    factor = jnp.asarray(factor, jnp.float32)
+    return cls(mask=jnp.asarray(mask), scale=factor, shift=jnp.zeros_like(factor))
+
+  @classmethod
+  def none(cls, shape) -> "SiteEdit":
+    """An edit that changes nothing (an all-False mask), of ``shape``."""
+    return cls(mask=jnp.zeros(shape, bool), scale=jnp.ones(shape, jnp.float32),
+               shift=jnp.zeros(shape, jnp.float32))
 
 
 @flax.struct.dataclass
 class Intervention:
-  """Per-site edits applied at the taps; a pytree, so it is an ordinary jit argument.
-
-  ``mode`` is static (changing it recompiles): "set" replaces masked units by
-  ``value`` (the paper), "add" adds ``value``, "scale" multiplies by ``value``.
-  """
+  """Per-site edits applied at the taps; a pytree of arrays, so it is an ordinary jit
+  argument (only the set of sites and the shapes are static)."""
 
   edits: Mapping[str, SiteEdit]
-  mode: str = flax.struct.field(pytree_node=False, default="set")
 
   def __post_init__(self):
-    if self.mode not in INTERVENTION_MODES:
-      raise ValueError(f"Unknown intervention mode {self.mode!r}; use one of {INTERVENTION_MODES}.")
     unknown = set(self.edits) - set(ALL_SITES)
     if unknown:
       raise ValueError(f"Unknown tap sites {sorted(unknown)}; sites are {ALL_SITES}.")
+    for site, edit in self.edits.items():
+      if not isinstance(edit, SiteEdit):
+        raise ValueError(f"The edit of site {site!r} must be a SiteEdit, got {type(edit).__name__}.")
 
-  def for_layer(self, layer: int) -> dict[str, tuple[jax.Array, jax.Array]]:
-    """``{site: (mask, value)}`` of one layer, each ``[U]`` or ``[B, U]``."""
-    return {
-        site: (edit.mask[..., layer, :], edit.value[..., layer, :])
-        for site, edit in self.edits.items()
-    }
+  def for_layer(self, layer: int) -> dict[str, SiteEdit]:
+    """``{site: SiteEdit}`` of one layer, each array ``[U]`` or ``[B, U]``."""
+    return {site: jax.tree.map(lambda a: a[..., layer, :], edit)
+            for site, edit in self.edits.items()}
 
 
-def apply_edit(x: jax.Array, mask: jax.Array, value: jax.Array, mode: str) -> jax.Array:
-  """Applies one site's edit to activations ``x`` ``[B, T, U]``.
+def apply_edit(x: jax.Array, edit: SiteEdit) -> jax.Array:
+  """Applies one layer's edit to activations ``x`` ``[B, T, U]``.
 
-  ``mask``/``value`` are ``[U]`` (all rows) or ``[B, U]`` (per row); they apply at
-  every position.
+  The edit's arrays are ``[U]`` (all rows) or ``[B, U]`` (per row); they apply at every
+  position. Masked-out units are returned bitwise unchanged.
   """
-  if mask.ndim == 1:
-    mask, value = mask[None, None, :], value[None, None, :]
-  else:
-    mask, value = mask[:, None, :], value[:, None, :]
-  value = value.astype(x.dtype)
-  if mode == "set":
-    return jnp.where(mask, value, x)
-  if mode == "add":
-    return jnp.where(mask, x + value, x)
-  return jnp.where(mask, x * value, x)
+  expand = (lambda a: a[None, None, :]) if edit.mask.ndim == 1 else (lambda a: a[:, None, :])
+  mask = expand(edit.mask)
+  scale, shift = expand(edit.scale).astype(x.dtype), expand(edit.shift).astype(x.dtype)
+  return jnp.where(mask, scale * x + shift, x)
 
 
 class Tap(nn.Module):
@@ -117,11 +137,10 @@ class Tap(nn.Module):
   site: str
 
   @nn.compact
-  def __call__(self, x: jax.Array, edit: tuple[jax.Array, jax.Array] | None = None,
-               mode: str = "set") -> jax.Array:
+  def __call__(self, x: jax.Array, edit: SiteEdit | None = None) -> jax.Array:
     if edit is None:
       return x
-    return apply_edit(x, edit[0], edit[1], mode)
+    return apply_edit(x, edit)
 
 
 def tap_filter(sites=ALL_SITES):

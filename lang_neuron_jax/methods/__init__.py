@@ -1,0 +1,1 @@
+"""Ways to find and steer a language, behind one interface (:mod:`.base`)."""

@@ -1,0 +1,234 @@
+"""Methods of finding and steering a language: statistics against direct NumPy
+implementations, interventions as data, no recompilation across methods and strengths."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lang_neuron_jax as lnj
+from lang_neuron_jax import sampling
+from lang_neuron_jax.activations import capture_taps, pooled_taps
+from lang_neuron_jax.methods import base, diffmean
+from tests.test_decoder import tiny_config
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  cfg = tiny_config(eos_token_id=66)
+  params = lnj.Decoder(cfg).init(jax.random.key(7), jnp.zeros((1, 1), jnp.int32))["params"]
+  return cfg, params
+
+
+def test_positive_counts_equal_numpy_over_captured_taps(tiny):
+  cfg, params = tiny
+  ids = jax.random.randint(jax.random.key(1), (3, 9), 0, 67)
+  lengths = [9, 6, 2]
+  mask = jnp.arange(9)[None, :] < jnp.asarray(lengths)[:, None]
+  _, taps = capture_taps(lnj.Decoder(cfg), params, ids, sites=("gate_act", "resid"))
+  pooled = pooled_taps(cfg, params, ids, mask, sites=("resid",), positive_sites=("gate_act",))
+  counts = np.asarray(pooled["gate_act.positive"])  # [B, L, F]
+  for r, n in enumerate(lengths):
+    want = (np.asarray(taps["gate_act"][r, :n]) > 0).sum(axis=0)  # [L, F]
+    assert np.array_equal(counts[r], want)
+    np.testing.assert_allclose(np.asarray(pooled["resid"][r]),
+                               np.asarray(taps["resid"][r, :n]).mean(axis=0), rtol=1e-5, atol=1e-5)
+  assert 0 < counts.sum() < sum(lengths) * counts.shape[1] * counts.shape[2]  # not trivial
+
+
+def stats_from(resp, language_of_text, languages, widths, positive=None, lengths=None):
+  M = len(language_of_text)
+  return base.CorpusStatistics(
+      languages=tuple(languages), language_of_text=np.asarray(language_of_text),
+      responses=resp, positive=positive or {},
+      lengths=np.full(M, 10) if lengths is None else lengths, site_widths=widths,
+      num_layers=next(iter(resp.values())).shape[1])
+
+
+def test_diffmean_vectors_equal_a_plain_mean_difference_and_the_layer_rule():
+  rng = np.random.RandomState(0)
+  M, L, D, C = 40, 3, 5, 3
+  lang = np.arange(M) % C
+  resid = rng.randn(M, L, D).astype(np.float32)
+  resid[lang == 1, 2, 0] += 6.0  # language 1 is far apart at layer 2 only
+  fitted = diffmean.DiffMean().fit(stats_from({"resid": resid}, lang, ["a", "b", "c"],
+                                              {"resid": D}))
+  for c in range(C):
+    for l in range(L):
+      inside = [resid[i, l] for i in range(M) if lang[i] == c]
+      outside = [resid[i, l] for i in range(M) if lang[i] != c]
+      want = sum(inside) / len(inside) - sum(outside) / len(outside)
+      np.testing.assert_allclose(fitted.directions[c, l], want, rtol=1e-5, atol=1e-6)
+  assert fitted.layer["b"] == 2
+  steer = fitted.steer("b", 2.5)
+  mask, scale, shift = steer.edits["resid"]
+  assert mask[2].all() and not mask[:2].any() and (scale == 1).all()
+  np.testing.assert_allclose(shift[2], 2.5 * fitted.directions[1, 2])
+  assert fitted.layers("b", 2.5).tolist() == [0, 0, D]
+
+
+def test_diffmean_bad_input():
+  resid = np.zeros((4, 2, 3), np.float32)
+  stats = stats_from({"resid": resid}, [0, 1, 0, 1], ["a", "b"], {"resid": 3})
+  with pytest.raises(ValueError, match="out of range"):
+    diffmean.DiffMean(layer=2).fit(stats)
+  with pytest.raises(ValueError, match="integer"):
+    diffmean.DiffMean(layer=1.5)
+  with pytest.raises(ValueError, match="finite"):
+    diffmean.DiffMean().check_strength(float("nan"))
+  with pytest.raises(ValueError, match="Unknown language"):
+    diffmean.DiffMean().fit(stats).steer("zz", 1.0)
+
+
+def test_stack_steers_mixes_rows_and_leaves_others_untouched():
+  shapes = {"up": (2, 4), "resid": (2, 3)}
+  fix = base.Steer.fix("up", (2, 4), np.array([1]), np.array([2]), np.array([7.0]))
+  add = base.Steer.add("resid", (2, 3), 0, np.array([1.0, 2.0, 3.0]))
+  iv = base.stack_steers([fix, None, add], shapes)
+  up, resid = iv.edits["up"], iv.edits["resid"]
+  assert up.mask.shape == (3, 2, 4) and resid.mask.shape == (3, 2, 3)
+  assert np.asarray(up.mask).sum() == 1 and bool(up.mask[0, 1, 2])
+  assert float(up.scale[0, 1, 2]) == 0.0 and float(up.shift[0, 1, 2]) == 7.0
+  assert np.asarray(resid.mask[2, 0]).all() and not np.asarray(resid.mask[:2]).any()
+  assert np.asarray(resid.shift[2, 0]).tolist() == [1.0, 2.0, 3.0]
+  with pytest.raises(ValueError, match="not in"):
+    base.stack_steers([add], {"up": (2, 4)})
+
+
+def torch_identify(over_zero, n, top_rate):
+  """RUCAIBox/Language-Specific-Neurons identify.py (fdeca23) lines 19-50, with
+  ``top_rate`` as a parameter: ``over_zero`` int ``[L, I, K]``, ``n`` ``[K]``. Returns
+  ``{language index: sorted [(layer, unit)]}``."""
+  import torch
+
+  over_zero, n = torch.tensor(over_zero), torch.tensor(n)
+  filter_rate, activation_bar_ratio = 0.95, 0.95
+  activation_probs = over_zero / n
+  normed_activation_probs = activation_probs / activation_probs.sum(dim=-1, keepdim=True)
+  normed_activation_probs[torch.isnan(normed_activation_probs)] = 0
+  log_probs = torch.where(normed_activation_probs > 0, normed_activation_probs.log(), 0)
+  entropy = -torch.sum(normed_activation_probs * log_probs, dim=-1)
+  flattened_probs = activation_probs.flatten()
+  top_prob_value = flattened_probs.kthvalue(round(len(flattened_probs) * filter_rate)).values.item()
+  top_position = (activation_probs > top_prob_value).sum(dim=-1)
+  entropy[top_position == 0] = torch.inf
+  flattened_entropy = entropy.flatten()
+  top_entropy_value = round(len(flattened_entropy) * top_rate)
+  _, index = flattened_entropy.topk(top_entropy_value, largest=False)
+  row_index = index // entropy.size(1)
+  col_index = index % entropy.size(1)
+  selected_probs = activation_probs[row_index, col_index].transpose(0, 1)
+  activation_bar = flattened_probs.kthvalue(round(len(flattened_probs) * activation_bar_ratio)).values.item()
+  lang, indice = torch.where(selected_probs > activation_bar)
+  out = {}
+  for k, j in zip(lang.tolist(), indice.tolist()):
+    out.setdefault(k, []).append((int(row_index[j]), int(col_index[j])))
+  return {k: sorted(v) for k, v in out.items()}, activation_probs.permute(2, 0, 1).numpy(), entropy.numpy()
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus_statistics(tiny):
+  """Three "languages" of random token texts (each drawing from its own third of the
+  vocabulary) through the tiny model: real pooled means and positive counts."""
+  cfg, params = tiny
+  rng = np.random.RandomState(4)
+  texts, lang = [], []
+  for k in range(3):
+    for _ in range(12):
+      texts.append([2] + rng.randint(3 + 21 * k, 24 + 21 * k, size=rng.randint(3, 14)).tolist())
+      lang.append(k)
+  W = max(map(len, texts))
+  ids = np.zeros((len(texts), W), np.int32)
+  for r, t in enumerate(texts):
+    ids[r, :len(t)] = t
+  lengths = np.array([len(t) for t in texts])
+  mask = np.arange(W)[None, :] < lengths[:, None]
+  pooled = pooled_taps(cfg, params, jnp.asarray(ids), jnp.asarray(mask),
+                       sites=("gate_act", "resid"), positive_sites=("gate_act",))
+  _, taps = capture_taps(lnj.Decoder(cfg), params, jnp.asarray(ids), sites=("gate_act",))
+  stats = base.CorpusStatistics(
+      languages=("a", "b", "c"), language_of_text=np.array(lang),
+      responses={s: np.asarray(pooled[s]) for s in ("gate_act", "resid")},
+      positive={"gate_act": np.asarray(pooled["gate_act.positive"])}, lengths=lengths,
+      site_widths=cfg.site_widths, num_layers=cfg.num_layers)
+  token_taps = [np.asarray(taps["gate_act"][r, :n]) for r, n in enumerate(lengths)]  # [T, L, I]
+  return stats, token_taps
+
+
+def test_lape_probabilities_entropies_and_selection_equal_their_code(tiny_corpus_statistics):
+  from lang_neuron_jax.methods import lape
+
+  stats, token_taps = tiny_corpus_statistics
+  lang = stats.language_of_text
+  fitted = lape.LAPE().fit(stats)
+  # Per-token statistics, directly from the captured activations.
+  over_zero = np.stack([sum((token_taps[r] > 0).sum(0) for r in np.flatnonzero(lang == k))
+                        for k in range(3)], axis=-1).astype(np.int32)  # [L, I, K]
+  n = np.array([sum(len(token_taps[r]) for r in np.flatnonzero(lang == k)) for k in range(3)])
+  for rate in (0.05, 0.1, 0.2):
+    theirs, probs, ent = torch_identify(over_zero, n, rate)
+    np.testing.assert_array_equal(fitted.probs, probs)
+    finite = np.isfinite(ent)
+    np.testing.assert_allclose(lape.entropy(fitted.probs)[finite], ent[finite], rtol=1e-6, atol=1e-7)
+    for k, name in enumerate(stats.languages):
+      I = fitted.probs.shape[2]
+      ours = sorted((int(f // I), int(f % I)) for f in fitted.units(name, rate))
+      assert ours == theirs.get(k, []), (rate, name)
+  assert sum(len(v) for v in theirs.values()) > 0
+  for k in range(3):  # The "activate" value: the mean over the language's tokens.
+    tokens = np.concatenate([token_taps[r] for r in np.flatnonzero(lang == k)])
+    np.testing.assert_allclose(fitted.means[k], tokens.mean(0), rtol=1e-5, atol=1e-6)
+  steer = fitted.steer("b", 0.2)
+  mask, scale, shift = steer.edits["gate_act"]
+  units = fitted.units("b", 0.2)
+  assert mask.sum() == units.size and (scale[mask] == 0).all()
+  np.testing.assert_array_equal(shift[mask], fitted.means[1].ravel()[units])
+
+
+def test_lape_bad_input(tiny_corpus_statistics):
+  from lang_neuron_jax.methods import lape
+
+  stats, _ = tiny_corpus_statistics
+  with pytest.raises(ValueError, match="unknown intervention"):
+    lape.LAPE("boost")
+  with pytest.raises(ValueError, match="top_rate"):
+    lape.LAPE().check_strength(1.5)
+  with pytest.raises(ValueError, match="positive counts"):
+    lape.LAPE().fit(base.CorpusStatistics(**{**stats.__dict__, "positive": {}}))
+
+
+def test_one_compiled_sampler_runs_every_method_and_strength(tiny, tiny_corpus_statistics):
+  """Rows of the baseline, AP, LAPE (both interventions) and DiffMean at several
+  strengths share one compilation; a second batch with other strengths and languages
+  compiles nothing new; the baseline row equals generation without any intervention."""
+  from lang_neuron_jax import expertise as expertise_lib
+  from lang_neuron_jax.methods import ap, lape
+
+  cfg, params = tiny
+  stats, _ = tiny_corpus_statistics
+  index = expertise_lib.neuron_index(cfg, cfg.neuron_sites)
+  rng = np.random.RandomState(0)
+  scores = lnj.Expertise(index, stats.languages, rng.rand(3, index.size).astype(np.float32),
+                         {k: rng.randn(3, index.size).astype(np.float32)
+                          for k in expertise_lib.STATISTICS})
+  fits = {"ap": ap.APNeurons().fit(base.CorpusStatistics(**{**stats.__dict__, "expertise": scores})),
+          "lape": lape.LAPE().fit(stats),
+          "lape_off": lape.LAPE("deactivate_others").fit(stats),
+          "diffmean": diffmean.DiffMean().fit(stats)}
+  shapes = {s: stats.shape(s) for s in cfg.neuron_sites + ("gate_act", "resid")}
+  ids = jnp.full((6, 3), 5, jnp.int32).at[:, 0].set(2)
+  lengths = jnp.full((6,), 3, jnp.int32)
+  run = lambda iv: np.asarray(sampling.generate(cfg, params, ids, lengths, max_new_tokens=5,
+                                                intervention=iv)[0])
+  first = [None, fits["ap"].steer("a", 4), fits["lape"].steer("b", 0.1),
+           fits["lape_off"].steer("c", 0.2), fits["diffmean"].steer("a", 1.0),
+           fits["diffmean"].steer("b", 8.0)]
+  second = [fits["ap"].steer("c", 40), fits["ap"].steer("b", 2), fits["lape"].steer("a", 0.2),
+            None, fits["diffmean"].steer("c", 0.5), fits["lape_off"].steer("a", 0.1)]
+  out = run(base.stack_steers(first, shapes))
+  before = sampling.generate._cache_size()
+  run(base.stack_steers(second, shapes))
+  assert sampling.generate._cache_size() == before
+  plain = np.asarray(sampling.generate(cfg, params, ids[:1], lengths[:1], max_new_tokens=5)[0])
+  assert np.array_equal(out[0], plain[0])
+  assert fits["lape_off"].steer("c", 0.2).edits["gate_act"][0].sum() > 0
