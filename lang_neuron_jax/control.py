@@ -14,14 +14,16 @@ sample does not depend on its batch.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jax
 import numpy as np
 from tqdm import tqdm
 
 from lang_neuron_jax import batching, continuous, sampling, selection
-from lang_neuron_jax.selection import Expertise, NeuronSet, build_intervention, select
+from lang_neuron_jax.methods.base import Steer, merge, stack_steers
+from lang_neuron_jax.models.taps import Intervention
+from lang_neuron_jax.selection import Expertise, NeuronSet, select
 
 TRANSLATION_PROMPT = ("Translate an English sentence into a target language.\n"
                       "English: {source}\nTarget Language:")
@@ -41,12 +43,15 @@ class Condition:
     language: Target language, or None for the baseline.
     kind: Selection kind ("both", "top", "bottom", "random"), or None.
     n: N, the total number of neurons fixed (both: N/2 top + N/2 bottom), or None.
+    strength: A method's strength (N, a rate, alpha) when ``kind`` names a method of
+      :mod:`lang_neuron_jax.methods` (the method comparison), else None.
   """
 
   name: str
   language: str | None = None
   kind: str | None = None
   n: int | None = None
+  strength: float | None = None
 
   def neurons(self, expertise: Expertise, seed: int = 0) -> NeuronSet | None:
     if self.language is None:
@@ -100,6 +105,57 @@ class Job:
   meta: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
 
 
+class Steering:
+  """How an experiment's conditions edit generation rows.
+
+  Args:
+    steer: A condition's :class:`~lang_neuron_jax.methods.base.Steer` (called for
+      conditions with a language; cached per condition).
+    shapes: ``{site: (L, U)}`` of every site an edit may touch: every batch holds these
+      sites, so every batch shares one compilation.
+  """
+
+  def __init__(self, steer: Callable[[Condition], Steer], shapes: Mapping[str, tuple[int, int]]):
+    self._steer = steer
+    self.shapes = dict(shapes)
+    self._cache: dict[Condition, Steer] = {}
+
+  def steer(self, condition: Condition) -> Steer | None:
+    if condition.language is None:
+      return None
+    if condition not in self._cache:
+      self._cache[condition] = self._steer(condition)
+    return self._cache[condition]
+
+  def intervention(self, conditions: Sequence[Condition]) -> Intervention:
+    """The batched intervention of rows under ``conditions`` (``[B, L, U]`` per site)."""
+    return stack_steers([self.steer(c) for c in conditions], self.shapes)
+
+
+def neuron_steer(neurons: NeuronSet, statistic: str = "on_p50") -> Steer:
+  """Fixes every neuron of ``neurons`` to ``statistic`` of its responses ("zero": 0)."""
+  index, steers = neurons.index, []
+  for site_id, (site, width) in enumerate(zip(index.sites, index.widths)):
+    sel = neurons.site == site_id
+    if sel.any():
+      value = (np.zeros(sel.sum(), np.float32) if statistic == "zero"
+               else neurons.stats[statistic][sel])
+      steers.append(Steer.fix(site, (index.num_layers, width), neurons.layer[sel],
+                              neurons.unit[sel], value))
+  return merge(steers)
+
+
+def neuron_steering(expertise: Expertise, *, statistic: str = "on_p50",
+                    seed: int = 0) -> Steering:
+  """The paper's conditions: each fixes :meth:`Condition.neurons` to ``statistic``."""
+  if statistic not in selection.STATISTICS + ("zero",):
+    raise ValueError(f"Unknown statistic {statistic!r}; use one of "
+                     f"{selection.STATISTICS + ('zero',)}.")
+  index = expertise.index
+  return Steering(lambda c: neuron_steer(c.neurons(expertise, seed), statistic),
+                  {s: (index.num_layers, w) for s, w in zip(index.sites, index.widths)})
+
+
 def balanced_batch_size(num_rows: int, batch_size: int, num_devices: int = 1) -> int:
   """Rows per batch when ``num_rows`` run in as few batches of at most ``batch_size`` as
   possible, equally filled (1,320 rows at 128: 11 batches of 120, not 10 of 128 and one
@@ -109,9 +165,9 @@ def balanced_batch_size(num_rows: int, batch_size: int, num_devices: int = 1) ->
   return -(-size // num_devices) * num_devices
 
 
-def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_tokens: int,
+def run_jobs(lm, steering: Steering | None, jobs: Sequence[Job], *, max_new_tokens: int,
              sampler: sampling.Sampler, seed: int = 0, batch_size: int = 64,
-             statistic: str = "on_p50", intervene_prompt: bool = True,
+             intervene_prompt: bool = True,
              on_batch: Callable[[list[dict]], None] | None = None,
              line_stop: sampling.LineStop | None = None, refill: bool = False,
              prompt_width: int | None = None, progress: bool = True) -> list[dict]:
@@ -119,7 +175,8 @@ def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_to
 
   Args:
     lm: The :class:`~lang_neuron_jax.LanguageModel`.
-    expertise: Scores to select neurons from (None if every job is the baseline).
+    steering: How conditions edit rows (:func:`neuron_steering` for the paper's
+      neurons); None if every job is the baseline.
     jobs: The rows to generate.
     max_new_tokens: New tokens per row.
     sampler: Greedy or sampling.
@@ -127,7 +184,6 @@ def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_to
     batch_size: Rows per compiled call. Fixed batches are equally filled
       (:func:`balanced_batch_size`); rows are split across the local devices when their
       count divides the batch.
-    statistic: Value the neurons are fixed to.
     intervene_prompt: Intervene on the prompt too (the paper) or only new tokens.
     on_batch: Called with finished records (for streaming to disk).
     line_stop: Stop rows after their first non-empty line (translation).
@@ -142,18 +198,12 @@ def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_to
   Returns:
     One record per job, in job order: condition fields, sample index, ``tokens``, ``text``.
   """
-  cache: dict[Condition, NeuronSet | None] = {}
-
-  def neurons(c: Condition):
-    if c not in cache:
-      cache[c] = c.neurons(expertise, seed) if c.language is not None else None
-    return cache[c]
-
   def record(job: Job, new: list[int]) -> dict:
     text = lm.tokenizer.decode(new, skip_special_tokens=True) if lm.tokenizer else ""
-    return {"condition": job.condition.name, "language": job.condition.language,
-            "kind": job.condition.kind, "n": job.condition.n, "sample": job.sample_index,
-            "tokens": new, "text": text, **job.meta}
+    c = job.condition
+    strength = {} if c.strength is None else {"strength": c.strength}
+    return {"condition": c.name, "language": c.language, "kind": c.kind, "n": c.n, **strength,
+            "sample": job.sample_index, "tokens": new, "text": text, **job.meta}
 
   if not jobs:
     return []
@@ -169,11 +219,10 @@ def run_jobs(lm, expertise: Expertise | None, jobs: Sequence[Job], *, max_new_to
     bar.update(len(rows))
 
   def intervention(rows: Sequence[int]):
-    sets = [neurons(jobs[i].condition) for i in rows]
-    if all(s is None for s in sets) and not refill:
+    conditions = [jobs[i].condition for i in rows]
+    if all(c.language is None for c in conditions) and not refill:
       return None  # A batch of baseline rows compiles without edits.
-    return build_intervention(sets, statistic=statistic, batched=True,
-                              index=None if expertise is None else expertise.index)
+    return steering.intervention(conditions)
 
   prompt_width = prompt_width or batching.bucket_length(max(len(j.prompt) for j in jobs))
   settings = dict(max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,

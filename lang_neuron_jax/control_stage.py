@@ -190,9 +190,9 @@ def evaluate_translation(lm, records: list[dict], config: ControlConfig) -> list
   return records
 
 
-def generate_resumable(lm, exp: Expertise, jobs: Sequence[control.Job], journal: stages.Journal,
-                       *, batch_size: int, seed: int, statistic: str, progress: bool = True,
-                       **settings) -> list[dict]:
+def generate_resumable(lm, steering: control.Steering | None, jobs: Sequence[control.Job],
+                       journal: stages.Journal, *, batch_size: int, seed: int,
+                       progress: bool = True, **settings) -> list[dict]:
   """Generates every job once, continuing an interrupted run.
 
   Each finished row is appended to the stage's journal; a re-run skips the rows the
@@ -209,7 +209,7 @@ def generate_resumable(lm, exp: Expertise, jobs: Sequence[control.Job], journal:
   # Every process and every resumption pads prompts to the width of all the jobs, so
   # that each row is computed exactly as in one uninterrupted run.
   width = batching.bucket_length(max(len(j.prompt) for j in jobs))
-  control.run_jobs(lm, exp, mine, batch_size=batch_size, seed=seed, statistic=statistic,
+  control.run_jobs(lm, steering, mine, batch_size=batch_size, seed=seed,
                    on_batch=lambda batch: journal.append({"unit": r["job"], **r} for r in batch),
                    prompt_width=width, progress=progress, **settings)
   rows = journal.gather()
@@ -269,9 +269,10 @@ def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *,
     records = stage.reuse(read)
     if records is None:
       rows = generate_resumable(
-          lm, exp, make_jobs(lm, exp, config), stage.journal(),
+          lm, control.neuron_steering(exp, statistic=config.statistic, seed=config.seed),
+          make_jobs(lm, exp, config), stage.journal(),
           batch_size=config.batch_size if part == "unconditional" else config.translation_slots,
-          seed=config.seed, statistic=config.statistic, progress=progress,
+          seed=config.seed, progress=progress,
           **generation_settings(lm, part, config))
 
       def write(rows=rows, evaluate=evaluate, path=path):  # Process 0 evaluates and writes.

@@ -146,3 +146,45 @@ def paired_bars(values: Mapping[str, Mapping[str, tuple[float, Sequence[float]]]
   ax.set_title(title, fontsize=10)
   ax.legend(fontsize=8)
   return _save(fig, path)
+
+
+def pareto(curves: Mapping[str, Mapping[str, Sequence[tuple]]], path: str, *, cost: float,
+           baseline: Mapping[str, float] | None = None) -> str:
+  """Valid target-language share against fluency cost, one panel per language and one
+  curve per method over its strengths.
+
+  Args:
+    curves: ``{language: {method: [(perplexity ratio to the baseline, valid share,
+      [low, high], strength), ...]}}``.
+    path: PNG to write.
+    cost: The fluency budget (a vertical dashed line at that ratio).
+    baseline: ``{language: valid share}`` without intervention (dotted line).
+  """
+  languages = list(curves)
+  cols = min(3, max(len(languages), 1))
+  rows = -(-len(languages) // cols)
+  fig = Figure(figsize=(4 * cols, 3.2 * rows))
+  axes = np.atleast_1d(fig.subplots(rows, cols, sharey=True, squeeze=False)).ravel()
+  for ax, lang in zip(axes, languages):
+    for method, points in sorted(curves[lang].items()):
+      points = sorted(points, key=lambda p: p[3])
+      x = [p[0] for p in points]
+      y = [p[1] for p in points]
+      errors = np.array([_error(p[1], p[2]) for p in points]).T
+      line = ax.errorbar(x, y, yerr=errors, marker="o", markersize=3, capsize=2, linewidth=1,
+                         label=method)
+      for p in points:
+        ax.annotate(f"{p[3]:g}", (p[0], p[1]), fontsize=6, color=line[0].get_color(),
+                    xytext=(3, 3), textcoords="offset points")
+    if baseline and lang in baseline:
+      ax.axhline(baseline[lang], color="grey", linestyle=":", linewidth=1)
+    ax.axvline(cost, color="grey", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"towards {lang}", fontsize=10)
+    ax.set_xlabel("median perplexity / baseline's", fontsize=8)
+  for ax in axes[len(languages):]:
+    ax.set_visible(False)
+  axes[0].set_ylabel("valid target share (95% CI)")
+  axes[0].legend(fontsize=7)
+  return _save(fig, path)

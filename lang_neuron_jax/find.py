@@ -58,6 +58,10 @@ class FindConfig:
     sufficiency_n: The sufficiency check classifies languages from the union of each
       language's top-``sufficiency_n`` neurons (vs as many random ones). Small, because
       a few thousand neurons of any kind identify the language.
+    extra_sites: Sites whose responses are recorded in the same forward pass but not
+      scored (other methods' inputs: ``resid`` for steering vectors, ``gate_act`` for LAPE).
+    positive_sites: Sites whose per-text counts of positive tokens are recorded too
+      (LAPE's statistic).
   """
 
   languages: tuple[str, ...] = data.PAPER_LANGUAGES
@@ -72,6 +76,8 @@ class FindConfig:
   chunk_size: int = expertise.DEFAULT_CHUNK
   positives_per_language: int | None = None
   sufficiency_n: int = 10
+  extra_sites: tuple[str, ...] = ()
+  positive_sites: tuple[str, ...] = ()
 
   def num_neurons(self, model_config) -> int:
     """How many neurons the stage scores on a model (needs only its config)."""
@@ -84,9 +90,9 @@ class FindConfig:
     if len(set(self.languages)) < 2 or len(set(self.languages)) != len(self.languages):
       raise ValueError(f"Give two or more distinct languages, got {list(self.languages)}.")
     sites = model_config.neuron_sites if self.sites is None else self.sites
-    unknown = set(sites) - set(model_config.site_widths)
+    unknown = set(sites + self.extra_sites + self.positive_sites) - set(model_config.site_widths)
     if unknown:
-      raise ValueError(f"Unknown neuron sites {sorted(unknown)}; this model has "
+      raise ValueError(f"Unknown sites {sorted(unknown)}; this model has "
                        f"{sorted(model_config.site_widths)}.")
     total = self.num_neurons(model_config)
     selection.check_n(selection.cap_n(self.n, total, "both"), total, "both")
@@ -100,6 +106,8 @@ class FindResult:
     figures: ``{name: path}`` of the analysis figures.
     stamp: The scores stage's :class:`~lang_neuron_jax.stages.Stamp` (a fingerprint of
       the responses, languages and neurons); the control stage's fingerprint builds on it.
+    responses: The responses (:class:`~lang_neuron_jax.responses.Responses`: every
+      recorded site, positive counts, lengths), in the order of ``corpus.texts``.
   """
 
   corpus: data.Corpus
@@ -109,6 +117,7 @@ class FindResult:
   dropped_texts: int
   stamp: stages.Stamp
   figures: dict[str, str]
+  responses: responses.Responses | None = None
 
 
 SCORES_FILE = "expertise.npz"
@@ -265,8 +274,10 @@ def find_neurons(lm, config: FindConfig, workdir: str, *, progress: bool = True)
   timings["load_and_tokenize"] = time.perf_counter() - start
 
   start = time.perf_counter()
+  recorded = tuple(sites) + tuple(s for s in config.extra_sites if s not in sites)
   resp = responses.compute_responses(lm, tokenized.tokens, os.path.join(workdir, "responses"),
-                                     sites=sites, batch_size=config.batch_size, progress=progress)
+                                     sites=recorded, positive_sites=config.positive_sites,
+                                     batch_size=config.batch_size, progress=progress)
   timings["responses"] = time.perf_counter() - start
 
   start = time.perf_counter()
@@ -308,4 +319,4 @@ def find_neurons(lm, config: FindConfig, workdir: str, *, progress: bool = True)
   result_analysis = stages.Stage(workdir, "analysis", config=config, inputs=[scores.stamp]).commit(
       write_analysis, functools.partial(artifacts.read_json, os.path.join(workdir, "analysis.json")))
   return FindResult(corpus, exp, neurons, result_analysis, dropped, scores.stamp,
-                    figures.existing(workdir, FIGURES))
+                    figures.existing(workdir, FIGURES), resp)

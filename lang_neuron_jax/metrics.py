@@ -74,6 +74,7 @@ def summarize_unconditional(records: Sequence[dict], *, seed: int = 0) -> dict:
     ppl = [r["perplexity"] for r in rows if r["perplexity"] is not None]
     fields = {
         "language": rows[0]["language"], "kind": rows[0]["kind"], "n": rows[0]["n"],
+        **({"strength": rows[0]["strength"]} if "strength" in rows[0] else {}),
         "samples": len(rows),
         "empty_share": sum(r["detected"] == "" for r in rows) / len(rows),
         "median_perplexity": float(np.median(ppl)) if ppl else None,

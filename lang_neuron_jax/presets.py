@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from lang_neuron_jax import control
+from lang_neuron_jax.compare import CompareConfig
 from lang_neuron_jax.control_stage import ControlConfig
 from lang_neuron_jax.find import FindConfig
 
@@ -54,3 +55,28 @@ QUICK = Study(FindConfig(positives_per_language=30),
                             ns=(20, control.MAIN_N, 200_000), translation_pairs=3,
                             translation_tokens=48))
 PRESETS = {"quick": QUICK, "default": DEFAULT, "paper": PAPER}
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+  """A method comparison: the find stage's config (every method's statistics are added
+  to its forward pass by :func:`lang_neuron_jax.compare.find_config`) and the
+  comparison's."""
+
+  find: FindConfig
+  compare: CompareConfig
+
+
+# The default fits the issue's budget on a 2-core CPU: 100 texts per language for the
+# statistics (AP's scores and LAPE's probabilities from 600 texts), three strengths per
+# method and 16 samples per condition. FULL: every text, wider sweeps, the paper's 100
+# samples.
+COMPARE_DEFAULT = Comparison(FindConfig(positives_per_language=100), CompareConfig())
+COMPARE_FULL = Comparison(FindConfig(), CompareConfig(
+    samples=100, perplexity_samples=20,
+    strengths=(("ap", control.UNCONDITIONAL_NS), ("lape", (0.0025, 0.005, 0.01, 0.02, 0.04)),
+               ("diffmean", (0.5, 1.0, 2.0, 4.0, 8.0)))))
+COMPARE_QUICK = Comparison(FindConfig(positives_per_language=20), CompareConfig(
+    samples=4, perplexity_samples=4, max_new_tokens=24,
+    strengths=(("ap", (2_000,)), ("lape", (0.01,)), ("diffmean", (1.0, 4.0)))))
+COMPARE_PRESETS = {"quick": COMPARE_QUICK, "default": COMPARE_DEFAULT, "full": COMPARE_FULL}

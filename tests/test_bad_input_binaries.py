@@ -28,6 +28,8 @@ def assert_one_line_error(out, binary, expected):
     ("find_neurons.py", ["--n=7"], "N=7 is odd"),
     ("reproduce.py", ["--n=3"], "N=3 is odd"),
     ("reproduce.py", ["--languages=en,de", "--targets=fr"], "Target languages ['fr']"),
+    ("compare_methods.py", ["--methods=ap,pca"], "Unknown method 'pca'"),
+    ("compare_methods.py", ["--diffmean_layer=18"], "layer 18 is out of range"),
 ])
 def test_flag_errors_come_before_any_work(tmp_path, binary, flags, expected):
   out = run_binary(binary, f"--workdir={tmp_path / 'w'}", *flags)

@@ -132,10 +132,10 @@ def test_mixed_condition_batches_equal_separate_runs():
            control.condition("en", "random", 50)]
   jobs = [control.Job(c, (2,), i) for c in conds for i in range(3)]
   warm = sampling.Sampler(temperature=0.8)
-  mixed = control.run_jobs(lm, exp, jobs, max_new_tokens=8, sampler=warm, batch_size=9,
+  mixed = control.run_jobs(lm, control.neuron_steering(exp), jobs, max_new_tokens=8, sampler=warm, batch_size=9,
                            progress=False)
   for c in conds:
-    alone = control.run_jobs(lm, exp, [j for j in jobs if j.condition == c], max_new_tokens=8,
+    alone = control.run_jobs(lm, control.neuron_steering(exp), [j for j in jobs if j.condition == c], max_new_tokens=8,
                              sampler=warm, batch_size=3, progress=False)
     assert [r["tokens"] for r in alone] == [r["tokens"] for r in mixed if r["condition"] == c.name]
   # Interventions change the samples.
@@ -153,7 +153,7 @@ def test_continuous_batching_gives_the_rows_of_fixed_batches():
   flags = np.zeros((4, lm.config.vocab_size), bool)
   flags[0, 7::5] = flags[1, 7::5] = flags[3] = True  # Every fifth token ends a line.
   stop = sampling.LineStop(*(jnp.asarray(f) for f in flags))
-  run = lambda **kw: control.run_jobs(lm, exp, jobs, max_new_tokens=10, sampler=sampling.GREEDY,
+  run = lambda **kw: control.run_jobs(lm, control.neuron_steering(exp), jobs, max_new_tokens=10, sampler=sampling.GREEDY,
                                       line_stop=stop, progress=False, **kw)
   fixed = run(batch_size=15)
   lengths = {len(r["tokens"]) for r in fixed}

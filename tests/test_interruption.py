@@ -80,15 +80,15 @@ def test_killed_control_stage_resumes_to_identical_generations(tiny_gemma3_with_
   def cmd(work):
     return [sys.executable, os.path.join(ROOT, "experiments", "control.py"), model,
             f"--find_workdir={find_dir}", f"--workdir={work}", "--languages=de,ja",
-            "--samples=8", "--max_new_tokens=24", "--ns=2,20", "--main_n=10",
+            "--samples=4", "--max_new_tokens=24", "--ns=2", "--main_n=10",
             "--translation_pairs=2", "--translation_tokens=8", "--translation_n=10",
-            "--batch_size=8"]
+            "--batch_size=4"]
   ref_dir, work = str(tmp_path / "ref"), str(tmp_path / "work")
   subprocess.run(cmd(ref_dir), check=True, capture_output=True, timeout=600)
 
   partial = os.path.join(work, "unconditional.journal0.jsonl")  # the stage's journal
-  # Two batches of 8 written; the run has 11 conditions x 8 samples.
-  _kill_once(cmd(work), lambda: _rows_written(partial), 16)
+  # Two batches of 4 written; the run has 9 conditions x 4 samples.
+  _kill_once(cmd(work), lambda: _rows_written(partial), 8)
   assert not os.path.exists(os.path.join(work, "unconditional.jsonl"))
 
   resumed = subprocess.run(cmd(work), capture_output=True, text=True, timeout=600)

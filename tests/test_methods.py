@@ -78,6 +78,9 @@ def test_diffmean_bad_input():
     diffmean.DiffMean().check_strength(float("nan"))
   with pytest.raises(ValueError, match="Unknown language"):
     diffmean.DiffMean().fit(stats).steer("zz", 1.0)
+  from lang_neuron_jax.methods import ap
+  with pytest.raises(ValueError, match="even integer"):
+    ap.APNeurons().check_strength(3)
 
 
 def test_stack_steers_mixes_rows_and_leaves_others_untouched():

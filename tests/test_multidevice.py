@@ -109,7 +109,7 @@ placed = sampling.shard_rows((ids,))[0]
 assert len(placed.sharding.device_set) == 8, placed.sharding  # rows really are split
 out = {}
 for name, sampler in (("greedy", sampling.GREEDY), ("warm", sampling.Sampler(temperature=0.8))):
-  out[name] = [r["tokens"] for r in control.run_jobs(lm, exp, jobs, max_new_tokens=10,
+  out[name] = [r["tokens"] for r in control.run_jobs(lm, control.neuron_steering(exp), jobs, max_new_tokens=10,
                sampler=sampler, batch_size=16, progress=False)]
 print(json.dumps(out))
 """
@@ -130,6 +130,6 @@ def test_sharded_sampler_rows_equal_single_device():
            control.condition("en", "top", 20)]
   jobs = [control.Job(c, (2, 7, 9)[:1 + i % 3], i) for c in conds for i in range(8)]
   for name, sampler in (("greedy", sampling.GREEDY), ("warm", sampling.Sampler(temperature=0.8))):
-    ref = [r["tokens"] for r in control.run_jobs(lm, exp, jobs, max_new_tokens=10,
+    ref = [r["tokens"] for r in control.run_jobs(lm, control.neuron_steering(exp), jobs, max_new_tokens=10,
                                                  sampler=sampler, batch_size=16, progress=False)]
     assert got[name] == ref, name

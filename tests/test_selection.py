@@ -89,7 +89,7 @@ def test_build_intervention_single_and_batched():
   for i in range(len(s)):
     site = exp.index.sites[s.site[i]]
     assert bool(iv.edits[site].mask[s.layer[i], s.unit[i]])
-    assert float(iv.edits[site].value[s.layer[i], s.unit[i]]) == pytest.approx(s.stats["on_p50"][i])
+    assert float(iv.edits[site].shift[s.layer[i], s.unit[i]]) == pytest.approx(s.stats["on_p50"][i])
   assert int(sum(e.mask.sum() for e in iv.edits.values())) == 4
   batched = selection.build_intervention([None, s], statistic="off_mean", multiplier=2.0)
   assert batched.edits["up"].mask.shape == (2, 2, 4)

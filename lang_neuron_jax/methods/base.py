@@ -169,6 +169,10 @@ class Method(abc.ABC):
   def fit(self, stats: CorpusStatistics) -> Fitted:
     """Fits the method to the corpora's statistics."""
 
+  def check_model(self, num_layers: int) -> None:
+    """Raises a ValueError saying what to fix if the method's options do not fit a model
+    of ``num_layers`` layers (checked before any forward pass)."""
+
   def check_strength(self, strength) -> None:
     """Raises a ValueError saying what to fix unless ``strength`` is valid."""
     if not np.isfinite(strength):

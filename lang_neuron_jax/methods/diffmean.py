@@ -113,10 +113,13 @@ class DiffMean(Method):
   def needs(self, model_config):
     return (SITE,), ()
 
-  def fit(self, stats: CorpusStatistics) -> FittedDiffMean:
-    if self.layer is not None and not 0 <= self.layer < stats.num_layers:
+  def check_model(self, num_layers: int) -> None:
+    if self.layer is not None and not 0 <= self.layer < num_layers:
       raise ValueError(f"diffmean: layer {self.layer} is out of range; the model has layers "
-                       f"0 to {stats.num_layers - 1}.")
+                       f"0 to {num_layers - 1}.")
+
+  def fit(self, stats: CorpusStatistics) -> FittedDiffMean:
+    self.check_model(stats.num_layers)
     resid = np.asarray(stats.responses[SITE])
     directions = mean_differences(resid, stats.language_of_text, len(stats.languages))
     return FittedDiffMean(stats.languages, directions,

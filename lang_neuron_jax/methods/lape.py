@@ -151,8 +151,10 @@ class FittedLAPE(Fitted):
                        minlength=self.probs.shape[1])
 
   def neurons(self, language: str, strength) -> frozenset:
-    I = self.probs.shape[2]
-    return frozenset((self.site, int(f // I), int(f % I)) for f in self.units(language, strength))
+    """As ``(site, layer, unit)`` of the projection whose output the unit transforms
+    (``gate`` for ``gate_act``, ``up`` for ``act``), so overlaps with AP neurons count."""
+    I, site = self.probs.shape[2], "gate" if self.site == "gate_act" else "up"
+    return frozenset((site, int(f // I), int(f % I)) for f in self.units(language, strength))
 
   def summary(self) -> dict:
     candidates, member = self.selection(TOP_RATE)

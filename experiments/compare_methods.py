@@ -1,0 +1,92 @@
+"""Compares ways to find and steer a language on one model, corpus and evaluator: AP
+neurons (the paper), LAPE neurons and mean-difference directions.
+
+  python experiments/compare_methods.py                      # embedded Gemma 3 270M
+  python experiments/compare_methods.py --full               # every text, wide sweeps, 100 samples
+  python experiments/compare_methods.py --methods=ap,diffmean --diffmean=1,2,4,8
+
+Writes into --workdir (find/ and the comparison; see lang_neuron_jax/compare.py) and
+ends with comparison.md; a re-run resumes where it stopped.
+"""
+
+import dataclasses
+import sys
+import time
+
+from absl import flags
+
+import lang_neuron_jax as lnj
+import multihost_flags
+import study_flags
+from lang_neuron_jax import cli, compare, distributed, find, loading, presets
+
+_MODEL, _DTYPE, _SEED = study_flags.model(), study_flags.dtype(), study_flags.seed()
+_WORKDIR = flags.DEFINE_string("workdir", "workdir/compare", "Output directory.")
+_LANGUAGES = study_flags.languages("languages", "Languages to find and steer towards.")
+_SETTING = flags.DEFINE_enum("setting", "default", sorted(presets.COMPARE_PRESETS),
+                             "Preset: quick (minutes, for a check), default, full.")
+_FULL = flags.DEFINE_bool("full", False, "Same as --setting=full: every text, the wide sweeps "
+                          "and the paper's 100 samples per condition.")
+_METHODS = flags.DEFINE_list("methods", list(compare.METHODS), "Methods to compare.")
+_STRENGTHS = {m: flags.DEFINE_list(m, None, f"Strengths of {m} "
+                                   f"({compare.METHODS[m].strength_name}; default: the preset's).")
+              for m in compare.METHODS}
+_SAMPLES = flags.DEFINE_integer("samples", None, "Samples per condition (default: the preset's).")
+_CORPUS = study_flags.corpus()
+_DIFFMEAN_LAYER = flags.DEFINE_integer("diffmean_layer", None, "Steer with mean-difference "
+                                       "directions at this layer (default: the d' rule's).")
+_LAPE_INTERVENTION = flags.DEFINE_enum("lape_intervention", "activate",
+                                       ["activate", "deactivate_others"],
+                                       "What LAPE's steering does to its neurons.")
+
+
+def configs(model_config) -> tuple[find.FindConfig, compare.CompareConfig]:
+  preset = presets.COMPARE_PRESETS["full" if _FULL.value else _SETTING.value]
+  strengths = dict(preset.compare.strengths)
+  for m, flag in _STRENGTHS.items():
+    if flag.value is not None:
+      try:
+        strengths[m] = tuple(float(v) for v in flag.value)
+      except ValueError:
+        raise ValueError(f"--{m} takes numbers, got {flag.value}.") from None
+  methods = tuple(_METHODS.value)
+  for m in methods:
+    compare.make_method(m)  # An unknown method's error names the known ones.
+  options = {"diffmean": {"layer": _DIFFMEAN_LAYER.value},
+             "lape": {"intervention": _LAPE_INTERVENTION.value}}
+  compare_config = dataclasses.replace(
+      preset.compare, languages=tuple(_LANGUAGES.value), methods=methods, seed=_SEED.value,
+      strengths=tuple((m, v) for m, v in strengths.items() if m in methods),
+      options=tuple((m, o) for m, o in options.items() if m in methods),
+      **({} if _SAMPLES.value is None else {"samples": _SAMPLES.value}))
+  find_config = compare.find_config(
+      dataclasses.replace(preset.find, languages=tuple(_LANGUAGES.value), seed=_SEED.value,
+                          **study_flags.values(_CORPUS)),
+      model_config, methods)
+  find_config.validate(model_config)
+  compare_config.validate(find_config.languages, model_config.num_layers)
+  return find_config, compare_config
+
+
+def main(argv):
+  del argv
+  multihost_flags.initialize()
+  started = time.perf_counter()
+  find_config, compare_config = configs(loading.load_config(_MODEL.value))  # Before weights.
+  lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
+  timings = {"load": time.perf_counter() - started}
+  start = time.perf_counter()
+  found = find.find_neurons(lm, find_config, f"{_WORKDIR.value}/find")
+  timings["find"] = time.perf_counter() - start
+  start = time.perf_counter()
+  result = compare.run_comparison(lm, found, compare_config, _WORKDIR.value)
+  timings["comparison"] = time.perf_counter() - start
+  if distributed.is_leader():
+    timings["total"] = time.perf_counter() - started
+    path = compare.write_report(_WORKDIR.value, result, compare_config, model_id=lm.model_id,
+                                command=" ".join(["python"] + sys.argv), timings=timings)
+    print(f"report: {path}")
+
+
+if __name__ == "__main__":
+  cli.run(main)

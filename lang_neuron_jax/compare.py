@@ -1,0 +1,376 @@
+"""The method comparison: AP neurons, LAPE neurons and mean-difference directions on the
+same model, texts, samples and evaluator.
+
+Layout of ``workdir``::
+
+    find/                 the find stage, with every method's statistics recorded in its
+                          one forward pass over the corpora (lang_neuron_jax/find.py)
+    comparison.jsonl      one record per unconditional sample (condition, method,
+                          strength, tokens, text, detected language, perplexity)
+    comparison.json       per condition: shares with 95% intervals and exact paired tests,
+                          perplexity; per method and language: the best setting within the
+                          fluency cost; overlaps of neuron sets; where each method edits
+    pareto.png, method_layers.png
+    comparison.md         the report
+    {comparison,summary}.stage.json   the stages' stamps
+
+Every condition samples with the same keys (common random numbers), so each is compared
+with the baseline on the same samples, as in the control stage. The methods sit behind
+one interface (:mod:`lang_neuron_jax.methods`); nothing here branches on their names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from lang_neuron_jax import (artifacts, control, control_stage, data, distributed, figures, find,
+                             sampling, stages)
+from lang_neuron_jax import metrics as metrics_lib
+from lang_neuron_jax.locks import workdir_locked
+from lang_neuron_jax.methods import ap, base, diffmean, lape
+
+METHODS: Mapping[str, type[base.Method]] = {
+    "ap": ap.APNeurons, "lape": lape.LAPE, "diffmean": diffmean.DiffMean}
+
+
+def make_method(name: str, config: "CompareConfig | None" = None) -> base.Method:
+  """The method called ``name`` with the options ``config`` gives it (defaults without);
+  a ValueError names the known methods."""
+  if name not in METHODS:
+    raise ValueError(f"Unknown method {name!r}; use one of {sorted(METHODS)}.")
+  return METHODS[name](**(dict(config.options).get(name, {}) if config else {}))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CompareConfig:
+  """What the comparison does.
+
+  Attributes:
+    languages: Target languages (scored by the find stage).
+    methods: Names in :data:`METHODS`.
+    strengths: ``((method, (strength, ...)), ...)`` overriding a method's default sweep
+      (``Method.strengths``).
+    samples: Unconditional samples per condition.
+    max_new_tokens, temperature: Unconditional sampling, as the paper's (64, 0.8).
+    perplexity_samples: Samples per condition whose perplexity under the unintervened
+      model is computed (the first ones by index).
+    fluency_cost: A setting is within the fluency cost when its median perplexity is at
+      most this many times the baseline's.
+    batch_size: Generation rows per compiled call.
+    seed: Base seed.
+    options: ``((method, {argument: value}), ...)``: constructor arguments of a method
+      (``("diffmean", {"layer": 9})``, ``("lape", {"intervention": "deactivate_others"})``).
+  """
+
+  languages: tuple[str, ...] = data.PAPER_LANGUAGES
+  methods: tuple[str, ...] = tuple(METHODS)
+  strengths: tuple[tuple[str, tuple[float, ...]], ...] = ()
+  samples: int = 16
+  max_new_tokens: int = 64
+  temperature: float = 0.8
+  perplexity_samples: int = 16
+  fluency_cost: float = 2.0
+  batch_size: int = 128
+  seed: int = 0
+  options: tuple[tuple[str, Mapping], ...] = ()
+
+  def methods_built(self) -> dict[str, base.Method]:
+    """``{name: Method}`` of every method compared, with its options."""
+    return {m: make_method(m, self) for m in self.methods}
+
+  def sweep(self) -> dict[str, tuple[float, ...]]:
+    """``{method: strengths}`` of every method compared."""
+    override = dict(self.strengths)
+    return {m: tuple(override.get(m, make_method(m).strengths)) for m in self.methods}
+
+  def validate(self, scored_languages: Sequence[str], num_layers: int) -> None:
+    """Raises a ValueError saying what to fix (before any forward pass)."""
+    for m in dict(self.options):
+      if m not in self.methods:
+        raise ValueError(f"Options given for {m!r}, which is not compared ({list(self.methods)}).")
+    for method in self.methods_built().values():
+      method.check_model(num_layers)
+    unknown = set(self.languages) - set(scored_languages)
+    if unknown or not self.languages:
+      raise ValueError(f"Target languages {sorted(unknown) or '(none)'} are not among the "
+                       f"scored languages {list(scored_languages)}.")
+    if not self.methods:
+      raise ValueError("Give at least one method.")
+    for m, values in dict(self.strengths).items():
+      if m not in self.methods:
+        raise ValueError(f"Strengths given for {m!r}, which is not compared ({list(self.methods)}).")
+      if not values:
+        raise ValueError(f"Give at least one strength for {m!r}.")
+    for m, values in self.sweep().items():
+      for v in values:
+        make_method(m).check_strength(v)
+    for name in ("samples", "max_new_tokens", "batch_size"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+    if not np.isfinite(self.fluency_cost) or self.fluency_cost < 1:
+      raise ValueError(f"fluency_cost must be a finite number of at least 1, got {self.fluency_cost}.")
+
+
+def find_config(config: find.FindConfig, model_config, methods: Sequence[str]) -> find.FindConfig:
+  """``config`` recording what every method needs, in the one forward pass."""
+  sites, positive = [], []
+  for m in methods:
+    s, p = make_method(m).needs(model_config)
+    sites += [x for x in s if x not in model_config.neuron_sites and x not in sites]
+    positive += [x for x in p if x not in positive]
+  return dataclasses.replace(config, extra_sites=tuple(sites), positive_sites=tuple(positive))
+
+
+def corpus_statistics(lm, found: find.FindResult) -> base.CorpusStatistics:
+  """The find stage's responses and scores, as the methods read them."""
+  resp = found.responses
+  return base.CorpusStatistics(
+      languages=found.corpus.languages, language_of_text=found.corpus.language_of_text,
+      responses=resp, positive=resp.positive, lengths=resp.lengths,
+      site_widths=lm.config.site_widths, num_layers=lm.config.num_layers,
+      expertise=found.expertise)
+
+
+def condition(language: str, method: str, strength: float) -> control.Condition:
+  return control.Condition(f"{language}/{method}/{strength:g}", language, method,
+                           strength=float(strength))
+
+
+def comparison_jobs(lm, config: CompareConfig) -> list[control.Job]:
+  """The baseline and every (language, method, strength), ``samples`` rows each."""
+  conditions = [control.BASELINE] + [
+      condition(lang, m, s) for lang in config.languages for m, values in config.sweep().items()
+      for s in values]
+  prompt = tuple(control.unconditional_prompt(lm.config))
+  return [control.Job(c, prompt, i) for c in conditions for i in range(config.samples)]
+
+
+def method_steering(fits: Mapping[str, base.Fitted], shapes) -> control.Steering:
+  """Rows of condition ``c`` do ``fits[c.kind].steer(c.language, c.strength)``."""
+  return control.Steering(lambda c: fits[c.kind].steer(c.language, c.strength), shapes)
+
+
+def best_settings(metrics: Mapping[str, dict], config: CompareConfig) -> dict:
+  """Per method and language, the strength of highest valid share among those whose
+  median perplexity is within ``fluency_cost`` times the baseline's (None if none is)."""
+  limit = config.fluency_cost * metrics["baseline"]["median_perplexity"]
+  out = {}
+  for m in config.methods:
+    for lang in config.languages:
+      rows = [v for v in metrics.values() if v["kind"] == m and v["language"] == lang]
+      ok = [v for v in rows if v["median_perplexity"] is not None
+            and v["median_perplexity"] <= limit]
+      best = max(ok, key=lambda v: (v["valid_share"], -v["strength"]), default=None)
+      out.setdefault(m, {})[lang] = None if best is None else {
+          k: best[k] for k in ("strength", "valid_share", "valid_share_ci", "target_share",
+                               "target_share_ci", "median_perplexity", "significant_valid")}
+  return out
+
+
+def overlaps(fits: Mapping[str, base.Fitted], config: CompareConfig) -> dict:
+  """Per language, how much every two neuron methods' sets share, each method at the
+  middle of its sweep: Jaccard (intersection over union) and the overlap coefficient
+  (intersection over the smaller set: the share of the smaller set the other holds)."""
+  sweep = config.sweep()
+  middle = {m: sweep[m][len(sweep[m]) // 2] for m in fits}
+  sets = {m: {lang: fits[m].neurons(lang, middle[m]) for lang in config.languages}
+          for m in fits}
+  neuron_methods = [m for m in fits if all(s is not None for s in sets[m].values())]
+  out = {}
+  for i, a in enumerate(neuron_methods):
+    for b in neuron_methods[i + 1:]:
+      pair = {}
+      for lang in config.languages:
+        x, y = sets[a][lang], sets[b][lang]
+        pair[lang] = {"jaccard": len(x & y) / max(len(x | y), 1),
+                      "overlap": len(x & y) / max(min(len(x), len(y)), 1),
+                      "sizes": [len(x), len(y)]}
+      out[f"{a}@{middle[a]:g} vs {b}@{middle[b]:g}"] = pair
+  return out
+
+
+def where_they_edit(fits: Mapping[str, base.Fitted], config: CompareConfig) -> dict:
+  """Per method, units edited per layer (summed over languages) at the middle strength."""
+  sweep = config.sweep()
+  return {m: np.sum([fits[m].layers(lang, sweep[m][len(sweep[m]) // 2])
+                     for lang in config.languages], axis=0).tolist() for m in fits}
+
+
+def summarize(records: Sequence[dict], fits: Mapping[str, base.Fitted],
+              config: CompareConfig) -> dict:
+  """``comparison.json``: conditions, best settings, overlaps, layers, fits."""
+  conditions = metrics_lib.summarize_unconditional(records, seed=config.seed)
+  return {"conditions": conditions, "best": best_settings(conditions, config),
+          "overlap": overlaps(fits, config), "layers": where_they_edit(fits, config),
+          "fits": {m: f.summary() for m, f in fits.items()},
+          "sweep": config.sweep(), "fluency_cost": config.fluency_cost}
+
+
+def draw(summary: dict, workdir: str) -> None:
+  """pareto.png and method_layers.png."""
+  conditions = summary["conditions"]
+  base_ppl = conditions["baseline"]["median_perplexity"]
+  curves = {}
+  for v in conditions.values():
+    if v["kind"] is None:
+      continue
+    curves.setdefault(v["language"], {}).setdefault(v["kind"], []).append(
+        (v["median_perplexity"] / base_ppl if v["median_perplexity"] else np.nan,
+         v["valid_share"], v["valid_share_ci"], v["strength"]))
+  baseline_valid = {l: b["valid_share"] for l, b in conditions["baseline"]["by_language"].items()}
+  figures.pareto(curves, os.path.join(workdir, "pareto.png"), cost=summary["fluency_cost"],
+                 baseline=baseline_valid)
+  figures.layer_distribution({m: np.asarray(c) for m, c in summary["layers"].items()},
+                             os.path.join(workdir, "method_layers.png"),
+                             title="Units edited per layer, all target languages, middle strength")
+
+
+FIGURES = ("pareto", "method_layers")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareResult:
+  summary: dict
+  records: list[dict]
+  figures: dict[str, str]
+  stamp: stages.Stamp
+
+
+@workdir_locked  # A second run on the same workdir is refused (lang_neuron_jax/locks.py).
+def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: str, *,
+                   progress: bool = True) -> CompareResult:
+  """Fits every method, generates every condition (resumable), evaluates, summarizes.
+
+  ``found``: a find stage run with :func:`find_config` (its responses hold every
+  method's statistics).
+  """
+  config.validate(found.expertise.languages, lm.config.num_layers)
+  os.makedirs(workdir, exist_ok=True)
+  timings = {}
+  start = time.perf_counter()
+  stats = corpus_statistics(lm, found)
+  methods = config.methods_built()
+  fits = {m: method.fit(stats) for m, method in methods.items()}
+  steering = method_steering(fits, {
+      s: stats.shape(s) for method in methods.values() for s in method.needs(lm.config)[0]})
+  timings["fit"] = time.perf_counter() - start
+
+  start = time.perf_counter()
+  stage = stages.Stage(workdir, "comparison", config=config, model_id=lm.model_id,
+                       inputs=[found.stamp])
+  path = stage.path("comparison.jsonl")
+  read = functools.partial(artifacts.read_jsonl, path)
+  records = stage.reuse(read)
+  if records is None:
+    rows = control_stage.generate_resumable(
+        lm, steering, comparison_jobs(lm, config), stage.journal(),
+        batch_size=config.batch_size, seed=config.seed, progress=progress,
+        max_new_tokens=config.max_new_tokens,
+        sampler=sampling.Sampler(temperature=config.temperature))
+
+    def write():  # Process 0 evaluates and writes.
+      evaluated = control_stage.evaluate_unconditional(lm, rows, config)
+      artifacts.write_jsonl(path, evaluated)
+      return evaluated
+
+    records = stage.commit(write, read)
+  timings["generation"] = time.perf_counter() - start
+
+  summary = summarize(records, fits, config)
+
+  def write_summary():
+    artifacts.write_json(os.path.join(workdir, "comparison.json"), summary)
+    draw(summary, workdir)
+    artifacts.write_run_json(workdir, stage="compare", config=config, timings=timings,
+                             extra={"model": lm.model_id,
+                                    "processes": distributed.process_count()})
+    return summary
+
+  stages.Stage(workdir, "summary", inputs=[stage.stamp]).commit(write_summary, lambda: summary)
+  return CompareResult(summary, records, figures.existing(workdir, FIGURES), stage.stamp)
+
+
+def _share(v: dict, key: str) -> str:
+  low, high = v[f"{key}_ci"]
+  return f"{v[key]:.0%} [{low:.0%}, {high:.0%}]"
+
+
+def write_report(workdir: str, result: CompareResult, config: CompareConfig, *,
+                 model_id: str, command: str = "", timings: Mapping[str, float] | None = None
+                 ) -> str:
+  """``comparison.md``: the best setting of each method per language within the fluency
+  cost, every condition, overlaps and where each method edits."""
+  s = result.summary
+  cond = s["conditions"]
+  base_ppl = cond["baseline"]["median_perplexity"]
+  lines = [
+      "# Finding and steering a language: AP neurons, LAPE neurons, mean-difference directions",
+      "",
+      f"Model `{model_id}`; {config.samples} unconditional samples of {config.max_new_tokens} "
+      f"tokens per condition at temperature {config.temperature}, the same random numbers "
+      f"in every condition; perplexity under the unintervened model of the first "
+      f"{config.perplexity_samples} samples per condition.",
+      "",
+      "Methods and strengths: " + "; ".join(
+          f"`{m}` {make_method(m).strength_name} in {list(v)}" for m, v in s["sweep"].items()),
+      "",
+      "*Valid*: in the target language (language ID) and not degenerate (see metrics.py). "
+      "Intervals: 95% Wilson; `*`: differs from no intervention by McNemar's exact test on "
+      "the same samples, Holm-adjusted over all conditions.",
+      "",
+      f"## Best setting per method within the fluency cost (median perplexity at most "
+      f"{config.fluency_cost:g} x the baseline's {base_ppl:.1f})",
+      "",
+      "| method | " + " | ".join(config.languages) + " |",
+      "|---|" + "---|" * len(config.languages),
+  ]
+  for m in config.methods:
+    cells = []
+    for lang in config.languages:
+      b = s["best"][m][lang]
+      cells.append("none within cost" if b is None else
+                   f"{_share(b, 'valid_share')}{'*' if b['significant_valid'] else ''} "
+                   f"@ {b['strength']:g}")
+    lines.append(f"| {m} | " + " | ".join(cells) + " |")
+  base_valid = cond["baseline"]["by_language"]
+  lines += ["| none | " + " | ".join(
+      _share(base_valid[l], "valid_share") if l in base_valid else "-"
+      for l in config.languages) + " |", "",
+            "![pareto](pareto.png)", "", "## Every condition", "",
+            "| condition | target share | valid share | degenerate | median perplexity |",
+            "|---|---|---|---|---|"]
+  for name, v in cond.items():
+    if v["kind"] is None:
+      continue
+    ppl = "-" if v["median_perplexity"] is None else f"{v['median_perplexity']:.1f}"
+    lines.append(f"| {name} | {_share(v, 'target_share')}{'*' if v.get('significant_target') else ''}"
+                 f" | {_share(v, 'valid_share')}{'*' if v.get('significant_valid') else ''}"
+                 f" | {v['degenerate_share']:.0%} | {ppl} |")
+  lines += ["", "## Overlap of the neuron sets", "",
+            "LAPE's units are the MLP nonlinearity's outputs; they are matched to the "
+            "projection they transform (`gate`), where AP scores the projection's output.", ""]
+  for pair, by_lang in s["overlap"].items():
+    lines.append(f"- {pair}: " + ", ".join(
+        f"{l} Jaccard {v['jaccard']:.1%}, overlap {v['overlap']:.1%} (sizes {v['sizes'][0]}, "
+        f"{v['sizes'][1]})" for l, v in by_lang.items()))
+  lines += ["", "## Where each method edits", "",
+            "Units edited per layer, summed over the target languages, at the middle strength:",
+            ""]
+  for m, counts in s["layers"].items():
+    lines.append(f"- {m}: {counts}")
+  lines += ["", "![layers](method_layers.png)", ""]
+  for m, f in s["fits"].items():
+    lines.append(f"- `{m}` fit: `{f}`")
+  if timings:
+    lines += ["", "Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())]
+  if command:
+    lines += ["", f"Command: `{command}`"]
+  path = os.path.join(workdir, "comparison.md")
+  artifacts.write_text(path, "\n".join(lines) + "\n")
+  return path
