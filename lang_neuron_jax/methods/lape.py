@@ -135,12 +135,12 @@ class FittedLAPE(Fitted):
     return np.sort(candidates[member[self.languages.index(language)]])
 
   def steer(self, language: str, strength) -> Steer:
-    K, L, I = self.probs.shape
-    k = self.languages.index(language) if language in self.languages else None
-    own = self.units(language, strength)
+    _, L, I = self.probs.shape
+    own = self.units(language, strength)  # Raises for an unknown language.
     if self.intervention == "activate":
       layer, unit = np.divmod(own, I)
-      return Steer.fix(self.site, (L, I), layer, unit, self.means[k, layer, unit])
+      return Steer.fix(self.site, (L, I), layer, unit,
+                       self.means[self.languages.index(language), layer, unit])
     others = np.setdiff1d(np.concatenate(
         [self.units(l, strength) for l in self.languages if l != language]), own)
     layer, unit = np.divmod(others, I)
