@@ -150,20 +150,32 @@ def perplexity(lm, prompts: Sequence[Sequence[int]], continuations: Sequence[Seq
   """
   out = np.full(len(prompts), np.nan)
   rows = [i for i, c in enumerate(continuations) if len(c)]
-  # Similar lengths together; widths rounded up to 16 (not the sampler's power-of-two
-  # prompt buckets: a 65-token text would pay for 128 positions of a 262k-entry head).
-  rows.sort(key=lambda i: len(prompts[i]) + len(continuations[i]))
+  total = lambda i: len(prompts[i]) + len(continuations[i])
+  rows.sort(key=total)  # Similar lengths together.
+  longest = max((total(i) for i in rows), default=0)
   for start in range(0, len(rows), batch_size):
     chunk = rows[start:start + batch_size]
     full = [list(prompts[i]) + list(continuations[i]) for i in chunk]
     full += [full[-1]] * (batch_size - len(chunk))
     ids, _ = batching.pad(full, lm.config.pad_token_id,
-                          width=-(-max(len(f) for f in full) // 16) * 16)
+                          width=perplexity_width(max(len(f) for f in full), longest))
     nll = np.asarray(_next_token_nll(lm.config, lm.params, jnp.asarray(ids)))  # [B, T-1]
     for r, i in enumerate(chunk):
       p, c = len(prompts[i]), len(continuations[i])
       out[i] = float(np.exp(nll[r, p - 1:p - 1 + c].mean()))
   return out
+
+
+def perplexity_width(n: int, longest: int) -> int:
+  """Columns of a perplexity batch whose longest row has ``n`` tokens, when the longest
+  row of the call has ``longest``.
+
+  Multiples of 16 keep the compiled shapes few (not the sampler's power-of-two prompt
+  buckets: a 65-token text would pay for 128 positions of a 262k-entry head), but never
+  past ``longest``: most unconditional samples run to the token limit, so most batches
+  are exactly ``longest`` wide (1 + 64 = 65 columns, not 80).
+  """
+  return min(-(-n // 16) * 16, longest)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))

@@ -213,6 +213,17 @@ def test_perplexity_matches_direct_computation():
   assert ppl[0] == pytest.approx(ref, rel=1e-4)
 
 
+def test_perplexity_widths_stop_at_the_longest_row():
+  assert evaluation.perplexity_width(65, 65) == 65  # Not 80: full-length samples.
+  assert evaluation.perplexity_width(20, 65) == 32
+  lm, _ = toy_setup()
+  prompts = [[2], [2, 5], [2], [2, 5, 7]]
+  conts = [[9] * 20, [7, 9, 11], [4] * 3, [8] * 30]  # Totals 21, 5, 4, 33 tokens.
+  together = evaluation.perplexity(lm, prompts, conts, batch_size=2)  # Widths 16, 33.
+  alone = [evaluation.perplexity(lm, [p], [c], batch_size=1)[0] for p, c in zip(prompts, conts)]
+  np.testing.assert_allclose(together, alone, rtol=1e-4)
+
+
 def test_changing_neurons_or_values_never_recompiles_the_sampler():
   lm, exp = toy_setup()
   ids, lengths = batching.pad_prompts([[2]] * 4, lm.config.pad_token_id)
