@@ -32,6 +32,9 @@ _STRENGTHS = {m: flags.DEFINE_list(m, None, f"Strengths of {m} "
                                    f"({compare.METHODS[m].strength_name}; default: the preset's).")
               for m in compare.METHODS}
 _SAMPLES = flags.DEFINE_integer("samples", None, "Samples per condition (default: the preset's).")
+_PAIRS = flags.DEFINE_integer("translation_pairs", None, "English->X pairs per translation set, "
+                              "each method at its chosen strength (0: no translation; "
+                              "default: the preset's).")
 _CORPUS = study_flags.corpus()
 _DIFFMEAN_LAYER = flags.DEFINE_integer("diffmean_layer", None, "Steer with mean-difference "
                                        "directions at this layer (default: the d' rule's).")
@@ -58,7 +61,8 @@ def configs(model_config) -> tuple[find.FindConfig, compare.CompareConfig]:
       preset.compare, languages=tuple(_LANGUAGES.value), methods=methods, seed=_SEED.value,
       strengths=tuple((m, v) for m, v in strengths.items() if m in methods),
       options=tuple((m, o) for m, o in options.items() if m in methods),
-      **({} if _SAMPLES.value is None else {"samples": _SAMPLES.value}))
+      **{k: flag.value for k, flag in (("samples", _SAMPLES), ("translation_pairs", _PAIRS))
+         if flag.value is not None})
   find_config = compare.find_config(
       dataclasses.replace(preset.find, languages=tuple(_LANGUAGES.value), seed=_SEED.value,
                           **study_flags.values(_CORPUS)),

@@ -5,12 +5,16 @@
   python experiments/reproduce.py --paper               # the paper's sample and pair counts
   python experiments/reproduce.py --model=/ckpt/bloom-560m --languages=en,fr,es,zh
   python experiments/reproduce.py --n=2000                # N = top 1,000 + bottom 1,000
+  python experiments/reproduce.py --compare             # and AP vs LAPE vs DiffMean
 
 Writes --workdir/report.md with its figures, and the stages' outputs in find/ and
-control/. Re-running skips finished stages (checked by configuration) and continues an
+control/; with --compare also compare/comparison.md (experiments/compare_methods.py's
+comparison, on the study's find stage: one forward pass over the corpora for every
+method). Re-running skips finished stages (checked by configuration) and continues an
 interrupted one.
 """
 
+import dataclasses
 import os
 import time
 
@@ -21,7 +25,7 @@ import lang_neuron_jax as lnj
 from lang_neuron_jax import cli
 import multihost_flags
 import study_flags
-from lang_neuron_jax import (artifacts, control_stage, distributed, find, loading,
+from lang_neuron_jax import (artifacts, compare, control_stage, distributed, find, loading,
                              presets, report, stages)
 
 _MODEL, _DTYPE, _SEED = study_flags.model(), study_flags.dtype(), study_flags.seed()
@@ -39,6 +43,10 @@ _QUICK = flags.DEFINE_bool("quick", False, "Small settings, same code path (minu
 _PAPER = flags.DEFINE_bool("paper", False, "The paper's counts: 100 unconditional samples per "
                            "condition and 100 pairs per translation set (the default uses "
                            "fewer; see the README for both times).")
+_COMPARE = flags.DEFINE_bool("compare", False, "Also compare the paper's AP neurons with LAPE "
+                             "neurons and mean-difference directions on the study's texts "
+                             "(the comparison preset of the same scale: quick, default, or "
+                             "full with --paper).")
 _BATCH = flags.DEFINE_integer("batch_size", presets.DEFAULT.control.batch_size,
                               "Unconditional generation rows per call.")
 
@@ -56,8 +64,16 @@ def main(argv):
   find_config, control_config = study.find, study.control
   # What the flags alone decide is checked before the weights load.
   model_config = loading.load_config(_MODEL.value)
+  compare_config = None
+  if _COMPARE.value:
+    preset = presets.COMPARE_PRESETS["full" if setting == "paper" else setting].compare
+    compare_config = dataclasses.replace(preset, languages=control_config.languages,
+                                         seed=_SEED.value)
+    find_config = compare.find_config(find_config, model_config, compare_config.methods)
   find_config.validate(model_config)
   control_config.validate(find_config.num_neurons(model_config), find_config.languages)
+  if compare_config:
+    compare_config.validate(find_config.languages, model_config.num_layers)
   timings = {}
   start = time.perf_counter()
   lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
@@ -87,6 +103,15 @@ def main(argv):
   path = stages.Stage(_WORKDIR.value, "report", inputs=[result.stamp, *control.stamps]).commit(write)
   if path:
     print(f"report: {path}")
+  if compare_config:
+    compare_dir = os.path.join(_WORKDIR.value, "compare")
+    start = time.perf_counter()
+    compared = compare.run_comparison(lm, result, compare_config, compare_dir)
+    if distributed.is_leader():
+      path = compare.write_report(compare_dir, compared, compare_config, model_id=lm.model_id,
+                                  command=" ".join(config["command"]),
+                                  timings={"comparison": time.perf_counter() - start})
+      print(f"comparison: {path}")
 
 
 if __name__ == "__main__":

@@ -7,12 +7,15 @@ Layout of ``workdir``::
                           one forward pass over the corpora (lang_neuron_jax/find.py)
     comparison.jsonl      one record per unconditional sample (condition, method,
                           strength, tokens, text, detected language, perplexity)
+    translation.jsonl     one record per English->X translation, with no intervention and
+                          with each method at its chosen strength (source, reference,
+                          output, detected language)
     comparison.json       per condition: shares with 95% intervals and exact paired tests,
                           perplexity; per method and language: the best setting within the
                           fluency cost; overlaps of neuron sets; where each method edits
-    pareto.png, method_layers.png
+    pareto.png, method_layers.png, translation_{bleu,valid_share}.png
     comparison.md         the report
-    {comparison,summary}.stage.json   the stages' stamps
+    {comparison,translation,summary}.stage.json   the stages' stamps
 
 Every condition samples with the same keys (common random numbers), so each is compared
 with the baseline on the same samples, as in the control stage. The methods sit behind
@@ -63,6 +66,13 @@ class CompareConfig:
     fluency_cost: A setting is within the fluency cost when its median perplexity is at
       most this many times the baseline's.
     batch_size: Generation rows per compiled call.
+    translation_sets: ``(dataset, language)`` sets translated into; None for the
+      FLORES-200 set of every target language that has one (the shipped sets' only
+      dataset with all five non-English languages). English has none.
+    translation_pairs: Pairs per set (0: no translation). Each method translates at the
+      strength :func:`translation_strengths` chooses from the unconditional results.
+    translation_tokens, translation_slots: Greedy new tokens (the paper: 128; rows stop
+      after their first line) and rows decoded together, as in the control stage.
     seed: Base seed.
     options: ``((method, {argument: value}), ...)``: constructor arguments of a method
       (``("diffmean", {"layer": 9})``, ``("lape", {"intervention": "deactivate_others"})``).
@@ -77,6 +87,10 @@ class CompareConfig:
   perplexity_samples: int = 16
   fluency_cost: float = 2.0
   batch_size: int = 128
+  translation_sets: tuple[tuple[str, str], ...] | None = None
+  translation_pairs: int = 8
+  translation_tokens: int = 128
+  translation_slots: int = 64
   seed: int = 0
   options: tuple[tuple[str, Mapping], ...] = ()
 
@@ -110,9 +124,29 @@ class CompareConfig:
     for m, values in self.sweep().items():
       for v in values:
         make_method(m).check_strength(v)
-    for name in ("samples", "max_new_tokens", "batch_size"):
+    for name in ("samples", "max_new_tokens", "batch_size", "translation_tokens",
+                 "translation_slots"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+    if self.translation_pairs < 0:
+      raise ValueError(f"translation_pairs must not be negative, got {self.translation_pairs}.")
+    shipped = data.available_translation_sets()
+    for dataset, lang in self.sets():
+      if (dataset, lang) not in shipped:
+        raise ValueError(f"No translation set {dataset}_en_{lang}; shipped: "
+                         f"{[f'{d}_en_{l}' for d, l in shipped]}.")
+      if lang not in self.languages:
+        raise ValueError(f"Translation set {dataset}_en_{lang} targets {lang!r}, which is "
+                         f"not a target language ({list(self.languages)}).")
+
+  def sets(self) -> list[tuple[str, str]]:
+    """The ``(dataset, language)`` translation sets used (none when translation_pairs is 0)."""
+    if not self.translation_pairs:
+      return []
+    if self.translation_sets is not None:
+      return list(self.translation_sets)
+    return [(d, l) for d, l in data.available_translation_sets()
+            if d == "flores200" and l in self.languages]
     if not np.isfinite(self.fluency_cost) or self.fluency_cost < 1:
       raise ValueError(f"fluency_cost must be a finite number of at least 1, got {self.fluency_cost}.")
 
@@ -149,6 +183,28 @@ def comparison_jobs(lm, config: CompareConfig) -> list[control.Job]:
       for s in values]
   prompt = tuple(control.unconditional_prompt(lm.config))
   return [control.Job(c, prompt, i) for c in conditions for i in range(config.samples)]
+
+
+def translation_strengths(best: Mapping[str, dict], config: CompareConfig) -> dict:
+  """``{method: {language: strength}}`` each method translates with: its best setting
+  within the fluency cost (:func:`best_settings`), or its weakest strength (the smallest:
+  every method's effect grows with its strength) where none is within the cost."""
+  sweep = config.sweep()
+  return {m: {lang: best[m][lang]["strength"] if best[m][lang] else min(sweep[m])
+              for lang in config.languages} for m in config.methods}
+
+
+def translation_jobs(lm, config: CompareConfig, strengths: Mapping[str, dict]) -> list[control.Job]:
+  """Every set's pairs with no intervention and with each method at its strength."""
+  return control_stage.jobs_for_translation(
+      lm, config.sets(), config.translation_pairs,
+      lambda lang: [control.BASELINE] + [condition(lang, m, strengths[m][lang])
+                                         for m in config.methods])
+
+
+def translation_role(record: dict) -> str:
+  """Translation rows are summarized per method ("baseline": no intervention)."""
+  return record["kind"] or "baseline"
 
 
 def method_steering(fits: Mapping[str, base.Fitted], shapes) -> control.Steering:
@@ -203,10 +259,15 @@ def where_they_edit(fits: Mapping[str, base.Fitted], config: CompareConfig) -> d
 
 
 def summarize(records: Sequence[dict], fits: Mapping[str, base.Fitted],
-              config: CompareConfig) -> dict:
-  """``comparison.json``: conditions, best settings, overlaps, layers, fits."""
+              config: CompareConfig, translations: Sequence[dict] = ()) -> dict:
+  """``comparison.json``: conditions, best settings, translation per method, overlaps,
+  layers, fits."""
   conditions = metrics_lib.summarize_unconditional(records, seed=config.seed)
-  return {"conditions": conditions, "best": best_settings(conditions, config),
+  best = best_settings(conditions, config)
+  return {"conditions": conditions, "best": best,
+          "translation_strengths": translation_strengths(best, config),
+          "translation": metrics_lib.summarize_translation(translations, seed=config.seed,
+                                                           role=translation_role),
           "overlap": overlaps(fits, config), "layers": where_they_edit(fits, config),
           "fits": {m: f.summary() for m, f in fits.items()},
           "sweep": config.sweep(), "fluency_cost": config.fluency_cost}
@@ -229,15 +290,26 @@ def draw(summary: dict, workdir: str) -> None:
   figures.layer_distribution({m: np.asarray(c) for m, c in summary["layers"].items()},
                              os.path.join(workdir, "method_layers.png"),
                              title="Units edited per layer, all target languages, middle strength")
+  for key, label in (("bleu", "BLEU"), ("valid_share", "valid share in target language")):
+    if summary["translation"]:
+      figures.paired_bars({k: {m: (v[key], v[f"{key}_ci"]) for m, v in t.items()}
+                           for k, t in summary["translation"].items()},
+                          os.path.join(workdir, f"translation_{key}.png"), ylabel=label,
+                          title=f"Translation: {label} per method (95% CI)")
 
 
-FIGURES = ("pareto", "method_layers")
+FIGURES = ("pareto", "method_layers", "translation_bleu", "translation_valid_share")
 
 
 @dataclasses.dataclass(frozen=True)
 class CompareResult:
+  """What the comparison gives its report: ``comparison.json``'s summary, the evaluated
+  unconditional and translation records, the figures drawn and the unconditional
+  stage's stamp."""
+
   summary: dict
   records: list[dict]
+  translations: list[dict]
   figures: dict[str, str]
   stamp: stages.Stamp
 
@@ -264,25 +336,32 @@ def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: s
   start = time.perf_counter()
   stage = stages.Stage(workdir, "comparison", config=config, model_id=lm.model_id,
                        inputs=[found.stamp])
-  path = stage.path("comparison.jsonl")
-  read = functools.partial(artifacts.read_jsonl, path)
-  records = stage.reuse(read)
-  if records is None:
-    rows = control_stage.generate_resumable(
-        lm, steering, comparison_jobs(lm, config), stage.journal(),
-        batch_size=config.batch_size, seed=config.seed, progress=progress,
-        max_new_tokens=config.max_new_tokens,
-        sampler=sampling.Sampler(temperature=config.temperature))
-
-    def write():  # Process 0 evaluates and writes.
-      evaluated = control_stage.evaluate_unconditional(lm, rows, config)
-      artifacts.write_jsonl(path, evaluated)
-      return evaluated
-
-    records = stage.commit(write, read)
+  records = _generated(stage, "comparison.jsonl", lambda: control_stage.generate_resumable(
+      lm, steering, comparison_jobs(lm, config), stage.journal(),
+      batch_size=config.batch_size, seed=config.seed, progress=progress,
+      max_new_tokens=config.max_new_tokens,
+      sampler=sampling.Sampler(temperature=config.temperature)),
+      lambda rows: control_stage.evaluate_unconditional(lm, rows, config))
   timings["generation"] = time.perf_counter() - start
 
-  summary = summarize(records, fits, config)
+  # Translation: each method at the strength its unconditional results choose, so the
+  # stage's input is the unconditional stage (its stamp fixes those choices).
+  start = time.perf_counter()
+  strengths = translation_strengths(
+      best_settings(metrics_lib.summarize_unconditional(records, seed=config.seed), config),
+      config)
+  translation = stages.Stage(workdir, "translation", config=config, model_id=lm.model_id,
+                             inputs=[stage.stamp])
+  jobs = translation_jobs(lm, config, strengths)
+  translations = _generated(translation, "translation.jsonl", lambda: (
+      control_stage.generate_resumable(
+          lm, steering, jobs, translation.journal(), batch_size=config.translation_slots,
+          seed=config.seed, progress=progress,
+          **control_stage.generation_settings(lm, "translation", config)) if jobs else []),
+      lambda rows: control_stage.evaluate_translation(lm, rows, config))
+  timings["translation"] = time.perf_counter() - start
+
+  summary = summarize(records, fits, config, translations)
 
   def write_summary():
     artifacts.write_json(os.path.join(workdir, "comparison.json"), summary)
@@ -292,13 +371,61 @@ def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: s
                                     "processes": distributed.process_count()})
     return summary
 
-  stages.Stage(workdir, "summary", inputs=[stage.stamp]).commit(write_summary, lambda: summary)
-  return CompareResult(summary, records, figures.existing(workdir, FIGURES), stage.stamp)
+  stages.Stage(workdir, "summary", inputs=[stage.stamp, translation.stamp]).commit(
+      write_summary, lambda: summary)
+  return CompareResult(summary, records, translations, figures.existing(workdir, FIGURES),
+                       stage.stamp)
+
+
+def _generated(stage: stages.Stage, name: str, generate, evaluate) -> list[dict]:
+  """The stage's evaluated records: reused when finished, else generated (resumably),
+  evaluated and committed by process 0."""
+  path = stage.path(name)
+  read = functools.partial(artifacts.read_jsonl, path)
+  records = stage.reuse(read)
+  if records is not None:
+    return records
+  rows = generate()
+
+  def write():
+    evaluated = evaluate(rows)
+    artifacts.write_jsonl(path, evaluated)
+    return evaluated
+
+  return stage.commit(write, read)
 
 
 def _share(v: dict, key: str) -> str:
   low, high = v[f"{key}_ci"]
   return f"{v[key]:.0%} [{low:.0%}, {high:.0%}]"
+
+
+def translation_lines(summary: dict, config: CompareConfig) -> list[str]:
+  """The report's translation section: per set, each method's valid share, BLEU and chrF
+  next to no intervention's."""
+  if not summary["translation"]:
+    return []
+  roles = ["baseline", *config.methods]
+  strengths = summary["translation_strengths"]
+  lines = ["", "## Translation", "",
+           f"English->X, greedy, the first {config.translation_pairs} pairs of each set; each "
+           "method at its best setting within the fluency cost (its weakest where none is): "
+           + "; ".join(f"`{m}` " + ", ".join(f"{l} {v:g}" for l, v in strengths[m].items()
+                                             if any(k.endswith(f'_en_{l}') for k in summary['translation']))
+                       for m in config.methods) + ". Cells: valid share [95% interval] "
+           "(`*`: differs from no intervention, McNemar, Holm), BLEU, chrF.", "",
+           "| set | " + " | ".join("none" if r == "baseline" else r for r in roles) + " |",
+           "|---|" + "---|" * len(roles)]
+  for key, by_role in summary["translation"].items():
+    cells = []
+    for r in roles:
+      v = by_role.get(r)
+      cells.append("-" if v is None else
+                   f"{_share(v, 'valid_share')}{'*' if v.get('significant_valid') else ''}, "
+                   f"BLEU {v['bleu']:.1f}, chrF {v['chrf']:.1f}")
+    lines.append(f"| {key} | " + " | ".join(cells) + " |")
+  lines += ["", "![translation BLEU](translation_bleu.png)"]
+  return lines
 
 
 def write_report(workdir: str, result: CompareResult, config: CompareConfig, *,
@@ -352,6 +479,7 @@ def write_report(workdir: str, result: CompareResult, config: CompareConfig, *,
     lines.append(f"| {name} | {_share(v, 'target_share')}{'*' if v.get('significant_target') else ''}"
                  f" | {_share(v, 'valid_share')}{'*' if v.get('significant_valid') else ''}"
                  f" | {v['degenerate_share']:.0%} | {ppl} |")
+  lines += translation_lines(s, config)
   lines += ["", "## Overlap of the neuron sets", "",
             "LAPE's units are the MLP nonlinearity's outputs; they are matched to the "
             "projection they transform (`gate`), where AP scores the projection's output.", ""]

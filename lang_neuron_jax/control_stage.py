@@ -27,7 +27,7 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -140,10 +140,19 @@ def translation_sets(config: ControlConfig) -> list[tuple[str, str]]:
 
 def translation_jobs(lm, exp: Expertise, config: ControlConfig) -> list[control.Job]:
   n = selection.cap_n(config.translation_n, exp.index.size, "both")
+  return jobs_for_translation(lm, translation_sets(config), config.translation_pairs,
+                              lambda lang: (control.BASELINE, control.condition(lang, "both", n)))
+
+
+def jobs_for_translation(lm, sets: Sequence[tuple[str, str]], pairs_per_set: int,
+                         conditions: Callable[[str], Sequence[control.Condition]]
+                         ) -> list[control.Job]:
+  """English->X translation jobs: the first ``pairs_per_set`` pairs of every
+  ``(dataset, target)`` set under each of ``conditions(target)``, in the paper's prompt."""
   jobs = []
-  for dataset, lang in translation_sets(config):
-    pairs = data.load_translation_pairs(dataset, lang)[:config.translation_pairs]
-    for cond in (control.BASELINE, control.condition(lang, "both", n)):
+  for dataset, lang in sets:
+    pairs = data.load_translation_pairs(dataset, lang)[:pairs_per_set]
+    for cond in conditions(lang):
       for i, (source, reference) in enumerate(pairs):
         prompt = lm.tokenizer(control.TRANSLATION_PROMPT.format(source=source)).input_ids
         jobs.append(control.Job(cond, tuple(prompt), i, meta={

@@ -14,7 +14,7 @@ with bootstrap intervals over pairs.
 from __future__ import annotations
 
 import collections
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -98,13 +98,20 @@ def summarize_unconditional(records: Sequence[dict], *, seed: int = 0) -> dict:
   return out
 
 
-def summarize_translation(records: Sequence[dict], *, seed: int = 0) -> dict:
-  """Per set (``{dataset}_en_{lang}``) and condition ("baseline", "intervention"):
-  BLEU, chrF (bootstrap intervals over pairs), target and valid shares (Wilson), and for
-  the intervention McNemar's exact test against the baseline on the same sources."""
+def intervention_role(record: dict) -> str:
+  """The control stage's two translation conditions: "baseline" and "intervention"."""
+  return "baseline" if record["condition"] == "baseline" else "intervention"
+
+
+def summarize_translation(records: Sequence[dict], *, seed: int = 0,
+                          role: Callable[[dict], str] = intervention_role) -> dict:
+  """Per set (``{dataset}_en_{lang}``) and role (``role(record)``: by default "baseline"
+  and "intervention"): BLEU, chrF (bootstrap intervals over pairs), target and valid
+  shares (Wilson), and for every role but the baseline McNemar's exact test against the
+  baseline on the same sources (Holm-adjusted over all of them)."""
   groups = collections.defaultdict(list)
   for r in records:
-    groups[(r["dataset"], r["target"], r["condition"])].append(r)
+    groups[(r["dataset"], r["target"], role(r))].append(r)
   out, tests, baselines = {}, [], {}
   for (dataset, lang, cond), rows in sorted(groups.items(), key=lambda kv: kv[0][2] != "baseline"):
     rows = _by_sample(rows, "sample")
@@ -121,12 +128,11 @@ def summarize_translation(records: Sequence[dict], *, seed: int = 0) -> dict:
     fields.update(_share_fields(outcomes))
     fields["empty_share"] = sum(r["output"] == "" for r in rows) / len(rows)
     fields.update(_repetition_fields(hyps))
-    role = "baseline" if cond == "baseline" else "intervention"
-    if role == "baseline":
+    if cond == "baseline":
       baselines[key] = (rows, outcomes)
     elif key in baselines and [r["sample"] for r in baselines[key][0]] == [r["sample"] for r in rows]:
       tests.append((fields, baselines[key][1], outcomes))
-    out.setdefault(key, {})[role] = fields
+    out.setdefault(key, {})[cond] = fields
   _paired_tests(tests)
   return dict(sorted(out.items()))
 

@@ -44,3 +44,20 @@ def test_readme_python_example_runs(tiny_gemma3_with_tokenizer, tmp_path, monkey
   assert found.expertise.languages == ("en", "sw", "yo")
   assert namespace["my_lm"].config.num_layers == 2
   assert os.path.exists(tmp_path / "workdir" / "mine" / "expertise.npz")
+
+
+def test_binaries_doc_lape_example_runs(tiny_gemma3_with_tokenizer, tmp_path):
+  with open(os.path.join(ROOT, "docs", "binaries.md")) as f:
+    doc = f.read()
+  code = re.search(r"From Python, for one language and strength:\n\n```python\n(.*?)```", doc,
+                   re.S).group(1)
+  # The same code on a tiny model, three of the shipped languages and a temp directory.
+  corpus = write_small_corpus(str(tmp_path / "corpus"), positives=20, negatives=40)
+  code = code.replace("find.FindConfig(positives_per_language=100)",
+                      f"find.FindConfig(positives_per_language=20, corpus_dir={corpus!r}, "
+                      "languages=('en', 'de', 'ja'))")
+  code = code.replace('"workdir/lape"', repr(str(tmp_path / "lape")))
+  namespace = {"lm": lnj.load_model(tiny_gemma3_with_tokenizer)}
+  exec(compile(code, "docs/binaries.md", "exec"), namespace)  # pylint: disable=exec-used
+  assert set(namespace["edit"].edits) == {"gate_act"}
+  assert namespace["fitted"].languages == ("en", "de", "ja")

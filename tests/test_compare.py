@@ -29,7 +29,8 @@ def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):
   compare.write_report(work, result, config, model_id=lm.model_id)
   for name in ("comparison.md", "comparison.json", "comparison.jsonl", "pareto.png",
                "method_layers.png", "find/expertise.npz", "find/responses/resid.npy",
-               "find/responses/gate_act.positive.npy"):
+               "find/responses/gate_act.positive.npy", "translation.jsonl",
+               "translation_bleu.png"):
     assert os.path.exists(os.path.join(work, name)), name
   with open(os.path.join(work, "comparison.json")) as f:
     summary = json.load(f)
@@ -42,16 +43,29 @@ def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):
   assert list(summary["overlap"]) == ["ap@20 vs lape@0.1"]
   assert len(summary["layers"]["diffmean"]) == lm.config.num_layers
   assert sum(summary["layers"]["diffmean"]) == 3 * lm.config.width  # one layer per language
+  # Translation: FLORES-200 into de and ja (English has no set), 2 pairs, no intervention
+  # and each method at the strength chosen from its unconditional results.
+  assert set(summary["translation"]) == {"flores200_en_de", "flores200_en_ja"}
+  for by_role in summary["translation"].values():
+    assert set(by_role) == {"baseline", "ap", "lape", "diffmean"}
+    assert all(v["pairs"] == 2 and "p_valid_holm" in v for r, v in by_role.items() if r != "baseline")
+  chosen = summary["translation_strengths"]
+  assert chosen["ap"]["de"] in (4, 20) and chosen["lape"]["ja"] == 0.1
+  assert len(result.translations) == 2 * 2 * 4
+  for r in result.translations:
+    if r["kind"] is not None:
+      assert r["strength"] == chosen[r["kind"]][r["target"]] and r["language"] == r["target"]
   with open(os.path.join(work, "comparison.md")) as f:
     report = f.read()
   assert "Best setting per method within the fluency cost" in report and "| de/lape/0.1 |" in report
+  assert "## Translation" in report and "| flores200_en_ja |" in report
   # A second run reuses every stage and gives the same records.
   with open(os.path.join(work, "comparison.jsonl")) as f:
     first = f.read()
-  stamps = {n: os.path.getmtime(os.path.join(work, n)) for n in ("comparison.jsonl",
-                                                                 "comparison.stage.json")}
+  stamps = {n: os.path.getmtime(os.path.join(work, n)) for n in (
+      "comparison.jsonl", "comparison.stage.json", "translation.jsonl", "translation.stage.json")}
   again = run()
-  assert again.records == result.records
+  assert again.records == result.records and again.translations == result.translations
   for name, mtime in stamps.items():
     assert os.path.getmtime(os.path.join(work, name)) == mtime, name
   with open(os.path.join(work, "comparison.jsonl")) as f:
