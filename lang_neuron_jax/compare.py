@@ -32,8 +32,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from lang_neuron_jax import (artifacts, control, control_stage, data, distributed, figures, find,
-                             sampling, stages)
+from lang_neuron_jax import (artifacts, conditions, control, control_stage, data, distributed,
+                             figures, find, sampling, stages)
 from lang_neuron_jax import metrics as metrics_lib
 from lang_neuron_jax.locks import workdir_locked
 from lang_neuron_jax.methods import ap, base, diffmean, lape
@@ -171,18 +171,14 @@ def corpus_statistics(lm, found: find.FindResult) -> base.CorpusStatistics:
       expertise=found.expertise)
 
 
-def condition(language: str, method: str, strength: float) -> control.Condition:
-  return control.Condition(f"{language}/{method}/{strength:g}", language, method,
-                           strength=float(strength))
-
-
-def comparison_jobs(lm, config: CompareConfig) -> list[control.Job]:
+def comparison_jobs(lm, config: CompareConfig) -> list[conditions.Job]:
   """The baseline and every (language, method, strength), ``samples`` rows each."""
-  conditions = [control.BASELINE] + [
-      condition(lang, m, s) for lang in config.languages for m, values in config.sweep().items()
-      for s in values]
-  prompt = tuple(control.unconditional_prompt(lm.config))
-  return [control.Job(c, prompt, i) for c in conditions for i in range(config.samples)]
+  return conditions.unconditional_jobs(
+      conditions.unconditional_prompt(lm.config),
+      [conditions.BASELINE] + [conditions.method_condition(lang, m, s)
+                               for lang in config.languages
+                               for m, values in config.sweep().items() for s in values],
+      config.samples)
 
 
 def translation_strengths(best: Mapping[str, dict], config: CompareConfig) -> dict:
@@ -194,12 +190,13 @@ def translation_strengths(best: Mapping[str, dict], config: CompareConfig) -> di
               for lang in config.languages} for m in config.methods}
 
 
-def translation_jobs(lm, config: CompareConfig, strengths: Mapping[str, dict]) -> list[control.Job]:
+def translation_jobs(lm, config: CompareConfig, strengths: Mapping[str, dict]
+                     ) -> list[conditions.Job]:
   """Every set's pairs with no intervention and with each method at its strength."""
-  return control_stage.jobs_for_translation(
-      lm, config.sets(), config.translation_pairs,
-      lambda lang: [control.BASELINE] + [condition(lang, m, strengths[m][lang])
-                                         for m in config.methods])
+  return conditions.translation_jobs(
+      lm.tokenizer, config.sets(), config.translation_pairs,
+      lambda lang: [conditions.BASELINE] + [
+          conditions.method_condition(lang, m, strengths[m][lang]) for m in config.methods])
 
 
 def translation_role(record: dict) -> str:
@@ -262,9 +259,9 @@ def summarize(records: Sequence[dict], fits: Mapping[str, base.Fitted],
               config: CompareConfig, translations: Sequence[dict] = ()) -> dict:
   """``comparison.json``: conditions, best settings, translation per method, overlaps,
   layers, fits."""
-  conditions = metrics_lib.summarize_unconditional(records, seed=config.seed)
-  best = best_settings(conditions, config)
-  return {"conditions": conditions, "best": best,
+  by_condition = metrics_lib.summarize_unconditional(records, seed=config.seed)
+  best = best_settings(by_condition, config)
+  return {"conditions": by_condition, "best": best,
           "translation_strengths": translation_strengths(best, config),
           "translation": metrics_lib.summarize_translation(translations, seed=config.seed,
                                                            role=translation_role),
@@ -274,17 +271,17 @@ def summarize(records: Sequence[dict], fits: Mapping[str, base.Fitted],
 
 
 def draw(summary: dict, workdir: str) -> None:
-  """pareto.png and method_layers.png."""
-  conditions = summary["conditions"]
-  base_ppl = conditions["baseline"]["median_perplexity"]
+  """pareto.png, method_layers.png and the translation figures."""
+  by_condition = summary["conditions"]
+  base_ppl = by_condition["baseline"]["median_perplexity"]
   curves = {}
-  for v in conditions.values():
+  for v in by_condition.values():
     if v["kind"] is None:
       continue
     curves.setdefault(v["language"], {}).setdefault(v["kind"], []).append(
         (v["median_perplexity"] / base_ppl if v["median_perplexity"] else np.nan,
          v["valid_share"], v["valid_share_ci"], v["strength"]))
-  baseline_valid = {l: b["valid_share"] for l, b in conditions["baseline"]["by_language"].items()}
+  baseline_valid = {l: b["valid_share"] for l, b in by_condition["baseline"]["by_language"].items()}
   figures.pareto(curves, os.path.join(workdir, "pareto.png"), cost=summary["fluency_cost"],
                  baseline=baseline_valid)
   figures.layer_distribution({m: np.asarray(c) for m, c in summary["layers"].items()},

@@ -1,7 +1,8 @@
-"""Control experiments: generation with language-specific neurons fixed, many conditions
-per batch.
+"""Control experiments' generation: rows of many conditions per batch, each steered.
 
-A *condition* is "no intervention" or "fix this neuron set to a statistic". Every row of
+A *condition* (:mod:`lang_neuron_jax.conditions`) is "no intervention" or a way of
+steering towards a language; :class:`Steering` turns conditions into edits (the paper's:
+fix a neuron set to a statistic, :func:`neuron_steering`). Every row of
 a generation batch carries its own intervention (``[B, L, U]`` masks and values), so the
 baseline, every language, every N and the random controls run side by side through one
 compiled sampler; changing neurons never recompiles.
@@ -13,7 +14,6 @@ sample does not depend on its batch.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Mapping, Sequence
 
 import jax
@@ -21,88 +21,10 @@ import numpy as np
 from tqdm import tqdm
 
 from lang_neuron_jax import batching, continuous, sampling, selection
+from lang_neuron_jax.conditions import Condition, Job
 from lang_neuron_jax.methods.base import Steer, merge, stack_steers
 from lang_neuron_jax.models.taps import Intervention
-from lang_neuron_jax.selection import Expertise, NeuronSet, select
-
-TRANSLATION_PROMPT = ("Translate an English sentence into a target language.\n"
-                      "English: {source}\nTarget Language:")
-# The paper's sweep of N (total fixed neurons) and its main condition (the authors'
-# main_prod_env.sh runs limited_{2,20,200,2000,20000,200000}_both; limited_2000_both is
-# the one they also run top-only, bottom-only and on translation).
-UNCONDITIONAL_NS = (2, 20, 200, 2_000, 20_000, 200_000)
-MAIN_N = 2_000
-
-
-@dataclasses.dataclass(frozen=True)
-class Condition:
-  """One experimental condition.
-
-  Attributes:
-    name: Unique, readable name ("baseline", "de/both/200", ...).
-    language: Target language, or None for the baseline.
-    kind: Selection kind ("both", "top", "bottom", "random"), or None.
-    n: N, the total number of neurons fixed (both: N/2 top + N/2 bottom), or None.
-    strength: A method's strength (N, a rate, alpha) when ``kind`` names a method of
-      :mod:`lang_neuron_jax.methods` (the method comparison), else None.
-  """
-
-  name: str
-  language: str | None = None
-  kind: str | None = None
-  n: int | None = None
-  strength: float | None = None
-
-  def neurons(self, expertise: Expertise, seed: int = 0) -> NeuronSet | None:
-    if self.language is None:
-      return None
-    return select(expertise, self.language, self.n, self.kind, seed=seed)
-
-
-BASELINE = Condition("baseline")
-
-
-def condition(language: str, kind: str, n: int) -> Condition:
-  return Condition(f"{language}/{kind}/{n}", language, kind, n)
-
-
-def unconditional_conditions(languages: Sequence[str], num_neurons: int, *,
-                             ns: Sequence[int] = UNCONDITIONAL_NS,
-                             main_n: int = MAIN_N) -> list[Condition]:
-  """The paper's unconditional sweep; N is always the total number of fixed neurons.
-
-  No intervention; for each language, its top N/2 + bottom N/2 for each N of ``ns``
-  (capped at the model's neuron count, where every neuron is fixed); and three controls
-  of the main condition ``main_n``: its top half alone (top ``main_n / 2``), its bottom
-  half alone, and ``main_n`` random neurons (the paper: top 1,000, bottom 1,000, random
-  2,000 against ``limited_2000_both``).
-  """
-  main_n = selection.cap_n(main_n, num_neurons, "both")
-  capped = sorted({selection.cap_n(n, num_neurons, "both") for n in ns})
-  for n in capped + [main_n]:
-    selection.check_n(n, num_neurons, "both")
-  out = [BASELINE]
-  for lang in languages:
-    out += [condition(lang, "both", n) for n in capped]
-    out += [condition(lang, "top", main_n // 2), condition(lang, "bottom", main_n // 2),
-            condition(lang, "random", main_n)]
-  return out
-
-
-def unconditional_prompt(config) -> list[int]:
-  """The family's prompt for unconditional generation: its BOS, or EOS if it has none
-  (BLOOM starts from ``</s>``)."""
-  return [config.bos_token_id if config.bos_token_id is not None else config.eos_token_id]
-
-
-@dataclasses.dataclass(frozen=True)
-class Job:
-  """One generation row: a prompt under a condition."""
-
-  condition: Condition
-  prompt: tuple[int, ...]
-  sample_index: int
-  meta: dict = dataclasses.field(default_factory=dict, hash=False, compare=False)
+from lang_neuron_jax.selection import Expertise, NeuronSet
 
 
 class Steering:
@@ -249,15 +171,3 @@ def run_jobs(lm, steering: Steering | None, jobs: Sequence[Job], *, max_new_toke
       finished([(i, tokens[r, :counts[r]].tolist()) for r, i in enumerate(rows)])
   bar.close()
   return records
-
-
-def cut_translation(text: str) -> str:
-  """The part of a translation continuation that is the translation.
-
-  The model continues the prompt's pattern after its answer (a new "English:" line,
-  another instruction...), so we keep the first non-empty line, stripped.
-  """
-  for line in text.split("\n"):
-    if line.strip():
-      return line.strip()
-  return ""

@@ -27,13 +27,14 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from lang_neuron_jax import (artifacts, batching, control, data, distributed, evaluation, figures,
-                             sampling, selection, stages)
+from lang_neuron_jax import (artifacts, batching, conditions, control, data, distributed,
+                             evaluation, figures, sampling, selection, stages)
 from lang_neuron_jax import metrics as metrics_lib
+from lang_neuron_jax.conditions import Job
 from lang_neuron_jax.locks import workdir_locked
 from lang_neuron_jax.selection import Expertise
 
@@ -71,11 +72,11 @@ class ControlConfig:
   samples: int = 100
   max_new_tokens: int = 64
   temperature: float = 0.8
-  ns: tuple[int, ...] = control.UNCONDITIONAL_NS
-  main_n: int = control.MAIN_N
+  ns: tuple[int, ...] = conditions.UNCONDITIONAL_NS
+  main_n: int = conditions.MAIN_N
   translation_sets: tuple[tuple[str, str], ...] | None = None
   translation_pairs: int = 100
-  translation_n: int = control.MAIN_N
+  translation_n: int = conditions.MAIN_N
   translation_tokens: int = 128
   statistic: str = "on_p50"
   perplexity_samples: int = 20
@@ -92,7 +93,7 @@ class ControlConfig:
     if unknown or not self.languages:
       raise ValueError(f"Target languages {sorted(unknown) or '(none)'} are not among the "
                        f"scored languages {list(scored_languages)}.")
-    control.unconditional_conditions(self.languages, num_neurons, ns=self.ns,
+    conditions.unconditional_conditions(self.languages, num_neurons, ns=self.ns,
                                      main_n=self.main_n)
     selection.check_n(selection.cap_n(self.translation_n, num_neurons, "both"), num_neurons,
                       "both")
@@ -125,11 +126,12 @@ class ControlResult:
   stamps: tuple[stages.Stamp, ...]
 
 
-def unconditional_jobs(lm, exp: Expertise, config: ControlConfig) -> list[control.Job]:
-  conditions = control.unconditional_conditions(config.languages, exp.index.size, ns=config.ns,
-                                                main_n=config.main_n)
-  prompt = tuple(control.unconditional_prompt(lm.config))
-  return [control.Job(c, prompt, i) for c in conditions for i in range(config.samples)]
+def unconditional_jobs(lm, exp: Expertise, config: ControlConfig) -> list[Job]:
+  """The paper's sweep (:func:`conditions.unconditional_conditions`), ``samples`` rows each."""
+  return conditions.unconditional_jobs(
+      conditions.unconditional_prompt(lm.config),
+      conditions.unconditional_conditions(config.languages, exp.index.size, ns=config.ns,
+                                          main_n=config.main_n), config.samples)
 
 
 def translation_sets(config: ControlConfig) -> list[tuple[str, str]]:
@@ -138,26 +140,12 @@ def translation_sets(config: ControlConfig) -> list[tuple[str, str]]:
   return [(d, l) for d, l in data.available_translation_sets() if l in config.languages]
 
 
-def translation_jobs(lm, exp: Expertise, config: ControlConfig) -> list[control.Job]:
+def translation_jobs(lm, exp: Expertise, config: ControlConfig) -> list[Job]:
+  """Every set's pairs with no intervention and with the target's N = translation_n."""
   n = selection.cap_n(config.translation_n, exp.index.size, "both")
-  return jobs_for_translation(lm, translation_sets(config), config.translation_pairs,
-                              lambda lang: (control.BASELINE, control.condition(lang, "both", n)))
-
-
-def jobs_for_translation(lm, sets: Sequence[tuple[str, str]], pairs_per_set: int,
-                         conditions: Callable[[str], Sequence[control.Condition]]
-                         ) -> list[control.Job]:
-  """English->X translation jobs: the first ``pairs_per_set`` pairs of every
-  ``(dataset, target)`` set under each of ``conditions(target)``, in the paper's prompt."""
-  jobs = []
-  for dataset, lang in sets:
-    pairs = data.load_translation_pairs(dataset, lang)[:pairs_per_set]
-    for cond in conditions(lang):
-      for i, (source, reference) in enumerate(pairs):
-        prompt = lm.tokenizer(control.TRANSLATION_PROMPT.format(source=source)).input_ids
-        jobs.append(control.Job(cond, tuple(prompt), i, meta={
-            "dataset": dataset, "target": lang, "source": source, "reference": reference}))
-  return jobs
+  return conditions.translation_jobs(
+      lm.tokenizer, translation_sets(config), config.translation_pairs,
+      lambda lang: (conditions.BASELINE, conditions.condition(lang, "both", n)))
 
 
 def generation_settings(lm, part: str, config: ControlConfig) -> dict:
@@ -179,7 +167,7 @@ def evaluate_unconditional(lm, records: list[dict], config: ControlConfig) -> li
   ``perplexity_samples`` samples of each condition."""
   for r, lang in zip(records, evaluation.identify_language([r["text"] for r in records])):
     r["detected"] = lang
-  prompt = tuple(control.unconditional_prompt(lm.config))
+  prompt = tuple(conditions.unconditional_prompt(lm.config))
   scored = [r for r in records if r["sample"] < config.perplexity_samples]
   ppl = evaluation.perplexity(lm, [prompt] * len(scored), [r["tokens"] for r in scored])
   for r in records:
@@ -193,13 +181,13 @@ def evaluate_translation(lm, records: list[dict], config: ControlConfig) -> list
   """Adds each translation's output (its first non-empty line) and detected language."""
   del lm, config
   for r in records:
-    r["output"] = control.cut_translation(r["text"])
+    r["output"] = conditions.cut_translation(r["text"])
   for r, lang in zip(records, evaluation.identify_language([r["output"] for r in records])):
     r["detected"] = lang
   return records
 
 
-def generate_resumable(lm, steering: control.Steering | None, jobs: Sequence[control.Job],
+def generate_resumable(lm, steering: control.Steering | None, jobs: Sequence[Job],
                        journal: stages.Journal, *, batch_size: int, seed: int,
                        progress: bool = True, **settings) -> list[dict]:
   """Generates every job once, continuing an interrupted run.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from lang_neuron_jax import control
+from lang_neuron_jax import conditions
 from lang_neuron_jax.compare import CompareConfig
 from lang_neuron_jax.control_stage import ControlConfig
 from lang_neuron_jax.find import FindConfig
@@ -52,7 +52,7 @@ DEFAULT = Study(FindConfig(), ControlConfig(samples=24, perplexity_samples=6,
                                             translation_pairs=12))
 QUICK = Study(FindConfig(positives_per_language=30),
               ControlConfig(samples=6, perplexity_samples=3, max_new_tokens=32,
-                            ns=(20, control.MAIN_N, 200_000), translation_pairs=3,
+                            ns=(20, conditions.MAIN_N, 200_000), translation_pairs=3,
                             translation_tokens=48))
 PRESETS = {"quick": QUICK, "default": DEFAULT, "paper": PAPER}
 
@@ -74,7 +74,7 @@ class Comparison:
 COMPARE_DEFAULT = Comparison(FindConfig(positives_per_language=100), CompareConfig())
 COMPARE_FULL = Comparison(FindConfig(), CompareConfig(
     samples=100, perplexity_samples=20, translation_pairs=100,
-    strengths=(("ap", control.UNCONDITIONAL_NS), ("lape", (0.0025, 0.005, 0.01, 0.02, 0.04)),
+    strengths=(("ap", conditions.UNCONDITIONAL_NS), ("lape", (0.0025, 0.005, 0.01, 0.02, 0.04)),
                ("diffmean", (0.5, 1.0, 2.0, 4.0, 8.0)))))
 COMPARE_QUICK = Comparison(FindConfig(positives_per_language=20), CompareConfig(
     samples=4, perplexity_samples=4, max_new_tokens=24, translation_pairs=2,

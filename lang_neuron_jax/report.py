@@ -9,7 +9,7 @@ import shutil
 from typing import Sequence
 
 from lang_neuron_jax import artifacts, evaluation
-from lang_neuron_jax.control import TRANSLATION_PROMPT
+from lang_neuron_jax.conditions import TRANSLATION_PROMPT
 
 
 def _pct(x) -> str:

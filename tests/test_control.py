@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import batching, control, evaluation, sampling, selection
+from lang_neuron_jax import batching, conditions, control, evaluation, sampling, selection
 from tests.conftest import save_tiny_gemma3
 
 
@@ -128,9 +128,9 @@ def toy_setup():
 
 def test_mixed_condition_batches_equal_separate_runs():
   lm, exp = toy_setup()
-  conds = [control.BASELINE, control.condition("de", "both", 50),
-           control.condition("en", "random", 50)]
-  jobs = [control.Job(c, (2,), i) for c in conds for i in range(3)]
+  conds = [conditions.BASELINE, conditions.condition("de", "both", 50),
+           conditions.condition("en", "random", 50)]
+  jobs = [conditions.Job(c, (2,), i) for c in conds for i in range(3)]
   warm = sampling.Sampler(temperature=0.8)
   mixed = control.run_jobs(lm, control.neuron_steering(exp), jobs, max_new_tokens=8, sampler=warm, batch_size=9,
                            progress=False)
@@ -146,10 +146,10 @@ def test_mixed_condition_batches_equal_separate_runs():
 def test_continuous_batching_gives_the_rows_of_fixed_batches():
   """Prompts of different lengths, rows that stop at different steps, mixed conditions."""
   lm, exp = toy_setup()
-  conds = [control.BASELINE, control.condition("de", "both", 50),
-           control.condition("en", "top", 20)]
+  conds = [conditions.BASELINE, conditions.condition("de", "both", 50),
+           conditions.condition("en", "top", 20)]
   rng = np.random.RandomState(3)
-  jobs = [control.Job(c, tuple(rng.randint(2, 60, 1 + i % 5)), i) for c in conds for i in range(5)]
+  jobs = [conditions.Job(c, tuple(rng.randint(2, 60, 1 + i % 5)), i) for c in conds for i in range(5)]
   flags = np.zeros((4, lm.config.vocab_size), bool)
   flags[0, 7::5] = flags[1, 7::5] = flags[3] = True  # Every fifth token ends a line.
   stop = sampling.LineStop(*(jnp.asarray(f) for f in flags))
@@ -174,7 +174,7 @@ def test_balanced_batch_size():
 
 
 def test_unconditional_conditions_are_the_papers_with_n_total():
-  names = [c.name for c in control.unconditional_conditions(["en", "de"], 124_416)]
+  names = [c.name for c in conditions.unconditional_conditions(["en", "de"], 124_416)]
   assert names[0] == "baseline"
   # The authors' limited_{N}_both for each N of the sweep (the largest capped at the
   # model's neuron count), then the main condition's controls: limited_1000_top,
@@ -186,20 +186,20 @@ def test_unconditional_conditions_are_the_papers_with_n_total():
 
 
 def test_unconditional_conditions_cap_n_on_a_small_model():
-  names = [c.name for c in control.unconditional_conditions(["de"], 1001)]
+  names = [c.name for c in conditions.unconditional_conditions(["de"], 1001)]
   assert "de/both/1000" in names and "de/both/200000" not in names  # even, at most 1001
   assert {"de/top/500", "de/bottom/500", "de/random/1000"} <= set(names)
 
 
 def test_odd_n_is_refused():
   with pytest.raises(ValueError, match="N=21 is odd"):
-    control.unconditional_conditions(["de"], 1000, ns=(2, 21))
+    conditions.unconditional_conditions(["de"], 1000, ns=(2, 21))
 
 
 def test_cut_translation():
-  assert control.cut_translation(" Hallo Welt.\nEnglish: next") == "Hallo Welt."
-  assert control.cut_translation("\n\n  Bonjour\n") == "Bonjour"
-  assert control.cut_translation("  \n") == ""
+  assert conditions.cut_translation(" Hallo Welt.\nEnglish: next") == "Hallo Welt."
+  assert conditions.cut_translation("\n\n  Bonjour\n") == "Bonjour"
+  assert conditions.cut_translation("  \n") == ""
 
 
 def test_perplexity_matches_direct_computation():

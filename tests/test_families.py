@@ -184,8 +184,8 @@ def test_missing_or_misshaped_tensor_is_named(tmp_path, name, key):
 
 
 def test_unconditional_prompt_follows_each_family_policy():
-  from lang_neuron_jax import control
-  prompts = {name: control.unconditional_prompt(cfg) for name, cfg in all_presets().items()}
+  from lang_neuron_jax import conditions
+  prompts = {name: conditions.unconditional_prompt(cfg) for name, cfg in all_presets().items()}
   assert prompts["gemma3-270m"] == [2]  # <bos>
   assert prompts["llama2-7b"] == [1]  # <s>
   assert prompts["xglm-564m"] == [2]  # </s>, which XGLM's tokenizer prepends

@@ -98,12 +98,12 @@ def test_loading_onto_a_mesh_shards_parameters(tmp_path):
 CHILD_GENERATE = r"""
 import sys, json, jax
 sys.path.insert(0, sys.argv[1])
-from lang_neuron_jax import batching, control, sampling
+from lang_neuron_jax import batching, conditions, control, sampling
 from tests.test_control import toy_setup
 assert len(jax.devices()) == 8
 lm, exp = toy_setup()
-conds = [control.BASELINE, control.condition("de", "both", 50), control.condition("en", "top", 20)]
-jobs = [control.Job(c, (2, 7, 9)[:1 + i % 3], i) for c in conds for i in range(8)]
+conds = [conditions.BASELINE, conditions.condition("de", "both", 50), conditions.condition("en", "top", 20)]
+jobs = [conditions.Job(c, (2, 7, 9)[:1 + i % 3], i) for c in conds for i in range(8)]
 ids, _ = batching.pad_prompts([[2, 5]] * 16, lm.config.pad_token_id)
 placed = sampling.shard_rows((ids,))[0]
 assert len(placed.sharding.device_set) == 8, placed.sharding  # rows really are split
@@ -122,13 +122,13 @@ def test_sharded_sampler_rows_equal_single_device():
   assert child.returncode == 0, child.stderr[-3000:]
   import json
 
-  from lang_neuron_jax import control, sampling
+  from lang_neuron_jax import conditions, control, sampling
   from tests.test_control import toy_setup
   got = json.loads(child.stdout.strip().splitlines()[-1])
   lm, exp = toy_setup()
-  conds = [control.BASELINE, control.condition("de", "both", 50),
-           control.condition("en", "top", 20)]
-  jobs = [control.Job(c, (2, 7, 9)[:1 + i % 3], i) for c in conds for i in range(8)]
+  conds = [conditions.BASELINE, conditions.condition("de", "both", 50),
+           conditions.condition("en", "top", 20)]
+  jobs = [conditions.Job(c, (2, 7, 9)[:1 + i % 3], i) for c in conds for i in range(8)]
   for name, sampler in (("greedy", sampling.GREEDY), ("warm", sampling.Sampler(temperature=0.8))):
     ref = [r["tokens"] for r in control.run_jobs(lm, control.neuron_steering(exp), jobs, max_new_tokens=10,
                                                  sampler=sampler, batch_size=16, progress=False)]

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import control, data, find, selection
+from lang_neuron_jax import conditions, data, find, selection
 
 
 def make_limited_expert(df: pd.DataFrame, threshold: int):
@@ -56,7 +56,7 @@ def test_both_sets_have_n_neurons_half_from_each_end_as_the_authors(found):
     df = pd.read_csv(os.path.join(workdir, "expertise", f"{lang}.csv"))
     assert len(df) == exp.index.size
     for n in sorted({selection.cap_n(n, exp.index.size, "both")
-                     for n in control.UNCONDITIONAL_NS}):
+                     for n in conditions.UNCONDITIONAL_NS}):
       ours = selection.select(exp, lang, n, "both")
       assert len(ours) == n and len(set(ours.flat.tolist())) == n
       top, bottom = ours.ap[:n // 2], ours.ap[n // 2:]

@@ -134,7 +134,7 @@ def test_line_stop_rules():
 
 
 def test_line_stop_keeps_the_first_line(tiny_gemma3_with_tokenizer):
-  from lang_neuron_jax import control
+  from lang_neuron_jax import conditions
   lm = lnj.load_model(tiny_gemma3_with_tokenizer)
   # Bias the (tied) embedding of the newline token so that lines end often.
   newline = lm.tokenizer("\n", add_special_tokens=False).input_ids[0]
@@ -152,6 +152,6 @@ def test_line_stop_keeps_the_first_line(tiny_gemma3_with_tokenizer):
   shorter = 0
   for r in range(3):
     a, b = decode(full[r], n_full[r]), decode(cut[r], n_cut[r])
-    assert control.cut_translation(a) == control.cut_translation(b)
+    assert conditions.cut_translation(a) == conditions.cut_translation(b)
     shorter += int(n_cut[r] < n_full[r])
   assert shorter >= 1
