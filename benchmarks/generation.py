@@ -10,8 +10,7 @@ token. In the same run:
    for both sides), one sequence at a time, timed on ``--reference_samples`` samples
    and extrapolated to ``--samples``. With ``--dtype=bfloat16`` transformers warns that
    its GGUF loading computes every matmul in float32 with casts, so that reference is
-   not a clean bfloat16 PyTorch baseline (measured 2026-11-25: ours 22.4 s in bfloat16,
-   24.1 s in float32 in the run next to it; that reference 430 s).
+   not a clean bfloat16 PyTorch baseline (docs/performance.md has the measurements).
 
 The two sides alternate over ``--rounds`` rounds (ours once, then the reference on its
 share of the samples), because on a shared virtual machine either side's time drifts by

@@ -60,8 +60,9 @@ class Slots:
 
 def empty_slots(config: DecoderConfig, params, num_slots: int, cache_length: int,
                 max_new_tokens: int, intervention: Intervention | None) -> Slots:
-  """Free slots (every row done). ``intervention``: one with ``[S, L, U]`` edits whose
-  shapes the slots take (its values are not used), or None when no row will have one."""
+  """Free slots (every row done). ``intervention``: one with ``[B, L, U]`` edits (any B,
+  e.g. one row) whose ``[L, U]`` shapes and dtypes the slots take for their ``[S, L, U]``
+  edits (its values are not used), or None when no row will have one."""
   dtype = jax.tree.leaves(params)[0].dtype
   return Slots(
       last_hidden=jnp.zeros((num_slots, config.width), dtype),
@@ -70,7 +71,8 @@ def empty_slots(config: DecoderConfig, params, num_slots: int, cache_length: int
       done=jnp.ones(num_slots, bool), has_content=jnp.zeros(num_slots, bool),
       tokens=jnp.full((num_slots, max_new_tokens), config.pad_token_id, jnp.int32),
       row_ids=jnp.zeros(num_slots, jnp.int32),
-      intervention=None if intervention is None else jax.tree.map(jnp.zeros_like, intervention))
+      intervention=None if intervention is None else jax.tree.map(
+          lambda x: jnp.zeros((num_slots,) + x.shape[1:], x.dtype), intervention))
 
 
 @functools.partial(jax.jit, static_argnames=("config", "intervene_prompt"),
@@ -188,7 +190,7 @@ def generate_continuously(
   if longest > prompt_width:
     raise ValueError(f"A prompt of {longest} tokens does not fit prompt_width={prompt_width}.")
   fill_size = min(fill_size, num_slots)
-  example = interventions([0] * num_slots) if interventions else None
+  example = interventions([0]) if interventions else None  # Only its shapes are used.
   slots = sampling.shard_rows(empty_slots(config, params, num_slots,
                                           prompt_width + max_new_tokens, max_new_tokens, example))
   queue = collections.deque(range(n))
