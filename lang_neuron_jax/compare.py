@@ -25,7 +25,6 @@ one interface (:mod:`lang_neuron_jax.methods`); nothing here branches on their n
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import time
 from typing import Mapping, Sequence
@@ -333,11 +332,13 @@ def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: s
   start = time.perf_counter()
   stage = stages.Stage(workdir, "comparison", config=config, model_id=lm.model_id,
                        inputs=[found.stamp])
-  records = _generated(stage, "comparison.jsonl", lambda: control_stage.generate_resumable(
-      lm, steering, comparison_jobs(lm, config), stage.journal(),
-      batch_size=config.batch_size, seed=config.seed, progress=progress,
-      max_new_tokens=config.max_new_tokens,
-      sampler=sampling.Sampler(temperature=config.temperature)),
+  records = control_stage.evaluated_records(
+      stage, "comparison.jsonl",
+      lambda: control_stage.generate_resumable(
+          lm, steering, comparison_jobs(lm, config), stage.journal(),
+          batch_size=config.batch_size, seed=config.seed, progress=progress,
+          max_new_tokens=config.max_new_tokens,
+          sampler=sampling.Sampler(temperature=config.temperature)),
       lambda rows: control_stage.evaluate_unconditional(lm, rows, config))
   timings["generation"] = time.perf_counter() - start
 
@@ -350,11 +351,12 @@ def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: s
   translation = stages.Stage(workdir, "translation", config=config, model_id=lm.model_id,
                              inputs=[stage.stamp])
   jobs = translation_jobs(lm, config, strengths)
-  translations = _generated(translation, "translation.jsonl", lambda: (
-      control_stage.generate_resumable(
+  translations = control_stage.evaluated_records(
+      translation, "translation.jsonl",
+      lambda: control_stage.generate_resumable(
           lm, steering, jobs, translation.journal(), batch_size=config.translation_slots,
           seed=config.seed, progress=progress,
-          **control_stage.generation_settings(lm, "translation", config)) if jobs else []),
+          **control_stage.generation_settings(lm, "translation", config)) if jobs else [],
       lambda rows: control_stage.evaluate_translation(lm, rows, config))
   timings["translation"] = time.perf_counter() - start
 
@@ -372,24 +374,6 @@ def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: s
       write_summary, lambda: summary)
   return CompareResult(summary, records, translations, figures.existing(workdir, FIGURES),
                        stage.stamp)
-
-
-def _generated(stage: stages.Stage, name: str, generate, evaluate) -> list[dict]:
-  """The stage's evaluated records: reused when finished, else generated (resumably),
-  evaluated and committed by process 0."""
-  path = stage.path(name)
-  read = functools.partial(artifacts.read_jsonl, path)
-  records = stage.reuse(read)
-  if records is not None:
-    return records
-  rows = generate()
-
-  def write():
-    evaluated = evaluate(rows)
-    artifacts.write_jsonl(path, evaluated)
-    return evaluated
-
-  return stage.commit(write, read)
 
 
 def _share(v: dict, key: str) -> str:

@@ -46,6 +46,8 @@ class Condition:
   strength: float | None = None
 
   def neurons(self, expertise: Expertise, seed: int = 0) -> NeuronSet | None:
+    """The paper's neuron set of this condition (None for the baseline); random sets are
+    drawn per (seed, language, N)."""
     if self.language is None:
       return None
     return select(expertise, self.language, self.n, self.kind, seed=seed)
@@ -55,6 +57,8 @@ BASELINE = Condition("baseline")
 
 
 def condition(language: str, kind: str, n: int) -> Condition:
+  """Fixing ``language``'s neurons of selection ``kind`` ("both": top N/2 + bottom N/2,
+  "top", "bottom", "random") at N = ``n`` in all."""
   return Condition(f"{language}/{kind}/{n}", language, kind, n)
 
 

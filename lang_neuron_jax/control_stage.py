@@ -27,7 +27,7 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -216,6 +216,26 @@ def generate_resumable(lm, steering: control.Steering | None, jobs: Sequence[Job
   return [{k: v for k, v in rows[i].items() if k != "unit"} for i in range(len(jobs))]
 
 
+def evaluated_records(stage: stages.Stage, name: str, generate: Callable[[], list[dict]],
+                      evaluate: Callable[[list[dict]], list[dict]]) -> list[dict]:
+  """A generation stage's evaluated records, ``{name}`` (JSON lines) in its directory:
+  reused when the stage finished; else ``generate()`` (resumable, every process) and
+  ``evaluate(rows)``, written and committed by process 0."""
+  path = stage.path(name)
+  read = functools.partial(artifacts.read_jsonl, path)
+  records = stage.reuse(read)
+  if records is not None:
+    return records
+  rows = generate()
+
+  def write():
+    evaluated = evaluate(rows)
+    artifacts.write_jsonl(path, evaluated)
+    return evaluated
+
+  return stage.commit(write, read)
+
+
 def draw(metrics: dict, workdir: str) -> None:
   """share_vs_n.png (raw and valid target share against N, with 95% intervals) and the
   translation figures (BLEU, target share; with and without intervention)."""
@@ -261,23 +281,15 @@ def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *,
     start = time.perf_counter()
     stage = stages.Stage(workdir, part, config=config, model_id=lm.model_id,
                          inputs=[expertise_stamp])
-    path = stage.path(f"{part}.jsonl")
-    read = functools.partial(artifacts.read_jsonl, path)
-    records = stage.reuse(read)
-    if records is None:
-      rows = generate_resumable(
-          lm, control.neuron_steering(exp, statistic=config.statistic, seed=config.seed),
-          make_jobs(lm, exp, config), stage.journal(),
-          batch_size=config.batch_size if part == "unconditional" else config.translation_slots,
-          seed=config.seed, progress=progress,
-          **generation_settings(lm, part, config))
-
-      def write(rows=rows, evaluate=evaluate, path=path):  # Process 0 evaluates and writes.
-        evaluated = evaluate(lm, rows, config)
-        artifacts.write_jsonl(path, evaluated)
-        return evaluated
-
-      records = stage.commit(write, read)
+    # Both callables run inside this iteration, so they see its part, stage and evaluate.
+    records = evaluated_records(
+        stage, f"{part}.jsonl",
+        lambda: generate_resumable(
+            lm, control.neuron_steering(exp, statistic=config.statistic, seed=config.seed),
+            make_jobs(lm, exp, config), stage.journal(),
+            batch_size=config.batch_size if part == "unconditional" else config.translation_slots,
+            seed=config.seed, progress=progress, **generation_settings(lm, part, config)),
+        lambda rows: evaluate(lm, rows, config))  # pylint: disable=cell-var-from-loop
     outputs[part], timings[part] = records, time.perf_counter() - start
     stamps.append(stage.stamp)
   metrics = metrics_lib.summarize(outputs["unconditional"], outputs["translation"],

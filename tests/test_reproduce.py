@@ -1,4 +1,5 @@
-"""experiments/reproduce.py --quick end to end on a tiny model: every report section."""
+"""experiments/reproduce.py --quick --compare end to end on a tiny model: every report
+section, and the method comparison on the study's find stage."""
 
 import os
 import subprocess
@@ -14,7 +15,7 @@ def test_reproduce_quick_writes_every_report_section(tiny_gemma3_with_tokenizer,
   work = str(tmp_path / "work")
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--quick",
          f"--model={tiny_gemma3_with_tokenizer}", f"--workdir={work}", "--languages=en,de,ja",
-         f"--corpus_dir={corpus}", "--n=20", "--batch_size=32"]
+         f"--corpus_dir={corpus}", "--n=20", "--batch_size=32", "--compare"]
   out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
   with open(os.path.join(work, "report.md")) as f:
@@ -27,7 +28,14 @@ def test_reproduce_quick_writes_every_report_section(tiny_gemma3_with_tokenizer,
   assert "{_" not in text and "{s[" not in text  # every f-string was formatted
   for image in ("overlap_top.png", "layers.png", "share_vs_n.png", "translation_bleu.png"):
     assert f"]({image})" in text and os.path.exists(os.path.join(work, image)), image
+  # The comparison ran on the study's find stage, which recorded every method's statistics.
+  assert os.path.exists(os.path.join(work, "find", "responses", "gate_act.positive.npy"))
+  assert not os.path.exists(os.path.join(work, "compare", "find"))
+  with open(os.path.join(work, "compare", "comparison.md")) as f:
+    comparison = f.read()
+  assert "## Best setting per method" in comparison and "## Translation" in comparison
   again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
   assert again.returncode == 0, again.stderr[-3000:]
   assert "Reusing the finished 'responses' stage" in again.stderr
-  assert again.stderr.count("Reusing") >= 4  # responses, scores, both generation sets
+  # responses, scores, both generation sets, the comparison's two generation stages
+  assert again.stderr.count("Reusing") >= 6, again.stderr
