@@ -254,11 +254,10 @@ def where_they_edit(fits: Mapping[str, base.Fitted], config: CompareConfig) -> d
                      for lang in config.languages], axis=0).tolist() for m in fits}
 
 
-def summarize(records: Sequence[dict], fits: Mapping[str, base.Fitted],
+def summarize(by_condition: Mapping[str, dict], fits: Mapping[str, base.Fitted],
               config: CompareConfig, translations: Sequence[dict] = ()) -> dict:
   """``comparison.json``: conditions, best settings, translation per method, overlaps,
-  layers, fits."""
-  by_condition = metrics_lib.summarize_unconditional(records, seed=config.seed)
+  layers, fits. ``by_condition``: ``metrics.summarize_unconditional`` of the records."""
   best = best_settings(by_condition, config)
   return {"conditions": by_condition, "best": best,
           "translation_strengths": translation_strengths(best, config),
@@ -345,9 +344,8 @@ def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: s
   # Translation: each method at the strength its unconditional results choose, so the
   # stage's input is the unconditional stage (its stamp fixes those choices).
   start = time.perf_counter()
-  strengths = translation_strengths(
-      best_settings(metrics_lib.summarize_unconditional(records, seed=config.seed), config),
-      config)
+  by_condition = metrics_lib.summarize_unconditional(records, seed=config.seed)
+  strengths = translation_strengths(best_settings(by_condition, config), config)
   translation = stages.Stage(workdir, "translation", config=config, model_id=lm.model_id,
                              inputs=[stage.stamp])
   jobs = translation_jobs(lm, config, strengths)
@@ -360,7 +358,7 @@ def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: s
       lambda rows: control_stage.evaluate_translation(lm, rows, config))
   timings["translation"] = time.perf_counter() - start
 
-  summary = summarize(records, fits, config, translations)
+  summary = summarize(by_condition, fits, config, translations)
 
   def write_summary():
     artifacts.write_json(os.path.join(workdir, "comparison.json"), summary)

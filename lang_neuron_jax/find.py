@@ -7,7 +7,6 @@ Layout of ``workdir``::
     expertise/{lang}.csv     the PyTorch reference's columns, every neuron by AP
     expertise/{lang}/expertise_limited_{N}_both.csv, ..._{N/2}_top.csv, ..._{N/2}_bottom.csv
                              the authors' make_limited_expert.py files for N
-    neurons/{lang}.npz       the selected top N/2 + bottom N/2 neurons of each language
     analysis.json            overlaps, layer/site distributions, sufficiency check
     *.png                    figures
     run.json                 configuration, versions, git SHA, timings
@@ -198,11 +197,6 @@ def write_limited_csv(exp: selection.Expertise, directory: str, n: int) -> None:
       _write_csv(exp, row, chosen.flat, os.path.join(directory, lang, name))
 
 
-def save_neuron_set(neurons: selection.NeuronSet, path: str) -> None:
-  np.savez(path, flat=neurons.flat, site=neurons.site, layer=neurons.layer, unit=neurons.unit,
-           ap=neurons.ap, **neurons.stats)
-
-
 def analyse(exp: selection.Expertise, resp, corpus: data.Corpus, config: FindConfig,
             workdir: str) -> dict:
   """Overlaps, distributions, top tables, the sufficiency check and figures, for each
@@ -304,9 +298,6 @@ def find_neurons(lm, config: FindConfig, workdir: str, *, progress: bool = True)
 
   def write_analysis():
     write_limited_csv(exp, os.path.join(workdir, "expertise"), n)
-    os.makedirs(os.path.join(workdir, "neurons"), exist_ok=True)
-    for lang, chosen in neurons.items():
-      save_neuron_set(chosen, os.path.join(workdir, "neurons", f"{lang}.npz"))
     result = analyse(exp, resp, corpus, config, workdir)
     artifacts.write_json(os.path.join(workdir, "analysis.json"), result)
     timings["analysis"] = time.perf_counter() - start

@@ -24,7 +24,7 @@ def test_find_binary_end_to_end(tiny_gemma3_with_tokenizer, tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert "max overlap between languages" in out.stdout
   for name in ("expertise.npz", "analysis.json", "run.json", "overlap_top.png", "layers.png",
-               "sites.png", "ap_histograms.png", "expertise/de.csv", "neurons/ja.npz",
+               "sites.png", "ap_histograms.png", "expertise/de.csv", "expertise/ja/expertise_limited_40_both.csv",
                "responses/q.npy"):
     assert os.path.exists(os.path.join(work, name)), name
   exp = selection.Expertise.load(os.path.join(work, "expertise.npz"))
