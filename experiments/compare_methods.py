@@ -1,5 +1,6 @@
 """Compares ways to find and steer a language on one model, corpus and evaluator: AP
-neurons (the paper), LAPE neurons and mean-difference directions.
+neurons (the paper), LAPE neurons, mean-difference directions and linear-probe (ITI)
+directions.
 
   python experiments/compare_methods.py                      # embedded Gemma 3 270M
   python experiments/compare_methods.py --full               # every text, wide sweeps, 100 samples
@@ -38,6 +39,8 @@ _PAIRS = flags.DEFINE_integer("translation_pairs", None, "English->X pairs per t
 _CORPUS = study_flags.corpus()
 _DIFFMEAN_LAYER = flags.DEFINE_integer("diffmean_layer", None, "Steer with mean-difference "
                                        "directions at this layer (default: the d' rule's).")
+_PROBE_LAYER = flags.DEFINE_integer("probe_layer", None, "Steer with linear-probe directions "
+                                    "at this layer (default: the validation-accuracy rule's).")
 _LAPE_INTERVENTION = flags.DEFINE_enum("lape_intervention", "activate",
                                        ["activate", "deactivate_others"],
                                        "What LAPE's steering does to its neurons.")
@@ -55,7 +58,7 @@ def configs(model_config) -> tuple[find.FindConfig, compare.CompareConfig]:
   methods = tuple(_METHODS.value)
   for m in methods:
     compare.make_method(m)  # An unknown method's error names the known ones.
-  options = {"diffmean": {"layer": _DIFFMEAN_LAYER.value},
+  options = {"diffmean": {"layer": _DIFFMEAN_LAYER.value}, "probe": {"layer": _PROBE_LAYER.value},
              "lape": {"intervention": _LAPE_INTERVENTION.value}}
   compare_config = dataclasses.replace(
       preset.compare, languages=tuple(_LANGUAGES.value), methods=methods, seed=_SEED.value,

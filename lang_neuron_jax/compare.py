@@ -1,5 +1,5 @@
-"""The method comparison: AP neurons, LAPE neurons and mean-difference directions on the
-same model, texts, samples and evaluator.
+"""The method comparison: AP neurons, LAPE neurons, mean-difference directions and
+linear-probe (ITI) directions on the same model, texts, samples and evaluator.
 
 Layout of ``workdir``::
 
@@ -35,10 +35,11 @@ from lang_neuron_jax import (artifacts, conditions, control, control_stage, data
                              figures, find, sampling, stages)
 from lang_neuron_jax import metrics as metrics_lib
 from lang_neuron_jax.locks import workdir_locked
-from lang_neuron_jax.methods import ap, base, diffmean, lape
+from lang_neuron_jax.methods import ap, base, diffmean, lape, probe
 
 METHODS: Mapping[str, type[base.Method]] = {
-    "ap": ap.APNeurons, "lape": lape.LAPE, "diffmean": diffmean.DiffMean}
+    "ap": ap.APNeurons, "lape": lape.LAPE, "diffmean": diffmean.DiffMean,
+    "probe": probe.LinearProbe}
 
 
 def make_method(name: str, config: "CompareConfig | None" = None) -> base.Method:

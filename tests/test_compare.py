@@ -17,7 +17,7 @@ def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):
   preset = presets.COMPARE_QUICK
   config = dataclasses.replace(
       preset.compare, languages=("en", "de", "ja"), samples=3,
-      strengths=(("ap", (4, 20)), ("lape", (0.1,)), ("diffmean", (1.0,))))
+      strengths=(("ap", (4, 20)), ("lape", (0.1,)), ("diffmean", (1.0,)), ("probe", (8.0,))))
   find_config = compare.find_config(dataclasses.replace(
       preset.find, languages=("en", "de", "ja"), corpus_dir=corpus), lm.config, config.methods)
 
@@ -34,24 +34,27 @@ def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):
     assert os.path.exists(os.path.join(work, name)), name
   with open(os.path.join(work, "comparison.json")) as f:
     summary = json.load(f)
-  # The baseline and 3 languages x (2 AP + 1 LAPE + 1 DiffMean) conditions, 3 samples each.
-  assert len(summary["conditions"]) == 1 + 3 * 4
+  # The baseline and 3 languages x (2 AP + 1 LAPE + 1 DiffMean + 1 probe) conditions, 3
+  # samples each.
+  assert len(summary["conditions"]) == 1 + 3 * 5
   assert all(v["samples"] == 3 for v in summary["conditions"].values())
   assert summary["conditions"]["de/ap/20"]["strength"] == 20
-  assert set(summary["best"]) == {"ap", "lape", "diffmean"}
+  assert set(summary["best"]) == {"ap", "lape", "diffmean", "probe"}
   assert set(summary["best"]["lape"]) == {"en", "de", "ja"}
   assert list(summary["overlap"]) == ["ap@20 vs lape@0.1"]
   assert len(summary["layers"]["diffmean"]) == lm.config.num_layers
-  assert sum(summary["layers"]["diffmean"]) == 3 * lm.config.width  # one layer per language
+  for m in ("diffmean", "probe"):  # one layer per language
+    assert sum(summary["layers"][m]) == 3 * lm.config.width
+  assert set(summary["fits"]["probe"]["layer"]) == {"en", "de", "ja"}
   # Translation: FLORES-200 into de and ja (English has no set), 2 pairs, no intervention
   # and each method at the strength chosen from its unconditional results.
   assert set(summary["translation"]) == {"flores200_en_de", "flores200_en_ja"}
   for by_role in summary["translation"].values():
-    assert set(by_role) == {"baseline", "ap", "lape", "diffmean"}
+    assert set(by_role) == {"baseline", "ap", "lape", "diffmean", "probe"}
     assert all(v["pairs"] == 2 and "p_valid_holm" in v for r, v in by_role.items() if r != "baseline")
   chosen = summary["translation_strengths"]
   assert chosen["ap"]["de"] in (4, 20) and chosen["lape"]["ja"] == 0.1
-  assert len(result.translations) == 2 * 2 * 4
+  assert len(result.translations) == 2 * 2 * 5
   for r in result.translations:
     if r["kind"] is not None:
       assert r["strength"] == chosen[r["kind"]][r["target"]] and r["language"] == r["target"]

@@ -67,6 +67,61 @@ def test_diffmean_vectors_equal_a_plain_mean_difference_and_the_layer_rule():
   assert fitted.layers("b", 2.5).tolist() == [0, 0, D]
 
 
+def test_probe_equals_sklearn_logistic_regression_and_the_layer_rule():
+  """The optax L-BFGS probe reaches sklearn's LogisticRegression(C) optimum (ITI's probe);
+  the layer rule takes the layer where the language is separable; the steer adds
+  alpha * spread * unit direction at that layer only."""
+  from sklearn.linear_model import LogisticRegression
+  from lang_neuron_jax.methods import probe
+
+  rng = np.random.RandomState(0)
+  x = rng.randn(300, 8).astype(np.float32)
+  y = (x @ rng.randn(8) + rng.randn(300) > 0).astype(np.float32)
+  for c in (1.0, 0.1):
+    w, b, count, largest = probe.train_probe(x, y, c, tol=1e-7)
+    want = LogisticRegression(C=c, tol=1e-10, max_iter=10_000).fit(x, y)
+    assert 0 < int(count) < 1000 and float(largest) < 1e-6
+    np.testing.assert_allclose(np.asarray(w), want.coef_[0], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(float(b), want.intercept_[0], rtol=1e-3, atol=1e-4)
+
+  M, L, D, C = 60, 3, 4, 3
+  lang = np.arange(M) % C
+  resid = rng.randn(M, L, D).astype(np.float32)
+  resid[lang == 1, 1, 2] += 5.0  # language 1 is separable at layer 1 only
+  held_out = probe.validation_mask(lang)
+  assert held_out.sum() == 12 and all(held_out[lang == c].sum() == 4 for c in range(C))
+  fitted = probe.LinearProbe().fit(stats_from({"resid": resid}, lang, ["a", "b", "c"],
+                                              {"resid": D}))
+  assert fitted.layer["b"] == 1 and fitted.accuracy[1, 1] == 1.0
+  unit = fitted.directions[1, 1]
+  assert np.isclose(np.linalg.norm(unit), 1.0) and np.argmax(np.abs(unit)) == 2 and unit[2] > 0
+  np.testing.assert_allclose(fitted.spread[1, 1], np.std(resid[:, 1] @ unit), rtol=1e-5)
+  mask, scale, shift = fitted.steer("b", 3.0).edits["resid"]
+  assert mask[1].all() and not mask[[0, 2]].any() and (scale == 1).all()
+  np.testing.assert_allclose(shift[1], 3.0 * fitted.spread[1, 1] * unit, rtol=1e-6)
+  assert fitted.layers("b", 3.0).tolist() == [0, D, 0]
+
+
+def test_probe_bad_input():
+  from lang_neuron_jax.methods import probe
+
+  stats = stats_from({"resid": np.zeros((4, 2, 3), np.float32)}, [0, 1, 0, 1], ["a", "b"],
+                     {"resid": 3})
+  with pytest.raises(ValueError, match="out of range"):
+    probe.LinearProbe(layer=2).fit(stats)
+  with pytest.raises(ValueError, match="positive finite"):
+    probe.LinearProbe(c=0.0)
+  with pytest.raises(ValueError, match="max_iter"):
+    probe.LinearProbe(max_iter=0)
+  with pytest.raises(ValueError, match="'a' needs at least 5 texts"):
+    probe.LinearProbe().fit(stats)
+  rng = np.random.RandomState(0)
+  enough = stats_from({"resid": rng.randn(10, 2, 3).astype(np.float32)}, [0, 1] * 5,
+                      ["a", "b"], {"resid": 3})
+  with pytest.raises(ValueError, match="Unknown language"):
+    probe.LinearProbe(max_iter=5).fit(enough).steer("zz", 1.0)
+
+
 def test_diffmean_bad_input():
   resid = np.zeros((4, 2, 3), np.float32)
   stats = stats_from({"resid": resid}, [0, 1, 0, 1], ["a", "b"], {"resid": 3})
@@ -205,7 +260,7 @@ def test_one_compiled_sampler_runs_every_method_and_strength(tiny, tiny_corpus_s
   strengths share one compilation; a second batch with other strengths and languages
   compiles nothing new; the baseline row equals generation without any intervention."""
   from lang_neuron_jax import expertise as expertise_lib
-  from lang_neuron_jax.methods import ap, lape
+  from lang_neuron_jax.methods import ap, lape, probe
 
   cfg, params = tiny
   stats, _ = tiny_corpus_statistics
@@ -217,7 +272,8 @@ def test_one_compiled_sampler_runs_every_method_and_strength(tiny, tiny_corpus_s
   fits = {"ap": ap.APNeurons().fit(base.CorpusStatistics(**{**stats.__dict__, "expertise": scores})),
           "lape": lape.LAPE().fit(stats),
           "lape_off": lape.LAPE("deactivate_others").fit(stats),
-          "diffmean": diffmean.DiffMean().fit(stats)}
+          "diffmean": diffmean.DiffMean().fit(stats),
+          "probe": probe.LinearProbe().fit(stats)}
   shapes = {s: stats.shape(s) for s in cfg.neuron_sites + ("gate_act", "resid")}
   ids = jnp.full((6, 3), 5, jnp.int32).at[:, 0].set(2)
   lengths = jnp.full((6,), 3, jnp.int32)
@@ -227,7 +283,8 @@ def test_one_compiled_sampler_runs_every_method_and_strength(tiny, tiny_corpus_s
            fits["lape_off"].steer("c", 0.2), fits["diffmean"].steer("a", 1.0),
            fits["diffmean"].steer("b", 8.0)]
   second = [fits["ap"].steer("c", 40), fits["ap"].steer("b", 2), fits["lape"].steer("a", 0.2),
-            None, fits["diffmean"].steer("c", 0.5), fits["lape_off"].steer("a", 0.1)]
+            fits["probe"].steer("b", 8.0), fits["diffmean"].steer("c", 0.5),
+            fits["lape_off"].steer("a", 0.1)]
   out = run(base.stack_steers(first, shapes))
   before = sampling.generate._cache_size()
   run(base.stack_steers(second, shapes))
