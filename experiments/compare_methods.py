@@ -5,6 +5,7 @@ directions.
   python experiments/compare_methods.py                      # embedded Gemma 3 270M
   python experiments/compare_methods.py --full               # every text, wide sweeps, 100 samples
   python experiments/compare_methods.py --methods=ap,diffmean --diffmean=1,2,4,8
+  python experiments/compare_methods.py --methods=ap,lape,diffmean,probe   # with probes
 
 Writes into --workdir (find/ and the comparison; see lang_neuron_jax/compare.py) and
 ends with comparison.md; a re-run resumes where it stopped.
@@ -28,7 +29,8 @@ _SETTING = flags.DEFINE_enum("setting", "default", sorted(presets.COMPARE_PRESET
                              "Preset: quick (minutes, for a check), default, full.")
 _FULL = flags.DEFINE_bool("full", False, "Same as --setting=full: every text, the wide sweeps "
                           "and the paper's 100 samples per condition.")
-_METHODS = flags.DEFINE_list("methods", list(compare.METHODS), "Methods to compare.")
+_METHODS = flags.DEFINE_list("methods", list(compare.DEFAULT_METHODS),
+                             f"Methods to compare, of {list(compare.METHODS)}.")
 _STRENGTHS = {m: flags.DEFINE_list(m, None, f"Strengths of {m} "
                                    f"({compare.METHODS[m].strength_name}; default: the preset's).")
               for m in compare.METHODS}
@@ -58,6 +60,9 @@ def configs(model_config) -> tuple[find.FindConfig, compare.CompareConfig]:
   methods = tuple(_METHODS.value)
   for m in methods:
     compare.make_method(m)  # An unknown method's error names the known ones.
+  for m, flag in (("diffmean", _DIFFMEAN_LAYER), ("probe", _PROBE_LAYER)):
+    if flag.value is not None and m not in methods:
+      raise ValueError(f"--{m}_layer is given but {m} is not among --methods={','.join(methods)}.")
   options = {"diffmean": {"layer": _DIFFMEAN_LAYER.value}, "probe": {"layer": _PROBE_LAYER.value},
              "lape": {"intervention": _LAPE_INTERVENTION.value}}
   compare_config = dataclasses.replace(

@@ -40,6 +40,9 @@ from lang_neuron_jax.methods import ap, base, diffmean, lape, probe
 METHODS: Mapping[str, type[base.Method]] = {
     "ap": ap.APNeurons, "lape": lape.LAPE, "diffmean": diffmean.DiffMean,
     "probe": probe.LinearProbe}
+# Compared unless ``methods`` says otherwise: the probe (four methods: 21 min 49 s on a
+# 2-core CPU, docs/performance.md) would take the default past its 20-minute budget.
+DEFAULT_METHODS = ("ap", "lape", "diffmean")
 
 
 def make_method(name: str, config: "CompareConfig | None" = None) -> base.Method:
@@ -56,7 +59,7 @@ class CompareConfig:
 
   Attributes:
     languages: Target languages (scored by the find stage).
-    methods: Names in :data:`METHODS`.
+    methods: Names in :data:`METHODS` (default :data:`DEFAULT_METHODS`).
     strengths: ``((method, (strength, ...)), ...)`` overriding a method's default sweep
       (``Method.strengths``).
     samples: Unconditional samples per condition.
@@ -79,7 +82,7 @@ class CompareConfig:
   """
 
   languages: tuple[str, ...] = data.PAPER_LANGUAGES
-  methods: tuple[str, ...] = tuple(METHODS)
+  methods: tuple[str, ...] = DEFAULT_METHODS
   strengths: tuple[tuple[str, tuple[float, ...]], ...] = ()
   samples: int = 16
   max_new_tokens: int = 64

@@ -75,9 +75,9 @@ COMPARE_DEFAULT = Comparison(FindConfig(positives_per_language=100), CompareConf
 COMPARE_FULL = Comparison(FindConfig(), CompareConfig(
     samples=100, perplexity_samples=20, translation_pairs=100,
     strengths=(("ap", conditions.UNCONDITIONAL_NS), ("lape", (0.0025, 0.005, 0.01, 0.02, 0.04)),
-               ("diffmean", (0.5, 1.0, 2.0, 4.0, 8.0)), ("probe", (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)))))
+               ("diffmean", (0.5, 1.0, 2.0, 4.0, 8.0)))))
 COMPARE_QUICK = Comparison(FindConfig(positives_per_language=20), CompareConfig(
     samples=4, perplexity_samples=4, max_new_tokens=24, translation_pairs=2,
     translation_tokens=32,
-    strengths=(("ap", (2_000,)), ("lape", (0.01,)), ("diffmean", (1.0, 4.0)), ("probe", (8.0,)))))
+    strengths=(("ap", (2_000,)), ("lape", (0.01,)), ("diffmean", (1.0, 4.0)))))
 COMPARE_PRESETS = {"quick": COMPARE_QUICK, "default": COMPARE_DEFAULT, "full": COMPARE_FULL}

@@ -30,7 +30,9 @@ def assert_one_line_error(out, binary, expected):
     ("reproduce.py", ["--languages=en,de", "--targets=fr"], "Target languages ['fr']"),
     ("compare_methods.py", ["--methods=ap,pca"], "Unknown method 'pca'"),
     ("compare_methods.py", ["--diffmean_layer=18"], "layer 18 is out of range"),
-    ("compare_methods.py", ["--probe_layer=-1"], "probe: layer -1 is out of range"),
+    ("compare_methods.py", ["--methods=ap,probe", "--probe_layer=-1"],
+     "probe: layer -1 is out of range"),
+    ("compare_methods.py", ["--probe_layer=3"], "--probe_layer is given but probe is not"),
 ])
 def test_flag_errors_come_before_any_work(tmp_path, binary, flags, expected):
   out = run_binary(binary, f"--workdir={tmp_path / 'w'}", *flags)

@@ -16,7 +16,7 @@ def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):
   work = str(tmp_path / "work")
   preset = presets.COMPARE_QUICK
   config = dataclasses.replace(
-      preset.compare, languages=("en", "de", "ja"), samples=3,
+      preset.compare, languages=("en", "de", "ja"), samples=3, methods=tuple(compare.METHODS),
       strengths=(("ap", (4, 20)), ("lape", (0.1,)), ("diffmean", (1.0,)), ("probe", (8.0,))))
   find_config = compare.find_config(dataclasses.replace(
       preset.find, languages=("en", "de", "ja"), corpus_dir=corpus), lm.config, config.methods)

@@ -148,6 +148,46 @@ class Fitted(abc.ABC):
     """JSON-serialisable facts about the fit (sizes, chosen layers...)."""
 
 
+class FittedDirection(Fitted):
+  """A vector per language added to the residual stream after one layer: steering
+  towards ``c`` at ``strength`` adds ``strength * scale[c, l] * vectors[c, l]``
+  (``l = layer[c]``) at every position (prompt and new tokens).
+
+  Args:
+    languages: The languages, in the order of ``vectors``' first axis.
+    vectors: ``[C, L, D]`` a direction per language and layer.
+    layer: ``{language: layer}`` each language is steered at.
+    scale: ``[C, L]`` the length of strength 1 in units of ``vectors`` (None: 1).
+  """
+
+  site = "resid"
+
+  def __init__(self, languages, vectors: np.ndarray, layer: Mapping[str, int],
+               scale: np.ndarray | None = None):
+    self.languages, self.vectors, self.layer = tuple(languages), vectors, dict(layer)
+    self.scale = scale
+
+  def row(self, language: str) -> int:
+    """``language``'s index, or a ValueError naming the fitted languages."""
+    if language not in self.languages:
+      raise ValueError(f"Unknown language {language!r}; fitted on {list(self.languages)}.")
+    return self.languages.index(language)
+
+  def steer(self, language: str, strength) -> Steer:
+    c = self.row(language)
+    _, L, D = self.vectors.shape
+    layer = self.layer[language]
+    size = np.float32(strength) if self.scale is None else (
+        np.float32(strength) * self.scale[c, layer])
+    return Steer.add(self.site, (L, D), layer, size * self.vectors[c, layer])
+
+  def layers(self, language: str, strength) -> np.ndarray:
+    self.row(language)
+    out = np.zeros(self.vectors.shape[1], np.int64)
+    out[self.layer[language]] = self.vectors.shape[2]
+    return out
+
+
 class Method(abc.ABC):
   """A way to find and steer a language.
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from lang_neuron_jax.methods.base import CorpusStatistics, Fitted, Method, Steer
+from lang_neuron_jax.methods.base import CorpusStatistics, FittedDirection, Method
 
-SITE = "resid"
+SITE = FittedDirection.site
 
 
 def mean_differences(resid: np.ndarray, language_of_text: np.ndarray,
@@ -58,34 +58,17 @@ def separation(resid: np.ndarray, language_of_text: np.ndarray,
   return out
 
 
-class FittedDiffMean(Fitted):
+class FittedDiffMean(FittedDirection):
   """Directions ``[C, L, D]``, their d' ``[C, L]``, and each language's layer (the rule's,
-  or the one given)."""
+  or the one given); strength ``alpha`` adds ``alpha * directions[c, layer]``."""
 
   def __init__(self, languages, directions: np.ndarray, dprime: np.ndarray,
                layer: int | None = None):
-    self.languages = tuple(languages)
+    super().__init__(languages, directions, {
+        lang: int(np.argmax(dprime[c])) if layer is None else layer
+        for c, lang in enumerate(languages)})
     self.directions = directions
     self.dprime = dprime
-    self.layer = {lang: int(np.argmax(dprime[c])) if layer is None else layer
-                  for c, lang in enumerate(self.languages)}
-
-  def _row(self, language: str) -> int:
-    if language not in self.languages:
-      raise ValueError(f"Unknown language {language!r}; fitted on {list(self.languages)}.")
-    return self.languages.index(language)
-
-  def steer(self, language: str, strength) -> Steer:
-    c = self._row(language)
-    _, L, D = self.directions.shape
-    layer = self.layer[language]
-    return Steer.add(SITE, (L, D), layer,
-                     np.float32(strength) * self.directions[c, layer])
-
-  def layers(self, language: str, strength) -> np.ndarray:
-    out = np.zeros(self.directions.shape[1], np.int64)
-    out[self.layer[language]] = self.directions.shape[2]
-    return out
 
   def summary(self) -> dict:
     return {"layer": self.layer,

@@ -41,9 +41,9 @@ import optax
 import optax.tree_utils as otu
 from tqdm import tqdm
 
-from lang_neuron_jax.methods.base import CorpusStatistics, Fitted, Method, Steer
+from lang_neuron_jax.methods.base import CorpusStatistics, FittedDirection, Method
 
-SITE = "resid"
+SITE = FittedDirection.site
 VALIDATION_EVERY = 5  # Every fifth text is held out: ITI's val_ratio of 0.2.
 
 
@@ -103,38 +103,21 @@ def _log_loss(z: np.ndarray, y: np.ndarray) -> float:
   return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
-class FittedProbe(Fitted):
+class FittedProbe(FittedDirection):
   """Unit directions ``[C, L, D]``, projection spreads ``[C, L]``, validation accuracy and
-  log loss ``[C, L]``, and each language's layer (the rule's, or the one given)."""
+  log loss ``[C, L]``, and each language's layer (the rule's, or the one given); strength
+  ``alpha`` adds ``alpha * spread[c, layer] * directions[c, layer]``."""
 
   def __init__(self, languages, directions: np.ndarray, spread: np.ndarray,
                accuracy: np.ndarray, loss: np.ndarray, iterations: np.ndarray,
                layer: int | None = None):
-    self.languages = tuple(languages)
-    self.directions, self.spread = directions, spread
-    self.accuracy, self.loss, self.iterations = accuracy, loss, iterations
     L = directions.shape[1]
     # np.lexsort sorts by its last key first: accuracy (descending), loss, layer.
-    self.layer = {lang: int(np.lexsort((np.arange(L), loss[c], -accuracy[c]))[0])
-                  if layer is None else layer for c, lang in enumerate(self.languages)}
-
-  def _row(self, language: str) -> int:
-    if language not in self.languages:
-      raise ValueError(f"Unknown language {language!r}; fitted on {list(self.languages)}.")
-    return self.languages.index(language)
-
-  def steer(self, language: str, strength) -> Steer:
-    c = self._row(language)
-    _, L, D = self.directions.shape
-    layer = self.layer[language]
-    return Steer.add(SITE, (L, D), layer, np.float32(strength) * self.spread[c, layer]
-                     * self.directions[c, layer])
-
-  def layers(self, language: str, strength) -> np.ndarray:
-    self._row(language)
-    out = np.zeros(self.directions.shape[1], np.int64)
-    out[self.layer[language]] = self.directions.shape[2]
-    return out
+    super().__init__(languages, directions, {
+        lang: int(np.lexsort((np.arange(L), loss[c], -accuracy[c]))[0])
+        if layer is None else layer for c, lang in enumerate(languages)}, scale=spread)
+    self.directions, self.spread = directions, spread
+    self.accuracy, self.loss, self.iterations = accuracy, loss, iterations
 
   def summary(self) -> dict:
     return {"layer": self.layer,
