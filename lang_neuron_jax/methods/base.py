@@ -217,3 +217,27 @@ class Method(abc.ABC):
     """Raises a ValueError saying what to fix unless ``strength`` is valid."""
     if not np.isfinite(strength):
       raise ValueError(f"{self.name}: {self.strength_name} must be finite, got {strength!r}.")
+
+
+class DirectionMethod(Method):
+  """A method that steers with one residual-stream vector per language at one layer
+  (a :class:`FittedDirection`); strength ``alpha``.
+
+  Args:
+    layer: Steer at this layer for every language instead of the method's layer rule.
+  """
+
+  strength_name = "alpha"
+
+  def __init__(self, layer: int | None = None):
+    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, (int, np.integer))):
+      raise ValueError(f"{self.name}: layer must be an integer, got {layer!r}.")
+    self.layer = layer
+
+  def needs(self, model_config):
+    return (FittedDirection.site,), ()
+
+  def check_model(self, num_layers: int) -> None:
+    if self.layer is not None and not 0 <= self.layer < num_layers:
+      raise ValueError(f"{self.name}: layer {self.layer} is out of range; the model has "
+                       f"layers 0 to {num_layers - 1}.")

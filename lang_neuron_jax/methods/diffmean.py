@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lang_neuron_jax.methods.base import CorpusStatistics, FittedDirection, Method
+from lang_neuron_jax.methods.base import CorpusStatistics, DirectionMethod, FittedDirection
 
 SITE = FittedDirection.site
 
@@ -77,7 +77,7 @@ class FittedDiffMean(FittedDirection):
             "dprime": {l: self.dprime[c].round(4).tolist() for c, l in enumerate(self.languages)}}
 
 
-class DiffMean(Method):
+class DiffMean(DirectionMethod):
   """Mean-difference directions added to one layer's residual stream; strength ``alpha``.
 
   Args:
@@ -85,21 +85,7 @@ class DiffMean(Method):
   """
 
   name = "diffmean"
-  strength_name = "alpha"
   strengths = (1.0, 2.0, 4.0)
-
-  def __init__(self, layer: int | None = None):
-    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, (int, np.integer))):
-      raise ValueError(f"diffmean: layer must be an integer, got {layer!r}.")
-    self.layer = layer
-
-  def needs(self, model_config):
-    return (SITE,), ()
-
-  def check_model(self, num_layers: int) -> None:
-    if self.layer is not None and not 0 <= self.layer < num_layers:
-      raise ValueError(f"diffmean: layer {self.layer} is out of range; the model has layers "
-                       f"0 to {num_layers - 1}.")
 
   def fit(self, stats: CorpusStatistics) -> FittedDiffMean:
     self.check_model(stats.num_layers)

@@ -41,7 +41,7 @@ import optax
 import optax.tree_utils as otu
 from tqdm import tqdm
 
-from lang_neuron_jax.methods.base import CorpusStatistics, FittedDirection, Method
+from lang_neuron_jax.methods.base import CorpusStatistics, DirectionMethod, FittedDirection
 
 SITE = FittedDirection.site
 VALIDATION_EVERY = 5  # Every fifth text is held out: ITI's val_ratio of 0.2.
@@ -127,7 +127,7 @@ class FittedProbe(FittedDirection):
             "iterations": {l: self.iterations[c].tolist() for c, l in enumerate(self.languages)}}
 
 
-class LinearProbe(Method):
+class LinearProbe(DirectionMethod):
   """ITI-style logistic-regression probe directions added to one layer's residual
   stream; strength ``alpha`` in units of the texts' spread along the direction.
 
@@ -138,28 +138,18 @@ class LinearProbe(Method):
   """
 
   name = "probe"
-  strength_name = "alpha"
   # On the embedded model the languages' means lie about 2 spreads apart along their
   # probe directions, so 2 moves the others' mean onto the language's; ITI's default
   # alpha (15) lies inside the sweep.
   strengths = (2.0, 8.0, 32.0)
 
   def __init__(self, layer: int | None = None, c: float = 1.0, max_iter: int = 1000):
-    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, (int, np.integer))):
-      raise ValueError(f"probe: layer must be an integer, got {layer!r}.")
+    super().__init__(layer)
     if not (np.isfinite(c) and c > 0):
       raise ValueError(f"probe: c must be a positive finite number, got {c!r}.")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
       raise ValueError(f"probe: max_iter must be a positive integer, got {max_iter!r}.")
-    self.layer, self.c, self.max_iter = layer, float(c), int(max_iter)
-
-  def needs(self, model_config):
-    return (SITE,), ()
-
-  def check_model(self, num_layers: int) -> None:
-    if self.layer is not None and not 0 <= self.layer < num_layers:
-      raise ValueError(f"probe: layer {self.layer} is out of range; the model has layers "
-                       f"0 to {num_layers - 1}.")
+    self.c, self.max_iter = float(c), int(max_iter)
 
   def fit(self, stats: CorpusStatistics) -> FittedProbe:
     self.check_model(stats.num_layers)
