@@ -150,21 +150,21 @@ class Fitted(abc.ABC):
 
 class FittedDirection(Fitted):
   """A vector per language added to the residual stream after one layer: steering
-  towards ``c`` at ``strength`` adds ``strength * scale[c, l] * vectors[c, l]``
+  towards ``c`` at ``strength`` adds ``strength * scale[c, l] * directions[c, l]``
   (``l = layer[c]``) at every position (prompt and new tokens).
 
   Args:
-    languages: The languages, in the order of ``vectors``' first axis.
-    vectors: ``[C, L, D]`` a direction per language and layer.
+    languages: The languages, in the order of ``directions``' first axis.
+    directions: ``[C, L, D]`` a direction per language and layer.
     layer: ``{language: layer}`` each language is steered at.
-    scale: ``[C, L]`` the length of strength 1 in units of ``vectors`` (None: 1).
+    scale: ``[C, L]`` the length of strength 1 in units of ``directions`` (None: 1).
   """
 
   site = "resid"
 
-  def __init__(self, languages, vectors: np.ndarray, layer: Mapping[str, int],
+  def __init__(self, languages, directions: np.ndarray, layer: Mapping[str, int],
                scale: np.ndarray | None = None):
-    self.languages, self.vectors, self.layer = tuple(languages), vectors, dict(layer)
+    self.languages, self.directions, self.layer = tuple(languages), directions, dict(layer)
     self.scale = scale
 
   def row(self, language: str) -> int:
@@ -175,16 +175,16 @@ class FittedDirection(Fitted):
 
   def steer(self, language: str, strength) -> Steer:
     c = self.row(language)
-    _, L, D = self.vectors.shape
+    _, L, D = self.directions.shape
     layer = self.layer[language]
     size = np.float32(strength) if self.scale is None else (
         np.float32(strength) * self.scale[c, layer])
-    return Steer.add(self.site, (L, D), layer, size * self.vectors[c, layer])
+    return Steer.add(self.site, (L, D), layer, size * self.directions[c, layer])
 
   def layers(self, language: str, strength) -> np.ndarray:
     self.row(language)
-    out = np.zeros(self.vectors.shape[1], np.int64)
-    out[self.layer[language]] = self.vectors.shape[2]
+    out = np.zeros(self.directions.shape[1], np.int64)
+    out[self.layer[language]] = self.directions.shape[2]
     return out
 
 

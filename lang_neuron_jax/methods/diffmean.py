@@ -67,7 +67,6 @@ class FittedDiffMean(FittedDirection):
     super().__init__(languages, directions, {
         lang: int(np.argmax(dprime[c])) if layer is None else layer
         for c, lang in enumerate(languages)})
-    self.directions = directions
     self.dprime = dprime
 
   def summary(self) -> dict:

@@ -116,8 +116,12 @@ class FittedProbe(FittedDirection):
     super().__init__(languages, directions, {
         lang: int(np.lexsort((np.arange(L), loss[c], -accuracy[c]))[0])
         if layer is None else layer for c, lang in enumerate(languages)}, scale=spread)
-    self.directions, self.spread = directions, spread
     self.accuracy, self.loss, self.iterations = accuracy, loss, iterations
+
+  @property
+  def spread(self) -> np.ndarray:
+    """``[C, L]`` the texts' standard deviation along each direction (strength 1)."""
+    return self.scale
 
   def summary(self) -> dict:
     return {"layer": self.layer,
@@ -159,13 +163,13 @@ class LinearProbe(DirectionMethod):
       if not held_out[stats.language_of_text == c].any():
         raise ValueError(f"probe: language {lang!r} needs at least {VALIDATION_EVERY} texts "
                          f"(every {VALIDATION_EVERY}th is held out to choose the layer).")
-    C, (M, L, D) = len(stats.languages), resid.shape
+    C, (_, L, D) = len(stats.languages), resid.shape
+    labels = [(stats.language_of_text == c).astype(np.float32) for c in range(C)]
     directions = np.zeros((C, L, D), np.float32)
     spread, accuracy, loss, iterations = (np.zeros((C, L)) for _ in range(4))
     for l in tqdm(range(L), desc="probes (layers)", leave=False):
       x = np.asarray(resid[:, l], np.float32)
-      for c in range(C):
-        y = (stats.language_of_text == c).astype(np.float32)
+      for c, y in enumerate(labels):
         w, b, count, _ = train_probe(x[~held_out], y[~held_out], self.c, max_iter=self.max_iter)
         w, b = np.asarray(w), float(b)
         z = x[held_out] @ w + b
