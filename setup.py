@@ -11,8 +11,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["lang_neuron_jax", "lang_neuron_jax.*"]),
-    package_data={"lang_neuron_jax": ["data/README.md", "data/sense/*.json",
-                                      "data/translation/*.jsonl"]},
+    package_data={"lang_neuron_jax.data": ["README.md", "sense/*.json", "translation/*.jsonl"]},
     install_requires=[
         "jax>=0.6",
         "flax>=0.10",

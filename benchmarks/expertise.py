@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from lang_neuron_jax import expertise
+from lang_neuron_jax.find import scoring as expertise
 
 _UNITS = flags.DEFINE_integer("units", 20_000, "Units to score.")
 _SKLEARN_UNITS = flags.DEFINE_integer("sklearn_units", 200, "Units timed with sklearn.")

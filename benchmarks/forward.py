@@ -28,7 +28,7 @@ import numpy as np
 import lang_neuron_jax as lnj
 from lang_neuron_jax.activations import pooled_taps
 from lang_neuron_jax.loading import embedded_gguf_path
-from lang_neuron_jax.batching import bucket_length
+from lang_neuron_jax.generation.batching import bucket_length
 
 _TEXTS = flags.DEFINE_integer("texts", 64, "Texts to run (distinct corpus sentences).")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Batch size of the batched runs.")

@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import batching, sampling, selection
+from lang_neuron_jax.generation import batching, sampling
+from lang_neuron_jax.neurons import selection
 from lang_neuron_jax.loading import embedded_gguf_path
 
 _SAMPLES = flags.DEFINE_integer("samples", 100, "Samples per condition.")

@@ -21,7 +21,8 @@ from absl import flags
 import numpy as np
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import data, responses
+from lang_neuron_jax.data import corpora as data
+from lang_neuron_jax.find import responses
 from lang_neuron_jax.loading import embedded_gguf_path
 
 _OURS = flags.DEFINE_integer("our_texts", 640, "Distinct sentences timed with ours.")

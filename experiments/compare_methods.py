@@ -7,7 +7,7 @@ directions.
   python experiments/compare_methods.py --methods=ap,diffmean --diffmean=1,2,4,8
   python experiments/compare_methods.py --methods=ap,lape,diffmean,probe   # with probes
 
-Writes into --workdir (find/ and the comparison; see lang_neuron_jax/compare.py) and
+Writes into --workdir (find/ and the comparison; see lang_neuron_jax/compare/stage.py) and
 ends with comparison.md; a re-run resumes where it stopped.
 """
 
@@ -20,7 +20,10 @@ from absl import flags
 import lang_neuron_jax as lnj
 import multihost_flags
 import study_flags
-from lang_neuron_jax import cli, compare, distributed, find, loading, presets
+from lang_neuron_jax.runtime import cli, distributed
+from lang_neuron_jax.compare import stage as compare
+from lang_neuron_jax.find import stage as find
+from lang_neuron_jax import loading, study as presets
 
 _MODEL, _DTYPE, _SEED = study_flags.model(), study_flags.dtype(), study_flags.seed()
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/compare", "Output directory.")

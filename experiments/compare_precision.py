@@ -16,9 +16,11 @@ from absl import flags
 import numpy as np
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import cli
+from lang_neuron_jax.runtime import cli
 import study_flags
-from lang_neuron_jax import analysis, artifacts, find, selection
+from lang_neuron_jax.neurons import analysis, selection
+from lang_neuron_jax.runtime import artifacts
+from lang_neuron_jax.find import stage as find
 
 _MODEL = study_flags.model()
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/precision", "Output directory.")

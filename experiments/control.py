@@ -9,10 +9,13 @@ writes generations (.jsonl), metrics.json, figures and run.json into --workdir.
 from absl import flags
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import cli
+from lang_neuron_jax.runtime import cli
 import multihost_flags
 import study_flags
-from lang_neuron_jax import control_stage, distributed, find, selection
+from lang_neuron_jax.control import stage as control_stage
+from lang_neuron_jax.runtime import distributed
+from lang_neuron_jax.find import stage as find
+from lang_neuron_jax.neurons import selection
 
 _FIND_WORKDIR = flags.DEFINE_string("find_workdir", "workdir/find",
                                     "Work directory of experiments/find_neurons.py.")

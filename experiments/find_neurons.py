@@ -6,17 +6,20 @@
   python experiments/find_neurons.py --model=llama2-13b --dtype=bfloat16 --dry_run \\
       --mesh_devices=8 --device_memory_gb=16             # memory plan only
 
-Writes into --workdir (see lang_neuron_jax/find.py for the layout); a re-run resumes.
+Writes into --workdir (see lang_neuron_jax/find/stage.py for the layout); a re-run resumes.
 """
 
 from absl import flags
 from absl import logging
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import cli
+from lang_neuron_jax.runtime import cli
 import multihost_flags
 import study_flags
-from lang_neuron_jax import data, distributed, find, loading, planning
+from lang_neuron_jax.data import corpora as data
+from lang_neuron_jax.runtime import distributed
+from lang_neuron_jax.find import stage as find
+from lang_neuron_jax import loading, planning
 
 _MODEL, _DTYPE, _SEED, _N = (study_flags.model(), study_flags.dtype(), study_flags.seed(),
                              study_flags.n())

@@ -15,9 +15,10 @@ from absl import flags
 from absl import logging
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import cli
+from lang_neuron_jax.runtime import cli
 import study_flags
-from lang_neuron_jax import data, sampling
+from lang_neuron_jax.data import corpora as data
+from lang_neuron_jax.generation import sampling
 
 _MODEL, _DTYPE = study_flags.model(), study_flags.dtype()
 _MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 32, "Tokens to generate per prompt.")

@@ -8,7 +8,7 @@ Start the same command on every host with its --process_id:
 
 from absl import flags
 
-from lang_neuron_jax import distributed
+from lang_neuron_jax.runtime import distributed
 
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0 (several processes only).")

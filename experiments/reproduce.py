@@ -22,11 +22,15 @@ from absl import app
 from absl import flags
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import cli
+from lang_neuron_jax.runtime import cli
 import multihost_flags
 import study_flags
-from lang_neuron_jax import (artifacts, compare, control_stage, distributed, find, loading,
-                             presets, report, stages)
+from lang_neuron_jax.runtime import artifacts, distributed, stages
+from lang_neuron_jax.compare import stage as compare
+from lang_neuron_jax.control import stage as control_stage
+from lang_neuron_jax.find import stage as find
+from lang_neuron_jax import loading, study as presets
+from lang_neuron_jax.report import study as report
 
 _MODEL, _DTYPE, _SEED = study_flags.model(), study_flags.dtype(), study_flags.seed()
 _N = study_flags.n("N, the total neurons of each language's analysed and translation set, "

@@ -9,7 +9,8 @@ its batch size, its switches).
 from absl import flags
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import control_stage, find
+from lang_neuron_jax.control import stage as control_stage
+from lang_neuron_jax.find import stage as find
 
 _FIND = find.FindConfig()
 _CONTROL = control_stage.ControlConfig()
@@ -52,7 +53,7 @@ def corpus(tfds: bool = True) -> dict:
   if tfds:
     out["tfds_name"] = flags.DEFINE_string(
         "tfds_name", _FIND.tfds_name, "Or a TFDS dataset, one config per language (e.g. "
-        "lang_neuron_sense, after lang_neuron_jax.tfds_datasets.prepare(data_dir)).")
+        "lang_neuron_sense, after lang_neuron_jax.data.tfds.prepare(data_dir)).")
     out["tfds_data_dir"] = flags.DEFINE_string("tfds_data_dir", _FIND.tfds_data_dir,
                                                "TFDS data directory.")
   return out

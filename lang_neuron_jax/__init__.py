@@ -29,20 +29,20 @@ from lang_neuron_jax.models.taps import (ALL_SITES, NEURON_SITES, Intervention, 
                                          collect_taps, tap_filter)
 
 # Data.
-from lang_neuron_jax.data import Corpus, load_corpus, load_translation_pairs
+from lang_neuron_jax.data.corpora import Corpus, load_corpus, load_translation_pairs
 
 # Scoring and selection.
-from lang_neuron_jax.expertise import (Expertise, NeuronIndex, average_precision, neuron_index,
+from lang_neuron_jax.find.scoring import (Expertise, NeuronIndex, average_precision, neuron_index,
                                        score_units)
-from lang_neuron_jax.find import FindConfig, find_neurons
-from lang_neuron_jax.responses import compute_responses
-from lang_neuron_jax.selection import NeuronSet, build_intervention, select
+from lang_neuron_jax.find.stage import FindConfig, find_neurons
+from lang_neuron_jax.find.responses import compute_responses
+from lang_neuron_jax.neurons.selection import NeuronSet, build_intervention, select
 
 # Interventions and generation.
-from lang_neuron_jax.sampling import GREEDY, Sampler, generate, generate_text
+from lang_neuron_jax.generation.sampling import GREEDY, Sampler, generate, generate_text
 
 # Evaluation.
-from lang_neuron_jax.evaluation import identify_language, language_shares, translation_scores
+from lang_neuron_jax.evaluation.measures import identify_language, language_shares, translation_scores
 
 __all__ = [
     "DEFAULT_MODEL", "LanguageModel", "load_model", "DecoderConfig", "Decoder", "DecoderOutput",

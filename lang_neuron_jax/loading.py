@@ -6,7 +6,7 @@ dequantize with the ``gguf`` package, convert with the family's key table, and c
 as an orbax checkpoint (float32) with the converted tokenizer beside it, so that later
 loads take seconds. The cache lives in ``$LANG_NEURON_JAX_CACHE`` (default
 ``~/.cache/lang_neuron_jax``) or the ``cache_dir`` argument. Each of the three is a cache
-entry (:mod:`lang_neuron_jax.cache`): any number of processes may load on an empty cache
+entry (:mod:`lang_neuron_jax.runtime.cache`): any number of processes may load on an empty cache
 at once (one builds, the others wait for it), and a damaged entry is rebuilt with a
 warning.
 """
@@ -27,7 +27,7 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 
-from lang_neuron_jax import artifacts, cache
+from lang_neuron_jax.runtime import artifacts, cache
 from lang_neuron_jax import tokenizer as tokenizer_lib
 from lang_neuron_jax.errors import UserError
 from lang_neuron_jax.models import bloom, gemma3, llama, xglm
@@ -35,7 +35,7 @@ from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import convert
 from lang_neuron_jax.models.decoder import Decoder
 from lang_neuron_jax.models.sources import GGUFSource, SafetensorsSource, gguf_metadata, open_gguf
-from lang_neuron_jax.sharding import param_sharding, shard_params
+from lang_neuron_jax.runtime.sharding import param_sharding, shard_params
 
 DEFAULT_MODEL = "gemma3-270m"
 # Family modules by name. A family module provides PRESETS, HF_MODEL_TYPES,
@@ -117,7 +117,7 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
       ``jnp.bfloat16``; computation follows it.
     cache_dir: Where converted embedded weights are cached (see module docstring).
     mesh: Optional ``jax.sharding.Mesh``: each tensor is placed on it as it is read
-      (:mod:`lang_neuron_jax.sharding`), so host memory stays near one tensor and device
+      (:mod:`lang_neuron_jax.runtime.sharding`), so host memory stays near one tensor and device
       memory near the model's share per device.
 
   Returns:
@@ -241,7 +241,7 @@ def _load_hf_directory(directory: str, dtype, place=None) -> LanguageModel:
 def embedded_gguf_path(preset: str, cache_dir: str | None = None) -> str:
   """Path of an embedded preset's GGUF file, assembling it from its package if needed.
 
-  The file is a cache entry (:func:`lang_neuron_jax.cache.cached`): assembled under a
+  The file is a cache entry (:func:`lang_neuron_jax.runtime.cache.cached`): assembled under a
   temporary name, checked against the package's sha256 and renamed into place, so
   concurrent loads never read a half-written file; a damaged file is re-assembled.
   """
@@ -309,7 +309,7 @@ def restore_params(path: str, config: DecoderConfig):
 
 def _load_embedded(preset: str, dtype, cache_dir: str) -> LanguageModel:
   """Restores the cached converted parameters and tokenizer, building each from the
-  package's GGUF file when it is missing or damaged (see :mod:`lang_neuron_jax.cache`)."""
+  package's GGUF file when it is missing or damaged (see :mod:`lang_neuron_jax.runtime.cache`)."""
   config = all_presets()[preset]
   root = os.path.abspath(os.path.join(cache_dir, preset))
   start = time.perf_counter()

@@ -1,6 +1,6 @@
 """Memory plans for big models: will a preset fit a device mesh, before loading anything.
 
-``plan_memory`` answers, per device: parameters (as :mod:`lang_neuron_jax.sharding`
+``plan_memory`` answers, per device: parameters (as :mod:`lang_neuron_jax.runtime.sharding`
 splits them over the mesh), the responses forward's working memory (from XLA's own
 memory analysis of the compiled function, on abstract parameters: nothing is allocated),
 the largest layer's weights (which GSPMD gathers while it runs that layer), the
@@ -23,7 +23,7 @@ import numpy as np
 from lang_neuron_jax.activations import pooled_taps
 from lang_neuron_jax.loading import abstract_params
 from lang_neuron_jax.models.config import DecoderConfig
-from lang_neuron_jax.sharding import sharded_axis
+from lang_neuron_jax.runtime.sharding import sharded_axis
 
 GB = 1024**3
 

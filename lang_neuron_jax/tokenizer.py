@@ -48,7 +48,7 @@ def tokenizer_from_gguf_metadata(metadata: Mapping):
 def cached_gguf_tokenizer(metadata_fn, cache_dir: str):
   """The GGUF's tokenizer, converted once and cached under ``cache_dir``.
 
-  The directory is a cache entry (:func:`lang_neuron_jax.cache.cached`): written whole
+  The directory is a cache entry (:func:`lang_neuron_jax.runtime.cache.cached`): written whole
   under a temporary name and renamed, one writer at a time, rebuilt if it fails to load.
 
   Args:
@@ -58,7 +58,7 @@ def cached_gguf_tokenizer(metadata_fn, cache_dir: str):
   """
   from transformers import PreTrainedTokenizerFast
 
-  from lang_neuron_jax import cache  # pylint: disable=g-import-not-at-top
+  from lang_neuron_jax.runtime import cache  # pylint: disable=g-import-not-at-top
 
   def read(directory: str):
     if not os.path.isfile(os.path.join(directory, "tokenizer.json")):

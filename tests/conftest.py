@@ -109,7 +109,7 @@ def write_small_corpus(directory, languages=("en", "de", "ja"), positives=30, ne
   """A subset of the shipped corpora in the same format (first texts of each list)."""
   import json
 
-  from lang_neuron_jax import data
+  from lang_neuron_jax.data import corpora as data
 
   os.makedirs(directory, exist_ok=True)
   for lang in languages:

@@ -4,7 +4,8 @@ import os
 
 import numpy as np
 
-from lang_neuron_jax import analysis, figures, selection
+from lang_neuron_jax.neurons import analysis, selection
+from lang_neuron_jax.report import figures
 from tests.test_selection import toy_expertise
 
 

@@ -21,7 +21,8 @@ import time
 import numpy as np
 import pytest
 
-from lang_neuron_jax import cache, cli, locks, loading
+from lang_neuron_jax.runtime import cache, cli, locks
+from lang_neuron_jax import loading
 from lang_neuron_jax.errors import LockedError, UserError
 from tests.conftest import write_small_corpus
 
@@ -267,7 +268,7 @@ _MULTIHOST = textwrap.dedent("""
     import os, sys
     import jax
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    from lang_neuron_jax import distributed, locks
+    from lang_neuron_jax.runtime import distributed, locks
     from lang_neuron_jax.errors import LockedError
     port, pid, held, free = sys.argv[1:]
     distributed.initialize(f"localhost:{port}", 2, int(pid))

@@ -6,7 +6,9 @@ import json
 import os
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import compare, find, presets
+from lang_neuron_jax.compare import stage as compare
+from lang_neuron_jax.find import stage as find
+from lang_neuron_jax import study as presets
 from tests.conftest import write_small_corpus
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import batching, continuous, sampling
+from lang_neuron_jax.generation import batching, continuous, sampling
 from lang_neuron_jax.models.taps import Intervention, SiteEdit
 from tests.test_decoder import tiny_config
 

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import batching, conditions, control, evaluation, sampling, selection
+from lang_neuron_jax.generation import batching, sampling
+from lang_neuron_jax.control import conditions, rows as control
+from lang_neuron_jax.evaluation import measures as evaluation
+from lang_neuron_jax.neurons import selection
 from tests.conftest import save_tiny_gemma3
 
 

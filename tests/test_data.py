@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from lang_neuron_jax import data
+from lang_neuron_jax.data import corpora as data
 
 
 def test_shipped_corpus_dedup_keeps_every_language_list():

@@ -5,7 +5,8 @@ import json
 import pytest
 import sacrebleu
 
-from lang_neuron_jax import data, evaluation
+from lang_neuron_jax.data import corpora as data
+from lang_neuron_jax.evaluation import measures as evaluation
 
 
 def test_identify_language_on_shipped_sentences():

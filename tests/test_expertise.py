@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from lang_neuron_jax import expertise
+from lang_neuron_jax.find import scoring as expertise
 
 
 def tied_data(n=300, u=37, c=3, seed=0):

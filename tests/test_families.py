@@ -184,7 +184,7 @@ def test_missing_or_misshaped_tensor_is_named(tmp_path, name, key):
 
 
 def test_unconditional_prompt_follows_each_family_policy():
-  from lang_neuron_jax import conditions
+  from lang_neuron_jax.control import conditions
   prompts = {name: conditions.unconditional_prompt(cfg) for name, cfg in all_presets().items()}
   assert prompts["gemma3-270m"] == [2]  # <bos>
   assert prompts["llama2-7b"] == [1]  # <s>

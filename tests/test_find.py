@@ -8,7 +8,9 @@ import sys
 import numpy as np
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import batching, find, selection
+from lang_neuron_jax.generation import batching
+from lang_neuron_jax.find import stage as find
+from lang_neuron_jax.neurons import selection
 from tests.conftest import write_small_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,7 +51,7 @@ def test_find_binary_end_to_end(tiny_gemma3_with_tokenizer, tmp_path):
 def test_dedup_gives_the_same_scores_as_running_each_language_alone(tiny_gemma3_with_tokenizer,
                                                                    tmp_path):
   """Scores from the shared distinct sentences equal scores from each file on its own."""
-  from lang_neuron_jax import expertise, responses
+  from lang_neuron_jax.find import scoring as expertise, responses
 
   lm = lnj.load_model(tiny_gemma3_with_tokenizer)
   corpus_dir = write_small_corpus(str(tmp_path / "corpus"), positives=12, negatives=24)

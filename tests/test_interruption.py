@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from lang_neuron_jax import selection
+from lang_neuron_jax.neurons import selection
 from tests.conftest import write_small_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import sampling
+from lang_neuron_jax.generation import sampling
 from lang_neuron_jax.activations import capture_taps, pooled_taps
 from lang_neuron_jax.methods import base, diffmean
 from tests.test_decoder import tiny_config
@@ -259,7 +259,7 @@ def test_one_compiled_sampler_runs_every_method_and_strength(tiny, tiny_corpus_s
   """Rows of the baseline, AP, LAPE (both interventions) and DiffMean at several
   strengths share one compilation; a second batch with other strengths and languages
   compiles nothing new; the baseline row equals generation without any intervention."""
-  from lang_neuron_jax import expertise as expertise_lib
+  from lang_neuron_jax.find import scoring as expertise_lib
   from lang_neuron_jax.methods import ap, lape, probe
 
   cfg, params = tiny

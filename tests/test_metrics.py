@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from lang_neuron_jax import data, evaluation, metrics, uncertainty
+from lang_neuron_jax.data import corpora as data
+from lang_neuron_jax.evaluation import measures as evaluation, metrics, uncertainty
 
 
 @pytest.mark.parametrize("text", ["色" * 64, "基本" * 32, "、" * 40, " パー" + "\n" * 60,

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import expertise, responses
+from lang_neuron_jax.find import scoring as expertise, responses
 from tests.test_decoder import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,7 +18,7 @@ CHILD = r"""
 import sys, numpy as np, jax, jax.numpy as jnp
 sys.path.insert(0, sys.argv[1])
 import lang_neuron_jax as lnj
-from lang_neuron_jax import expertise, responses
+from lang_neuron_jax.find import scoring as expertise, responses
 from tests.test_decoder import tiny_config
 assert len(jax.devices()) == 8, jax.devices()
 ref = np.load(sys.argv[2])
@@ -98,7 +98,8 @@ def test_loading_onto_a_mesh_shards_parameters(tmp_path):
 CHILD_GENERATE = r"""
 import sys, json, jax
 sys.path.insert(0, sys.argv[1])
-from lang_neuron_jax import batching, conditions, control, sampling
+from lang_neuron_jax.generation import batching, sampling
+from lang_neuron_jax.control import conditions, rows as control
 from tests.test_control import toy_setup
 assert len(jax.devices()) == 8
 lm, exp = toy_setup()
@@ -122,7 +123,8 @@ def test_sharded_sampler_rows_equal_single_device():
   assert child.returncode == 0, child.stderr[-3000:]
   import json
 
-  from lang_neuron_jax import conditions, control, sampling
+  from lang_neuron_jax.control import conditions, rows as control
+  from lang_neuron_jax.generation import sampling
   from tests.test_control import toy_setup
   got = json.loads(child.stdout.strip().splitlines()[-1])
   lm, exp = toy_setup()

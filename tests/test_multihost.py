@@ -86,7 +86,7 @@ def test_both_processes_refuse_a_workdir_of_another_configuration(tiny_gemma3_wi
 def test_bad_multihost_arguments_are_refused():
   import pytest
 
-  from lang_neuron_jax import distributed
+  from lang_neuron_jax.runtime import distributed
   with pytest.raises(ValueError, match="coordinator address"):
     distributed.initialize(None, 2, 0)
   with pytest.raises(ValueError, match="process_id"):
@@ -95,6 +95,6 @@ def test_bad_multihost_arguments_are_refused():
 
 
 def test_one_process_shares_everything():
-  from lang_neuron_jax import distributed
+  from lang_neuron_jax.runtime import distributed
   items = list(range(11))
   assert distributed.share(items) == items

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from lang_neuron_jax import analysis, selection
+from lang_neuron_jax.neurons import analysis, selection
 from tests.conftest import write_small_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

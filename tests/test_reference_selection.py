@@ -15,7 +15,10 @@ import pandas as pd
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import conditions, data, find, selection
+from lang_neuron_jax.control import conditions
+from lang_neuron_jax.data import corpora as data
+from lang_neuron_jax.find import stage as find
+from lang_neuron_jax.neurons import selection
 
 
 def make_limited_expert(df: pd.DataFrame, threshold: int):

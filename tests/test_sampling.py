@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import batching, sampling
+from lang_neuron_jax.generation import batching, sampling
 from tests.conftest import greedy_by_full_forward
 from tests.test_decoder import tiny_config
 
@@ -134,7 +134,7 @@ def test_line_stop_rules():
 
 
 def test_line_stop_keeps_the_first_line(tiny_gemma3_with_tokenizer):
-  from lang_neuron_jax import conditions
+  from lang_neuron_jax.control import conditions
   lm = lnj.load_model(tiny_gemma3_with_tokenizer)
   # Bias the (tied) embedding of the newline token so that lines end often.
   newline = lm.tokenizer("\n", add_special_tokens=False).input_ids[0]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lang_neuron_jax import selection
+from lang_neuron_jax.neurons import selection
 
 
 def toy_expertise():

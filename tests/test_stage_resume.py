@@ -6,7 +6,10 @@ import os
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax import artifacts, continuous, control_stage, find
+from lang_neuron_jax.runtime import artifacts
+from lang_neuron_jax.generation import continuous
+from lang_neuron_jax.control import stage as control_stage
+from lang_neuron_jax.find import stage as find
 from tests.conftest import write_small_corpus
 
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from lang_neuron_jax import artifacts, stages
+from lang_neuron_jax.runtime import artifacts, stages
 
 
 def stage(tmp_path, config=None, **kwargs):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from lang_neuron_jax import data, tfds_datasets
+from lang_neuron_jax.data import corpora as data, tfds as tfds_datasets
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_tfds_errors_say_what_to_do(data_dir, tmp_path):
 
 def test_find_stage_reads_a_tfds_dataset(data_dir, tiny_gemma3_with_tokenizer, tmp_path):
   import lang_neuron_jax as lnj
-  from lang_neuron_jax import find
+  from lang_neuron_jax.find import stage as find
 
   lm = lnj.load_model(tiny_gemma3_with_tokenizer)
   common = dict(languages=("en", "de", "ja"), positives_per_language=10, n=10)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lang_neuron_jax import uncertainty
+from lang_neuron_jax.evaluation import uncertainty
 
 
 @pytest.mark.parametrize("k,n,expected", [(5, 10, (0.2366, 0.7634)), (0, 32, (0.0, 0.1072)),

@@ -1,7 +1,7 @@
 """AP neurons (Kojima et al., NAACL 2024; kojima-takeshi188/lang_neuron).
 
 Every neuron is scored by average precision at telling a language's texts from the others
-by its mean response (:mod:`lang_neuron_jax.expertise`, the find stage); steering towards
+by its mean response (:mod:`lang_neuron_jax.find.scoring`, the find stage); steering towards
 a language fixes its top N/2 and bottom N/2 neurons to their median response on that
 language (``on_p50``) at every position: the authors' ``expertise_limited_{N}_both``
 (``scripts/make_limited_expert.py``) with their generation's ``--on-value p50``.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lang_neuron_jax import selection
+from lang_neuron_jax.neurons import selection
 from lang_neuron_jax.methods.base import CorpusStatistics, Fitted, Method, Steer, merge
 
 

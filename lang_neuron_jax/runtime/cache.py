@@ -7,7 +7,7 @@ guarantees, on one machine or on a shared file system:
 - A reader never sees a half-written entry: the builder writes under a unique temporary
   name, reads the result back (the check a later reader would make), and only then
   renames it into place.
-- One builder at a time: it holds the entry's lock file (:mod:`lang_neuron_jax.locks`);
+- One builder at a time: it holds the entry's lock file (:mod:`lang_neuron_jax.runtime.locks`);
   the others wait for it, then read the committed entry instead of building their own.
   A builder that was killed leaves a stale lock, which the next one takes over, and
   temporaries, which it removes.
@@ -24,7 +24,7 @@ from typing import Callable, TypeVar
 
 from absl import logging
 
-from lang_neuron_jax import locks
+from lang_neuron_jax.runtime import locks
 
 T = TypeVar("T")
 

@@ -4,7 +4,7 @@ linear-probe (ITI) directions on the same model, texts, samples and evaluator.
 Layout of ``workdir``::
 
     find/                 the find stage, with every method's statistics recorded in its
-                          one forward pass over the corpora (lang_neuron_jax/find.py)
+                          one forward pass over the corpora (lang_neuron_jax/find/stage.py)
     comparison.jsonl      one record per unconditional sample (condition, method,
                           strength, tokens, text, detected language, perplexity)
     translation.jsonl     one record per English->X translation, with no intervention and
@@ -31,10 +31,14 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from lang_neuron_jax import (artifacts, conditions, control, control_stage, data, distributed,
-                             figures, find, sampling, stages)
-from lang_neuron_jax import metrics as metrics_lib
-from lang_neuron_jax.locks import workdir_locked
+from lang_neuron_jax.runtime import artifacts, distributed, stages
+from lang_neuron_jax.control import conditions, rows as control, stage as control_stage
+from lang_neuron_jax.data import corpora as data
+from lang_neuron_jax.report import figures
+from lang_neuron_jax.find import stage as find
+from lang_neuron_jax.generation import sampling
+from lang_neuron_jax.evaluation import metrics as metrics_lib
+from lang_neuron_jax.runtime.locks import workdir_locked
 from lang_neuron_jax.methods import ap, base, diffmean, lape, probe
 
 METHODS: Mapping[str, type[base.Method]] = {
@@ -313,7 +317,7 @@ class CompareResult:
   stamp: stages.Stamp
 
 
-@workdir_locked  # A second run on the same workdir is refused (lang_neuron_jax/locks.py).
+@workdir_locked  # A second run on the same workdir is refused (lang_neuron_jax/runtime/locks.py).
 def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: str, *,
                    progress: bool = True) -> CompareResult:
   """Fits every method, generates every condition (resumable), evaluates, summarizes.

@@ -1,6 +1,6 @@
 """Continuous batching: generation where a row that stops hands its slot to a queued row.
 
-:func:`~lang_neuron_jax.sampling.generate` runs a batch until its slowest row ends. The
+:func:`~lang_neuron_jax.generation.sampling.generate` runs a batch until its slowest row ends. The
 translation experiment's rows stop after their first line (a median of 14 tokens on the
 embedded model) but some run the full 128 tokens, so a fixed batch spends most of its
 steps on finished rows. Here ``S`` *slots* decode together; every ``steps_per_call``
@@ -9,7 +9,7 @@ slots. A refilled slot's old cache entries lie past its new row's position, wher
 causal mask hides them, and are overwritten as the row advances.
 
 A row's tokens depend only on its prompt, its intervention, its row id and the seed: the
-keys are those of :func:`~lang_neuron_jax.sampling.generate`
+keys are those of :func:`~lang_neuron_jax.generation.sampling.generate`
 (``fold_in(fold_in(key(seed), row_id), new_tokens_so_far)``), so a row gives the same
 tokens whichever slot, neighbours or refill order it meets (tests/test_continuous.py).
 """
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lang_neuron_jax import batching, sampling
+from lang_neuron_jax.generation import batching, sampling
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.decoder import Decoder, init_cache
 from lang_neuron_jax.models.taps import Intervention
@@ -161,7 +161,7 @@ def generate_continuously(
       divides it).
     sampler: Greedy by default.
     seed: Base seed; row ``r`` uses its row id (default ``r``) as
-      :func:`~lang_neuron_jax.sampling.generate` does.
+      :func:`~lang_neuron_jax.generation.sampling.generate` does.
     row_ids: R row identities.
     interventions: Given prompt indices, their edits with a leading row axis; None for
       no intervention on any row.

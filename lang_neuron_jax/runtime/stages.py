@@ -11,7 +11,7 @@ One protocol for every step whose work is worth keeping:
   :class:`Journal`: one append-only JSON Lines file per process, whose first line is the
   fingerprint. A killed run resumes from every process's journal.
 * :meth:`Stage.commit` lets process 0 write the outputs (atomically; see
-  :mod:`lang_neuron_jax.artifacts`), then the stamp, then remove the journals; the other
+  :mod:`lang_neuron_jax.runtime.artifacts`), then the stamp, then remove the journals; the other
   processes wait and read the outputs. Barriers and leader-only writes live here, so the
   stages' code reads as if there were one process.
 
@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from absl import logging
 
-from lang_neuron_jax import artifacts, distributed
+from lang_neuron_jax.runtime import artifacts, distributed
 from lang_neuron_jax.errors import UserError
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@ Every share the control stage reports (a proportion of samples) carries a Wilson
 interval; medians and corpus scores (BLEU, chrF) carry percentile-bootstrap intervals over
 samples. An intervened condition is compared with the baseline by McNemar's exact test:
 sample ``i`` of every condition is drawn with the same random key (common random numbers,
-see :mod:`lang_neuron_jax.control`), and translation pair ``i`` has the same source in both
+see :mod:`lang_neuron_jax.control.rows`), and translation pair ``i`` has the same source in both
 conditions, so the outcomes are *paired*, and only the discordant pairs carry information
 about the difference. Holm's step-down adjustment controls the family-wise error over all
 comparisons of a table.

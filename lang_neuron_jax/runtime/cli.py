@@ -29,7 +29,8 @@ from lang_neuron_jax.errors import UserError
 _TRACEBACK = flags.DEFINE_bool("traceback", False, "Show the full traceback of errors in "
                                "the input (which are otherwise printed as one line).")
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# The package root (this module sits in its runtime/ subpackage).
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _USER_FACING_TYPES = (ValueError, OSError, FloatingPointError)
 
 

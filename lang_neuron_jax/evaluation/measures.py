@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lang_neuron_jax import batching
+from lang_neuron_jax.generation import batching
 from lang_neuron_jax.models.decoder import Decoder, output_logits
 
 BLEU_TOKENIZERS = {"zh": "zh", "ja": "char"}

@@ -12,7 +12,7 @@ Layout of ``workdir``::
     run.json                 configuration, versions, git SHA, timings
     {scores,analysis}.stage.json, responses/responses.stage.json   the stages' stamps
 
-The responses, the scores and the analysis are stages (:mod:`lang_neuron_jax.stages`):
+The responses, the scores and the analysis are stages (:mod:`lang_neuron_jax.runtime.stages`):
 each is skipped when it finished with the same configuration, model and inputs, and the
 responses continue from their journal where an interrupted run stopped.
 """
@@ -27,10 +27,14 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from lang_neuron_jax import (analysis, artifacts, batching, data, distributed, expertise, figures,
-                             responses, selection, stages)
+from lang_neuron_jax.neurons import analysis, selection
+from lang_neuron_jax.runtime import artifacts, distributed, stages
+from lang_neuron_jax.generation import batching
+from lang_neuron_jax.data import corpora as data
+from lang_neuron_jax.find import scoring as expertise, responses
+from lang_neuron_jax.report import figures
 from lang_neuron_jax.errors import UserError
-from lang_neuron_jax.locks import workdir_locked
+from lang_neuron_jax.runtime.locks import workdir_locked
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -41,7 +45,7 @@ class FindConfig:
     languages: Languages to score (two or more).
     corpus_dir: Directory of ``{lang}.json`` corpora (None: the paper's shipped texts).
     tfds_name: Or a TFDS dataset with one config per language (see
-      :func:`lang_neuron_jax.data.load_corpus`), read from ``tfds_data_dir``.
+      :func:`lang_neuron_jax.data.corpora.load_corpus`), read from ``tfds_data_dir``.
     max_length: Texts with more tokens are dropped (as in the reference: 256).
     batch_size: Texts per forward pass.
     n: N, the total number of neurons in each language's set: the top N/2 plus the
@@ -103,9 +107,9 @@ class FindResult:
 
   Attributes:
     figures: ``{name: path}`` of the analysis figures.
-    stamp: The scores stage's :class:`~lang_neuron_jax.stages.Stamp` (a fingerprint of
+    stamp: The scores stage's :class:`~lang_neuron_jax.runtime.stages.Stamp` (a fingerprint of
       the responses, languages and neurons); the control stage's fingerprint builds on it.
-    responses: The responses (:class:`~lang_neuron_jax.responses.Responses`: every
+    responses: The responses (:class:`~lang_neuron_jax.find.responses.Responses`: every
       recorded site, positive counts, lengths), in the order of ``corpus.texts``.
   """
 
@@ -249,7 +253,7 @@ def analyse(exp: selection.Expertise, resp, corpus: data.Corpus, config: FindCon
   }
 
 
-@workdir_locked  # A second run on the same workdir is refused (lang_neuron_jax/locks.py).
+@workdir_locked  # A second run on the same workdir is refused (lang_neuron_jax/runtime/locks.py).
 def find_neurons(lm, config: FindConfig, workdir: str, *, progress: bool = True) -> FindResult:
   """Runs (or resumes) the find stage in ``workdir``; see the module docstring."""
   config.validate(lm.config)

@@ -1,6 +1,6 @@
 """Control experiments' generation: rows of many conditions per batch, each steered.
 
-A *condition* (:mod:`lang_neuron_jax.conditions`) is "no intervention" or a way of
+A *condition* (:mod:`lang_neuron_jax.control.conditions`) is "no intervention" or a way of
 steering towards a language; :class:`Steering` turns conditions into edits (the paper's:
 fix a neuron set to a statistic, :func:`neuron_steering`). Every row of
 a generation batch carries its own intervention (``[B, L, U]`` masks and values), so the
@@ -20,11 +20,12 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from lang_neuron_jax import batching, continuous, sampling, selection
-from lang_neuron_jax.conditions import Condition, Job
+from lang_neuron_jax.generation import batching, continuous, sampling
+from lang_neuron_jax.neurons import selection
+from lang_neuron_jax.control.conditions import Condition, Job
 from lang_neuron_jax.methods.base import Steer, merge, stack_steers
 from lang_neuron_jax.models.taps import Intervention
-from lang_neuron_jax.selection import Expertise, NeuronSet
+from lang_neuron_jax.neurons.selection import Expertise, NeuronSet
 
 
 class Steering:
@@ -109,7 +110,7 @@ def run_jobs(lm, steering: Steering | None, jobs: Sequence[Job], *, max_new_toke
     intervene_prompt: Intervene on the prompt too (the paper) or only new tokens.
     on_batch: Called with finished records (for streaming to disk).
     line_stop: Stop rows after their first non-empty line (translation).
-    refill: Continuous batching (:mod:`lang_neuron_jax.continuous`): ``batch_size``
+    refill: Continuous batching (:mod:`lang_neuron_jax.generation.continuous`): ``batch_size``
       slots, each refilled from the queue as its row stops; for rows that stop early.
       The rows' tokens are the same either way.
     prompt_width: Prompt width of every batch (default: the bucket of the longest

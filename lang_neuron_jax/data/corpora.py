@@ -20,7 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+# The shipped corpora and translation sets sit beside this module (the data package).
+DATA_DIR = os.path.dirname(os.path.abspath(__file__))
 SENSE_DIR = os.path.join(DATA_DIR, "sense")
 TRANSLATION_DIR = os.path.join(DATA_DIR, "translation")
 PAPER_LANGUAGES = ("en", "de", "fr", "es", "zh", "ja")
@@ -106,7 +107,7 @@ def _read_tfds_language(name: str, lang: str, data_dir: str | None
     raise CorpusError(
         f"Cannot read TFDS dataset {name}/{lang} from {data_dir or 'the default data dir'} "
         f"({type(e).__name__}: {e}). Prepare it first (for the shipped corpora: "
-        "lang_neuron_jax.tfds_datasets.prepare(data_dir)), or check the language code.") from e
+        "lang_neuron_jax.data.tfds.prepare(data_dir)), or check the language code.") from e
   records = [source[i] for i in range(len(source))]  # key-hash order; "index" restores it
   missing = {"text", "positive", "index"} - set(records[0] if records else ())
   if not records or missing:
@@ -133,9 +134,9 @@ def load_corpus(languages: Sequence[str] = PAPER_LANGUAGES, *,
       the TFDS config ``{tfds_name}/{code}``).
     corpus_dir: Directory of the JSON files (default: the paper's shipped corpora).
     tfds_name: Read a TensorFlow Datasets dataset instead, one config per language with
-      the features of :class:`~lang_neuron_jax.tfds_datasets.LangNeuronSense` (``text``,
+      the features of :class:`~lang_neuron_jax.data.tfds.LangNeuronSense` (``text``,
       ``positive``, ``index``), e.g. ``"lang_neuron_sense"`` once prepared with
-      :func:`~lang_neuron_jax.tfds_datasets.prepare`. Read with ``tfds.data_source``
+      :func:`~lang_neuron_jax.data.tfds.prepare`. Read with ``tfds.data_source``
       (array_record files; TensorFlow is not needed).
     tfds_data_dir: The TFDS data directory (default: TFDS's own default).
     positives_per_language: Keep only each file's first this many positives, and as

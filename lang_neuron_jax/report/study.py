@@ -8,8 +8,9 @@ import os
 import shutil
 from typing import Sequence
 
-from lang_neuron_jax import artifacts, evaluation
-from lang_neuron_jax.conditions import TRANSLATION_PROMPT
+from lang_neuron_jax.runtime import artifacts
+from lang_neuron_jax.evaluation import measures as evaluation
+from lang_neuron_jax.control.conditions import TRANSLATION_PROMPT
 
 
 def _pct(x) -> str:
@@ -208,8 +209,8 @@ def write_report(workdir: str, *, find, control=None, config: dict, timings: dic
   """Writes ``{workdir}/report.md`` and copies the figures beside it.
 
   Args:
-    find: The find stage's :class:`~lang_neuron_jax.find.FindResult`.
-    control: The control stage's :class:`~lang_neuron_jax.control_stage.ControlResult`,
+    find: The find stage's :class:`~lang_neuron_jax.find.stage.FindResult`.
+    control: The control stage's :class:`~lang_neuron_jax.control.stage.ControlResult`,
       or None for a report of the find stage alone.
     config: The run's settings (shown, and the counts the control section states).
     timings: Seconds per stage.

@@ -1,0 +1,311 @@
+"""The control stage: unconditional and translation experiments, evaluated, in a work dir.
+
+Layout of ``workdir``::
+
+    unconditional.jsonl   one record per generated sample (condition, tokens, text, language)
+    translation.jsonl     one record per translation (set, condition, source, output, ...)
+    metrics.json          per condition: target-language and valid shares with 95% intervals
+                          and exact paired tests against the baseline, degenerate share,
+                          perplexity; per translation set: BLEU, chrF and the same shares,
+                          with and without intervention (see lang_neuron_jax/evaluation/metrics.py)
+    share_vs_n.png, translation_bleu.png, translation_target_share.png,
+    translation_valid_share.png
+    run.json
+    {unconditional,translation,metrics}.stage.json   the stages' stamps
+
+Each experiment is a :class:`~lang_neuron_jax.runtime.stages.Stage`: generated rows are appended
+to its journal (``{part}.journal{process}.jsonl``) batch by batch, so a killed run
+continues where it stopped (with identical results: rows do not depend on their batch);
+the evaluated ``{part}.jsonl`` is written when a part finishes, and is reused on a re-run
+with the same configuration, model and scores.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import os
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from lang_neuron_jax.runtime import artifacts, distributed, stages
+from lang_neuron_jax.generation import batching, sampling
+from lang_neuron_jax.control import conditions, rows as control
+from lang_neuron_jax.data import corpora as data
+from lang_neuron_jax.evaluation import measures as evaluation
+from lang_neuron_jax.report import figures
+from lang_neuron_jax.neurons import selection
+from lang_neuron_jax.evaluation import metrics as metrics_lib
+from lang_neuron_jax.control.conditions import Job
+from lang_neuron_jax.runtime.locks import workdir_locked
+from lang_neuron_jax.neurons.selection import Expertise
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ControlConfig:
+  """What the control stage does.
+
+  Attributes:
+    languages: Target languages (must have been scored). The authors steer towards all
+      six, English included; English has no translation sets, so translation skips it.
+    samples: Unconditional samples per condition (the paper: 100).
+    max_new_tokens: Unconditional new tokens (the paper: 64).
+    temperature: Unconditional sampling temperature (the paper: 0.8).
+    ns: N values of the top N/2 + bottom N/2 sweep; N counts every fixed neuron (capped
+      at the model's size; even).
+    main_n: The paper's main condition (2,000 = 1,000 + 1,000): its top half alone, its
+      bottom half alone and ``main_n`` random neurons are the sweep's controls.
+    translation_sets: ``(dataset, language)`` pairs; None for every shipped set whose
+      language is in ``languages``.
+    translation_pairs: Pairs used per translation set (the shipped sets hold 100).
+    translation_n: N (total, top N/2 + bottom N/2) of the set used for translation.
+    translation_tokens: Greedy new tokens for translation (the paper: 128).
+    statistic: Value the neurons are fixed to.
+    perplexity_samples: Unconditional samples per condition whose perplexity is
+      computed (a full forward with the output head each; the first ones by index).
+    batch_size: Unconditional generation rows per compiled call.
+    translation_slots: Translation rows decoded together; each slot is refilled as its
+      row stops (64 ran the default run's 288 rows faster than 32 on a 2-core CPU;
+      docs/performance.md).
+    seed: Base seed.
+  """
+
+  languages: tuple[str, ...] = data.PAPER_LANGUAGES
+  samples: int = 100
+  max_new_tokens: int = 64
+  temperature: float = 0.8
+  ns: tuple[int, ...] = conditions.UNCONDITIONAL_NS
+  main_n: int = conditions.MAIN_N
+  translation_sets: tuple[tuple[str, str], ...] | None = None
+  translation_pairs: int = 100
+  translation_n: int = conditions.MAIN_N
+  translation_tokens: int = 128
+  statistic: str = "on_p50"
+  perplexity_samples: int = 20
+  batch_size: int = 128
+  translation_slots: int = 64
+  seed: int = 0
+
+
+  def validate(self, num_neurons: int, scored_languages: Sequence[str]) -> None:
+    """Raises a ValueError saying what to fix for what the config alone decides: target
+    languages that were not scored, N values (even, from 2; capped at ``num_neurons``),
+    counts below one."""
+    unknown = set(self.languages) - set(scored_languages)
+    if unknown or not self.languages:
+      raise ValueError(f"Target languages {sorted(unknown) or '(none)'} are not among the "
+                       f"scored languages {list(scored_languages)}.")
+    conditions.unconditional_conditions(self.languages, num_neurons, ns=self.ns,
+                                     main_n=self.main_n)
+    selection.check_n(selection.cap_n(self.translation_n, num_neurons, "both"), num_neurons,
+                      "both")
+    for name in ("samples", "max_new_tokens", "translation_pairs", "translation_tokens",
+                 "batch_size", "translation_slots"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+    if self.perplexity_samples < 0 or self.temperature < 0:
+      raise ValueError("perplexity_samples and temperature must not be negative.")
+
+
+FIGURES = ("share_vs_n", "translation_bleu", "translation_target_share",
+           "translation_valid_share")
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlResult:
+  """What the control stage gives the report.
+
+  Attributes:
+    metrics: See ``metrics.json`` (:func:`lang_neuron_jax.evaluation.metrics.summarize`).
+    records: ``{"unconditional": [...], "translation": [...]}``, the evaluated rows.
+    figures: ``{name: path}`` of the figures drawn.
+    stamps: The experiments' stamps (:class:`~lang_neuron_jax.runtime.stages.Stamp`).
+  """
+
+  metrics: dict
+  records: dict[str, list[dict]]
+  figures: dict[str, str]
+  stamps: tuple[stages.Stamp, ...]
+
+
+def unconditional_jobs(lm, exp: Expertise, config: ControlConfig) -> list[Job]:
+  """The paper's sweep (:func:`conditions.unconditional_conditions`), ``samples`` rows each."""
+  return conditions.unconditional_jobs(
+      conditions.unconditional_prompt(lm.config),
+      conditions.unconditional_conditions(config.languages, exp.index.size, ns=config.ns,
+                                          main_n=config.main_n), config.samples)
+
+
+def translation_sets(config: ControlConfig) -> list[tuple[str, str]]:
+  if config.translation_sets is not None:
+    return list(config.translation_sets)
+  return [(d, l) for d, l in data.available_translation_sets() if l in config.languages]
+
+
+def translation_jobs(lm, exp: Expertise, config: ControlConfig) -> list[Job]:
+  """Every set's pairs with no intervention and with the target's N = translation_n."""
+  n = selection.cap_n(config.translation_n, exp.index.size, "both")
+  return conditions.translation_jobs(
+      lm.tokenizer, translation_sets(config), config.translation_pairs,
+      lambda lang: (conditions.BASELINE, conditions.condition(lang, "both", n)))
+
+
+def generation_settings(lm, part: str, config: ControlConfig) -> dict:
+  """``run_jobs`` arguments of each experiment."""
+  if part == "unconditional":
+    return {"max_new_tokens": config.max_new_tokens,
+            "sampler": sampling.Sampler(temperature=config.temperature)}
+  # Only the first non-empty line is scored, so rows stop once it is complete: the
+  # same lines as generating all translation_tokens and cutting, at a fraction of the cost.
+  # Continuous batching refills the slots of stopped rows, so the machine stays on
+  # unfinished rows instead of waiting for each batch's slowest one (lang_neuron_jax/generation/continuous.py).
+  return {"max_new_tokens": config.translation_tokens, "sampler": sampling.GREEDY,
+          "line_stop": sampling.line_stop_for(lm.tokenizer, lm.config.vocab_size),
+          "refill": True}
+
+
+def evaluate_unconditional(lm, records: list[dict], config: ControlConfig) -> list[dict]:
+  """Adds each sample's detected language, and the perplexity of the first
+  ``perplexity_samples`` samples of each condition."""
+  for r, lang in zip(records, evaluation.identify_language([r["text"] for r in records])):
+    r["detected"] = lang
+  prompt = tuple(conditions.unconditional_prompt(lm.config))
+  scored = [r for r in records if r["sample"] < config.perplexity_samples]
+  ppl = evaluation.perplexity(lm, [prompt] * len(scored), [r["tokens"] for r in scored])
+  for r in records:
+    r["perplexity"] = None
+  for r, p in zip(scored, ppl):
+    r["perplexity"] = None if np.isnan(p) else float(p)
+  return records
+
+
+def evaluate_translation(lm, records: list[dict], config: ControlConfig) -> list[dict]:
+  """Adds each translation's output (its first non-empty line) and detected language."""
+  del lm, config
+  for r in records:
+    r["output"] = conditions.cut_translation(r["text"])
+  for r, lang in zip(records, evaluation.identify_language([r["output"] for r in records])):
+    r["detected"] = lang
+  return records
+
+
+def generate_resumable(lm, steering: control.Steering | None, jobs: Sequence[Job],
+                       journal: stages.Journal, *, batch_size: int, seed: int,
+                       progress: bool = True, **settings) -> list[dict]:
+  """Generates every job once, continuing an interrupted run.
+
+  Each finished row is appended to the stage's journal; a re-run skips the rows the
+  journals hold and gives the records an uninterrupted run would (rows are independent
+  of their batch). With several processes, each runs its share of the remaining jobs,
+  and the journals are also how the processes see each other's rows.
+
+  Returns:
+    One record per job, in job order, on every process (with a ``job`` index).
+  """
+  jobs = [dataclasses.replace(j, meta={**j.meta, "job": i}) for i, j in enumerate(jobs)]
+  done = journal.start()
+  mine = distributed.share([j for j in jobs if j.meta["job"] not in done])
+  # Every process and every resumption pads prompts to the width of all the jobs, so
+  # that each row is computed exactly as in one uninterrupted run.
+  width = batching.bucket_length(max(len(j.prompt) for j in jobs))
+  control.run_jobs(lm, steering, mine, batch_size=batch_size, seed=seed,
+                   on_batch=lambda batch: journal.append({"unit": r["job"], **r} for r in batch),
+                   prompt_width=width, progress=progress, **settings)
+  rows = journal.gather()
+  if len(rows) != len(jobs):
+    raise RuntimeError(f"{journal.stage.name}: {len(rows)} of {len(jobs)} rows in the journals "
+                       f"of {journal.stage.directory}; was one removed while the run was going?")
+  return [{k: v for k, v in rows[i].items() if k != "unit"} for i in range(len(jobs))]
+
+
+def evaluated_records(stage: stages.Stage, name: str, generate: Callable[[], list[dict]],
+                      evaluate: Callable[[list[dict]], list[dict]]) -> list[dict]:
+  """A generation stage's evaluated records, ``{name}`` (JSON lines) in its directory:
+  reused when the stage finished; else ``generate()`` (resumable, every process) and
+  ``evaluate(rows)``, written and committed by process 0."""
+  path = stage.path(name)
+  read = functools.partial(artifacts.read_jsonl, path)
+  records = stage.reuse(read)
+  if records is not None:
+    return records
+  rows = generate()
+
+  def write():
+    evaluated = evaluate(rows)
+    artifacts.write_jsonl(path, evaluated)
+    return evaluated
+
+  return stage.commit(write, read)
+
+
+def draw(metrics: dict, workdir: str) -> None:
+  """share_vs_n.png (raw and valid target share against N, with 95% intervals) and the
+  translation figures (BLEU, target share; with and without intervention)."""
+  uncond = metrics["unconditional"]
+  curves = collections.defaultdict(dict)
+  for m in uncond.values():
+    if m["kind"] == "both":
+      curves[m["language"]][m["n"]] = m
+  base = uncond.get("baseline", {}).get("by_language", {})
+  if curves:
+    figures.share_vs_n(
+        {l: {n: (m["target_share"], m["target_share_ci"]) for n, m in by_n.items()}
+         for l, by_n in sorted(curves.items())},
+        {l: {n: (m["valid_share"], m["valid_share_ci"]) for n, m in by_n.items()}
+         for l, by_n in sorted(curves.items())},
+        os.path.join(workdir, "share_vs_n.png"),
+        baseline={l: (b["target_share"], b["valid_share"]) for l, b in base.items()})
+  trans = metrics["translation"]
+  if trans:
+    for key, label in (("bleu", "BLEU"), ("target_share", "share in target language"),
+                       ("valid_share", "valid share in target language")):
+      figures.paired_bars({k: {c: (v[key], v[f"{key}_ci"]) for c, v in t.items()}
+                           for k, t in trans.items()},
+                          os.path.join(workdir, f"translation_{key}.png"), ylabel=label,
+                          title=f"Translation: {label}, with and without intervention (95% CI)")
+
+
+@workdir_locked  # A second run on the same workdir is refused (lang_neuron_jax/runtime/locks.py).
+def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *,
+                expertise_stamp=None, progress: bool = True) -> ControlResult:
+  """Runs (or reuses) both experiments, evaluates them, writes metrics and figures.
+
+  Each experiment is a :class:`~lang_neuron_jax.runtime.stages.Stage` (``unconditional``,
+  ``translation``), and so are the metrics. ``expertise_stamp``: the find stage's stamp
+  of ``exp`` (``FindResult.stamp`` or :func:`lang_neuron_jax.find.stage.load_scores`), an input
+  of both experiments.
+  """
+  config.validate(exp.index.size, exp.languages)
+  timings, stamps, outputs = {}, [], {}
+  parts = {"unconditional": (unconditional_jobs, evaluate_unconditional),
+           "translation": (translation_jobs, evaluate_translation)}
+  for part, (make_jobs, evaluate) in parts.items():
+    start = time.perf_counter()
+    stage = stages.Stage(workdir, part, config=config, model_id=lm.model_id,
+                         inputs=[expertise_stamp])
+    # Both callables run inside this iteration, so they see its part, stage and evaluate.
+    records = evaluated_records(
+        stage, f"{part}.jsonl",
+        lambda: generate_resumable(
+            lm, control.neuron_steering(exp, statistic=config.statistic, seed=config.seed),
+            make_jobs(lm, exp, config), stage.journal(),
+            batch_size=config.batch_size if part == "unconditional" else config.translation_slots,
+            seed=config.seed, progress=progress, **generation_settings(lm, part, config)),
+        lambda rows: evaluate(lm, rows, config))  # pylint: disable=cell-var-from-loop
+    outputs[part], timings[part] = records, time.perf_counter() - start
+    stamps.append(stage.stamp)
+  metrics = metrics_lib.summarize(outputs["unconditional"], outputs["translation"],
+                                  seed=config.seed)
+
+  def write_metrics():
+    artifacts.write_json(os.path.join(workdir, "metrics.json"), metrics)
+    draw(metrics, workdir)
+    artifacts.write_run_json(workdir, stage="control", config=config, timings=timings,
+                             extra={"model": lm.model_id, "processes": distributed.process_count()})
+    return metrics
+
+  stages.Stage(workdir, "metrics", inputs=stamps).commit(write_metrics, lambda: metrics)
+  return ControlResult(metrics, outputs, figures.existing(workdir, FIGURES), tuple(stamps))

@@ -1,0 +1,155 @@
+"""``metrics.json``: each condition's shares with their uncertainty, from evaluated records.
+
+For every unconditional condition: the language mix, the *target share* (language ID
+says the target) and the *valid share* (the target language and not degenerate, see
+:func:`lang_neuron_jax.evaluation.measures.is_valid_target`), each with a 95% Wilson interval
+and McNemar's exact test against the baseline's samples of the same index (paired by
+common random numbers), Holm-adjusted over every intervened condition; the median
+perplexity under the unintervened model with a bootstrap interval; the repetition measure
+(median distinct character 4-gram ratio) and the degenerate share. For every translation
+set, the same shares per condition (paired by source sentence), and corpus BLEU and chrF
+with bootstrap intervals over pairs.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Callable, Sequence
+
+import numpy as np
+
+from lang_neuron_jax.evaluation import measures as evaluation, uncertainty
+
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def _outcomes(rows: Sequence[dict], language: str, text_key: str) -> dict[str, np.ndarray]:
+  """bool ``[n]`` per outcome: in ``language``; in it and not degenerate."""
+  return {"target": np.array([r["detected"] == language for r in rows]),
+          "valid": np.array([evaluation.is_valid_target(r["detected"], r[text_key], language)
+                             for r in rows])}
+
+
+def _share_fields(outcomes: dict[str, np.ndarray]) -> dict:
+  out = {}
+  for name, x in outcomes.items():
+    s = uncertainty.share_summary(x)
+    out[f"{name}_share"], out[f"{name}_share_ci"] = s["share"], s["ci"]
+  return out
+
+
+def _repetition_fields(texts: Sequence[str]) -> dict:
+  ratios = [evaluation.distinct_ngram_ratio(t) for t in texts]
+  return {"median_distinct4": float(np.median(ratios)),
+          "degenerate_share": float(np.mean([evaluation.is_degenerate(t) for t in texts]))}
+
+
+def _by_sample(rows: Sequence[dict], key: str) -> list[dict]:
+  return sorted(rows, key=lambda r: r[key])
+
+
+def _paired_tests(entries: list[tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]]):
+  """Adds ``p_{target,valid}`` (exact McNemar), their Holm adjustment over ``entries``,
+  and ``significant_{target,valid}`` to each entry's dict."""
+  for name in ("target", "valid"):
+    p = [uncertainty.mcnemar_exact(base[name], treated[name]) for _, base, treated in entries]
+    adjusted = uncertainty.holm(p) if p else []
+    for (fields, _, _), raw, adj in zip(entries, p, adjusted):
+      fields[f"p_{name}"] = float(raw)
+      fields[f"p_{name}_holm"] = float(adj)
+      fields[f"significant_{name}"] = bool(adj < uncertainty.ALPHA)
+
+
+def summarize_unconditional(records: Sequence[dict], *, seed: int = 0) -> dict:
+  """Per condition name, the fields of the module docstring (``records`` hold
+  ``condition, language, kind, n, sample, text, detected, perplexity``)."""
+  by_condition = collections.defaultdict(list)
+  for r in records:
+    by_condition[r["condition"]].append(r)
+  languages = sorted({r["language"] for r in records if r["language"]})
+  baseline = _by_sample(by_condition.get("baseline", []), "sample")
+  out, tests = {}, []
+  for name, rows in by_condition.items():
+    rows = _by_sample(rows, "sample")
+    ppl = [r["perplexity"] for r in rows if r["perplexity"] is not None]
+    fields = {
+        "language": rows[0]["language"], "kind": rows[0]["kind"], "n": rows[0]["n"],
+        **({"strength": rows[0]["strength"]} if "strength" in rows[0] else {}),
+        "samples": len(rows),
+        "empty_share": sum(r["detected"] == "" for r in rows) / len(rows),
+        "median_perplexity": float(np.median(ppl)) if ppl else None,
+        "median_perplexity_ci": uncertainty.median_interval(
+            ppl, resamples=BOOTSTRAP_RESAMPLES, seed=seed),
+        "perplexity_samples": len(ppl),
+        # Share of samples in each language; for the baseline, the model's own mix.
+        "share": {l: sum(r["detected"] == l for r in rows) / len(rows) for l in languages},
+        **_repetition_fields([r["text"] for r in rows]),
+    }
+    target = rows[0]["language"]
+    if target:
+      outcomes = _outcomes(rows, target, "text")
+      fields.update(_share_fields(outcomes))
+      if [r["sample"] for r in baseline] == [r["sample"] for r in rows]:
+        tests.append((fields, _outcomes(baseline, target, "text"), outcomes))
+    else:
+      fields["by_language"] = {l: _share_fields(_outcomes(rows, l, "text")) for l in languages}
+    out[name] = fields
+  _paired_tests(tests)
+  return out
+
+
+def intervention_role(record: dict) -> str:
+  """The control stage's two translation conditions: "baseline" and "intervention"."""
+  return "baseline" if record["condition"] == "baseline" else "intervention"
+
+
+def summarize_translation(records: Sequence[dict], *, seed: int = 0,
+                          role: Callable[[dict], str] = intervention_role) -> dict:
+  """Per set (``{dataset}_en_{lang}``) and role (``role(record)``: by default "baseline"
+  and "intervention"): BLEU, chrF (bootstrap intervals over pairs), target and valid
+  shares (Wilson), and for every role but the baseline McNemar's exact test against the
+  baseline on the same sources (Holm-adjusted over all of them)."""
+  groups = collections.defaultdict(list)
+  for r in records:
+    groups[(r["dataset"], r["target"], role(r))].append(r)
+  out, tests, baselines = {}, [], {}
+  for (dataset, lang, cond), rows in sorted(groups.items(), key=lambda kv: kv[0][2] != "baseline"):
+    rows = _by_sample(rows, "sample")
+    key = f"{dataset}_en_{lang}"
+    hyps, refs = [r["output"] for r in rows], [r["reference"] for r in rows]
+    stats = evaluation.translation_statistics(hyps, refs, lang)
+    fields = {**evaluation.scores_from_statistics(stats, lang),
+              "bleu_tokenizer": evaluation.BLEU_TOKENIZERS.get(lang, "13a"), "pairs": len(rows)}
+    for metric in ("bleu", "chrf"):
+      fields[f"{metric}_ci"] = list(uncertainty.bootstrap_interval(
+          lambda idx, m=metric: evaluation.scores_from_statistics(stats, lang, idx)[m],
+          len(rows), resamples=BOOTSTRAP_RESAMPLES, seed=seed))
+    outcomes = _outcomes(rows, lang, "output")
+    fields.update(_share_fields(outcomes))
+    fields["empty_share"] = sum(r["output"] == "" for r in rows) / len(rows)
+    fields.update(_repetition_fields(hyps))
+    if cond == "baseline":
+      baselines[key] = (rows, outcomes)
+    elif key in baselines and [r["sample"] for r in baselines[key][0]] == [r["sample"] for r in rows]:
+      tests.append((fields, baselines[key][1], outcomes))
+    out.setdefault(key, {})[cond] = fields
+  _paired_tests(tests)
+  return dict(sorted(out.items()))
+
+
+def summarize(unconditional: Sequence[dict], translation: Sequence[dict], *,
+              seed: int = 0) -> dict:
+  """The whole ``metrics.json``: ``{"unconditional": ..., "translation": ...,
+  "definitions": ...}``."""
+  return {"unconditional": summarize_unconditional(unconditional, seed=seed),
+          "translation": summarize_translation(translation, seed=seed),
+          "definitions": {
+              "interval": "95%: Wilson for shares, percentile bootstrap "
+                          f"({BOOTSTRAP_RESAMPLES} resamples) for medians, BLEU and chrF",
+              "test": "McNemar's exact test against the baseline on the same samples "
+                      "(paired by common random numbers, or by source sentence), "
+                      f"Holm-adjusted; significant when the adjusted p < {uncertainty.ALPHA}",
+              "valid": "in the target language and not degenerate",
+              "degenerate": (f"fewer than {evaluation.DEGENERATE_BELOW:.0%} of the text's "
+                             f"character {evaluation.DEGENERATE_NGRAM}-grams distinct"),
+          }}
