@@ -3,13 +3,101 @@ flag handling is in test_bad_input_binaries.py)."""
 
 import dataclasses
 import json
+import math
 import os
+
+import pytest
 
 import lang_neuron_jax as lnj
 from lang_neuron_jax.compare import stage as compare
 from lang_neuron_jax.find import stage as find
 from lang_neuron_jax import study as presets
+from lang_neuron_jax.data import corpora as data
+from lang_neuron_jax.errors import UserError
 from tests.conftest import write_small_corpus
+
+
+def _condition(lang, method, strength, valid, ppl):
+  """One condition of ``comparison.json`` as best_settings reads it."""
+  return {"kind": method, "language": lang, "strength": strength, "valid_share": valid,
+          "valid_share_ci": [valid / 2, (1 + valid) / 2], "target_share": valid,
+          "target_share_ci": [0.0, 1.0], "median_perplexity": ppl,
+          "significant_valid": valid > 0.5}
+
+
+def _conditions(*rows, baseline_ppl=10.0):
+  out = {"baseline": {"kind": None, "language": None, "median_perplexity": baseline_ppl}}
+  out.update({f"{r[0]}/{r[1]}/{r[2]:g}": _condition(*r) for r in rows})
+  return out
+
+
+RULE_CONFIG = compare.CompareConfig(languages=("de", "fr"), methods=("ap", "lape"),
+                                    strengths=(("ap", (20, 4, 200)), ("lape", (0.02, 0.01))),
+                                    fluency_cost=2.0)
+
+
+def test_best_setting_is_the_highest_valid_share_within_the_cost():
+  """Limit 2 x 10 = 20, inclusive: a better setting over it loses to a worse one under
+  it; one exactly at it counts; a setting without perplexity never counts; other
+  methods' and languages' rows do not leak in."""
+  cond = _conditions(("de", "ap", 4, 0.3, 12.0), ("de", "ap", 20, 0.9, 20.5),
+                     ("de", "ap", 200, 0.5, 20.0),  # exactly at the limit
+                     ("fr", "ap", 4, 0.2, 19.0), ("fr", "ap", 20, 1.0, None),
+                     ("fr", "ap", 200, 0.95, 40.0),
+                     ("de", "lape", 0.01, 1.0, 50.0), ("de", "lape", 0.02, 1.0, 60.0),
+                     ("fr", "lape", 0.01, 0.1, 30.0), ("fr", "lape", 0.02, 0.7, 11.0))
+  best = compare.best_settings(cond, RULE_CONFIG)
+  assert best["ap"]["de"]["strength"] == 200 and best["ap"]["de"]["valid_share"] == 0.5
+  assert best["ap"]["de"] == {k: cond["de/ap/200"][k] for k in best["ap"]["de"]}
+  assert best["ap"]["fr"]["strength"] == 4
+  assert best["lape"]["de"] is None  # nothing within the cost
+  assert best["lape"]["fr"]["strength"] == 0.02
+  # The cost scales the baseline's median: at 5 x, the 0.9 at 20.5 wins.
+  wide = compare.best_settings(cond, dataclasses.replace(RULE_CONFIG, fluency_cost=5.0))
+  assert wide["ap"]["de"]["strength"] == 20 and wide["lape"]["de"]["strength"] == 0.01
+
+
+def test_best_setting_ties_go_to_the_weaker_strength():
+  # Listed strongest first, so the rule and not the order decides.
+  cond = _conditions(("de", "ap", 200, 0.5, 11.0), ("de", "ap", 20, 0.5, 11.0),
+                     ("de", "ap", 4, 0.5, 15.0), ("fr", "ap", 200, 0.25, 11.0),
+                     ("fr", "ap", 20, 0.25, 11.0), ("fr", "ap", 4, 0.0, 11.0))
+  config = dataclasses.replace(RULE_CONFIG, methods=("ap",), strengths=(("ap", (200, 20, 4)),))
+  best = compare.best_settings(cond, config)
+  assert best["ap"]["de"]["strength"] == 4 and best["ap"]["fr"]["strength"] == 20
+
+
+def test_translation_strengths_fall_back_to_the_weakest():
+  """The best setting where there is one; the smallest strength of the sweep (not its
+  first) where nothing is within the cost."""
+  cond = _conditions(("de", "ap", 20, 0.4, 15.0), ("de", "ap", 4, 0.1, 50.0),
+                     ("de", "ap", 200, 0.9, 90.0), ("fr", "ap", 20, 0.9, 25.0),
+                     ("fr", "ap", 4, 0.1, 21.0), ("fr", "ap", 200, 0.9, 99.0),
+                     ("de", "lape", 0.02, 0.1, 30.0), ("de", "lape", 0.01, 0.0, 30.0),
+                     ("fr", "lape", 0.02, 0.3, 10.0), ("fr", "lape", 0.01, 0.0, 30.0))
+  best = compare.best_settings(cond, RULE_CONFIG)
+  assert best["ap"]["fr"] is None and best["lape"]["de"] is None
+  assert compare.translation_strengths(best, RULE_CONFIG) == {
+      "ap": {"de": 20, "fr": 4}, "lape": {"de": 0.01, "fr": 0.02}}
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("fluency_cost", math.nan, "fluency_cost"), ("fluency_cost", math.inf, "fluency_cost"),
+    ("fluency_cost", -2.0, "fluency_cost"), ("fluency_cost", 0.5, "fluency_cost"),
+    ("perplexity_samples", 0, "perplexity_samples"), ("samples", 0, "samples"),
+    ("translation_pairs", -1, "translation_pairs")])
+def test_validate_refuses_bad_numbers_before_any_work(field, value, message):
+  config = dataclasses.replace(compare.CompareConfig(), **{field: value})
+  with pytest.raises(ValueError, match=message) as raised:
+    config.validate(data.PAPER_LANGUAGES, 18)
+  if field in ("fluency_cost", "perplexity_samples"):
+    assert isinstance(raised.value, UserError)
+  compare.CompareConfig().validate(data.PAPER_LANGUAGES, 18)  # the defaults pass
+  # Without translation, the cost is still checked (it once sat after sets()' return).
+  no_translation = dataclasses.replace(config, translation_pairs=0)
+  if field != "translation_pairs":
+    with pytest.raises(ValueError, match=message):
+      no_translation.validate(data.PAPER_LANGUAGES, 18)
 
 
 def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):

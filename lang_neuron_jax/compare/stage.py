@@ -40,6 +40,7 @@ from lang_neuron_jax.generation import sampling
 from lang_neuron_jax.evaluation import metrics as metrics_lib
 from lang_neuron_jax.runtime.locks import workdir_locked
 from lang_neuron_jax.methods import ap, base, diffmean, lape, probe
+from lang_neuron_jax.errors import UserError
 
 METHODS: Mapping[str, type[base.Method]] = {
     "ap": ap.APNeurons, "lape": lape.LAPE, "diffmean": diffmean.DiffMean,
@@ -135,6 +136,15 @@ class CompareConfig:
                  "translation_slots"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+    # Checked here, not after the generation that needs them: a NaN, infinite or
+    # sub-1 cost makes every setting fail (or pass) the limit, and no perplexity sample
+    # leaves the baseline without the median the limit is relative to.
+    if not np.isfinite(self.fluency_cost) or self.fluency_cost < 1:
+      raise UserError(f"fluency_cost must be a finite number of at least 1 (times the "
+                      f"baseline's median perplexity), got {self.fluency_cost}.")
+    if self.perplexity_samples < 1:
+      raise UserError(f"perplexity_samples must be at least 1 (the fluency cost compares "
+                      f"median perplexities), got {self.perplexity_samples}.")
     if self.translation_pairs < 0:
       raise ValueError(f"translation_pairs must not be negative, got {self.translation_pairs}.")
     shipped = data.available_translation_sets()
@@ -154,8 +164,6 @@ class CompareConfig:
       return list(self.translation_sets)
     return [(d, l) for d, l in data.available_translation_sets()
             if d == "flores200" and l in self.languages]
-    if not np.isfinite(self.fluency_cost) or self.fluency_cost < 1:
-      raise ValueError(f"fluency_cost must be a finite number of at least 1, got {self.fluency_cost}.")
 
 
 def find_config(config: find.FindConfig, model_config, methods: Sequence[str]) -> find.FindConfig:
