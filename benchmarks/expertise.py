@@ -14,12 +14,12 @@ sample.
 
 import time
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 from sklearn.metrics import average_precision_score
 
+from lang_neuron_jax.runtime import cli
 from lang_neuron_jax.find import scoring as expertise
 
 _UNITS = flags.DEFINE_integer("units", 20_000, "Units to score.")
@@ -45,6 +45,7 @@ def synthetic(units, texts=5873, languages=6, seed=0):
 
 def main(argv):
   del argv
+  cli.require_positive(_UNITS, _SKLEARN_UNITS)
   x, labels, weights = synthetic(_UNITS.value)
   times, results = {}, {}
   for method in expertise.METHODS:
@@ -77,4 +78,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -19,12 +19,12 @@ import json
 import os
 import time
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lang_neuron_jax.runtime import cli
 import lang_neuron_jax as lnj
 from lang_neuron_jax.activations import pooled_taps
 from lang_neuron_jax.loading import embedded_gguf_path
@@ -103,6 +103,7 @@ def torch_hooked(directory, name):
 
 def main(argv):
   del argv
+  cli.require_positive(_TEXTS, _BATCH, _REFERENCE_TEXTS)
   import torch
 
   lm = lnj.load_model("gemma3-270m")
@@ -159,4 +160,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

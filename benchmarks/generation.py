@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lang_neuron_jax.runtime import cli
 import lang_neuron_jax as lnj
 from lang_neuron_jax.generation import batching, sampling
 from lang_neuron_jax.neurons import selection
@@ -62,6 +63,7 @@ def random_intervention_sets(lm, rows, seed):
 
 def main(argv):
   del argv
+  cli.require_positive(_SAMPLES, _TOKENS, _BATCH, _REFERENCE, _ROUNDS)
   import torch
   from transformers import AutoModelForCausalLM
 
@@ -134,4 +136,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

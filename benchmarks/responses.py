@@ -16,10 +16,10 @@ import os
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 import numpy as np
 
+from lang_neuron_jax.runtime import cli
 import lang_neuron_jax as lnj
 from lang_neuron_jax.data import corpora as data
 from lang_neuron_jax.find import responses
@@ -32,6 +32,7 @@ _BATCH = flags.DEFINE_integer("batch_size", 32, "Our batch size.")
 
 def main(argv):
   del argv
+  cli.require_positive(_OURS, _REF, _BATCH)
   import torch
   from transformers import AutoModelForCausalLM
 
@@ -77,4 +78,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

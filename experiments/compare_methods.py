@@ -12,7 +12,6 @@ ends with comparison.md; a re-run resumes where it stopped.
 """
 
 import dataclasses
-import sys
 import time
 
 from absl import flags
@@ -20,10 +19,11 @@ from absl import flags
 import lang_neuron_jax as lnj
 import multihost_flags
 import study_flags
-from lang_neuron_jax.runtime import cli, distributed
+from lang_neuron_jax.runtime import artifacts, cli, distributed, locks
 from lang_neuron_jax.compare import stage as compare
 from lang_neuron_jax.find import stage as find
 from lang_neuron_jax import loading, study as presets
+from lang_neuron_jax.errors import UserError
 
 _MODEL, _DTYPE, _SEED = study_flags.model(), study_flags.dtype(), study_flags.seed()
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/compare", "Output directory.")
@@ -59,13 +59,13 @@ def configs(model_config) -> tuple[find.FindConfig, compare.CompareConfig]:
       try:
         strengths[m] = tuple(float(v) for v in flag.value)
       except ValueError:
-        raise ValueError(f"--{m} takes numbers, got {flag.value}.") from None
+        raise UserError(f"--{m} takes numbers, got {flag.value}.") from None
   methods = tuple(_METHODS.value)
   for m in methods:
     compare.make_method(m)  # An unknown method's error names the known ones.
   for m, flag in (("diffmean", _DIFFMEAN_LAYER), ("probe", _PROBE_LAYER)):
     if flag.value is not None and m not in methods:
-      raise ValueError(f"--{m}_layer is given but {m} is not among --methods={','.join(methods)}.")
+      raise UserError(f"--{m}_layer is given but {m} is not among --methods={','.join(methods)}.")
   options = {"diffmean": {"layer": _DIFFMEAN_LAYER.value}, "probe": {"layer": _PROBE_LAYER.value},
              "lape": {"intervention": _LAPE_INTERVENTION.value}}
   compare_config = dataclasses.replace(
@@ -88,18 +88,19 @@ def main(argv):
   multihost_flags.initialize()
   started = time.perf_counter()
   find_config, compare_config = configs(loading.load_config(_MODEL.value))  # Before weights.
-  lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
-  timings = {"load": time.perf_counter() - started}
-  start = time.perf_counter()
-  found = find.find_neurons(lm, find_config, f"{_WORKDIR.value}/find")
-  timings["find"] = time.perf_counter() - start
-  start = time.perf_counter()
-  result = compare.run_comparison(lm, found, compare_config, _WORKDIR.value)
-  timings["comparison"] = time.perf_counter() - start
+  with locks.hold_workdir(_WORKDIR.value):  # Before the weights load: a second run stops here.
+    lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
+    timings = {"load": time.perf_counter() - started}
+    start = time.perf_counter()
+    found = find.find_neurons(lm, find_config, f"{_WORKDIR.value}/find")
+    timings["find"] = time.perf_counter() - start
+    start = time.perf_counter()
+    result = compare.run_comparison(lm, found, compare_config, _WORKDIR.value)
+    timings["comparison"] = time.perf_counter() - start
   if distributed.is_leader():
     timings["total"] = time.perf_counter() - started
     path = compare.write_report(_WORKDIR.value, result, compare_config, model_id=lm.model_id,
-                                command=" ".join(["python"] + sys.argv), timings=timings)
+                                command=artifacts.command_line(), timings=timings)
     print(f"report: {path}")
 
 

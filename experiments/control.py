@@ -13,7 +13,7 @@ from lang_neuron_jax.runtime import cli
 import multihost_flags
 import study_flags
 from lang_neuron_jax.control import stage as control_stage
-from lang_neuron_jax.runtime import distributed
+from lang_neuron_jax.runtime import distributed, locks
 from lang_neuron_jax.find import stage as find
 from lang_neuron_jax.neurons import selection
 
@@ -36,10 +36,11 @@ def main(argv):
       languages=tuple(_LANGUAGES.value), batch_size=_BATCH.value, seed=_SEED.value,
       **study_flags.values(_COUNTS))
   config.validate(exp.index.size, exp.languages)  # Before loading weights.
-  lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
-  selection.check_model_id(exp.index, lm.model_id)
-  metrics = control_stage.run_control(lm, exp, config, _WORKDIR.value,
-                                      expertise_stamp=stamp).metrics
+  with locks.hold_workdir(_WORKDIR.value):  # Before the weights load: a second run stops here.
+    lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
+    selection.check_model_id(exp.index, lm.model_id)
+    metrics = control_stage.run_control(lm, exp, config, _WORKDIR.value,
+                                        expertise_stamp=stamp).metrics
   if not distributed.is_leader():
     return
   for name, m in metrics["unconditional"].items():

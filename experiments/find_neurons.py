@@ -17,7 +17,7 @@ from lang_neuron_jax.runtime import cli
 import multihost_flags
 import study_flags
 from lang_neuron_jax.data import corpora as data
-from lang_neuron_jax.runtime import distributed
+from lang_neuron_jax.runtime import distributed, locks
 from lang_neuron_jax.find import stage as find
 from lang_neuron_jax import loading, planning
 
@@ -62,8 +62,9 @@ def main(argv):
                            batch_size=_BATCH.value, n=_N.value, seed=_SEED.value,
                            **study_flags.values(_CORPUS))
   config.validate(loading.load_config(_MODEL.value))  # Before loading weights.
-  lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
-  result = find.find_neurons(lm, config, _WORKDIR.value)
+  with locks.hold_workdir(_WORKDIR.value):  # Before the weights load: a second run stops here.
+    lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
+    result = find.find_neurons(lm, config, _WORKDIR.value)
   if not distributed.is_leader():
     return
   a = result.analysis

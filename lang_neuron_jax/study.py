@@ -1,4 +1,5 @@
-"""The study's named settings, as data: what ``experiments/reproduce.py`` runs.
+"""The whole study: its named settings, as data, and :func:`run_study`, which runs them
+(``experiments/reproduce.py`` is its command line).
 
 A :class:`Study` is the find stage's and the control stage's configs together. The
 presets differ only in counts: ``DEFAULT`` keeps every text, neuron and condition of the
@@ -13,11 +14,21 @@ one with ``dataclasses.replace`` (the binaries apply their flags that way)::
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 
+from absl import logging
+
+from lang_neuron_jax import loading
+from lang_neuron_jax.compare import stage as compare_stage
+from lang_neuron_jax.compare.stage import CompareConfig, CompareResult
 from lang_neuron_jax.control import conditions
-from lang_neuron_jax.compare.stage import CompareConfig
-from lang_neuron_jax.control.stage import ControlConfig
-from lang_neuron_jax.find.stage import FindConfig
+from lang_neuron_jax.control import stage as control_stage
+from lang_neuron_jax.control.stage import ControlConfig, ControlResult
+from lang_neuron_jax.find import stage as find_stage
+from lang_neuron_jax.find.stage import FindConfig, FindResult
+from lang_neuron_jax.report import study as report
+from lang_neuron_jax.runtime import artifacts, distributed, locks, stages
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,3 +92,90 @@ COMPARE_QUICK = Comparison(FindConfig(positives_per_language=20), CompareConfig(
     translation_tokens=32,
     strengths=(("ap", (2_000,)), ("lape", (0.01,)), ("diffmean", (1.0, 4.0)))))
 COMPARE_PRESETS = {"quick": COMPARE_QUICK, "default": COMPARE_DEFAULT, "full": COMPARE_FULL}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyResult:
+  """What :func:`run_study` produced.
+
+  Attributes:
+    find: The find stage's result (scores, analyses, figures, stamp).
+    control: The control stage's result (metrics, records, figures, stamps).
+    report: Path of ``report.md`` (None in processes other than the leader).
+    comparison: The method comparison's result, when one was asked for.
+    comparison_report: Path of its ``comparison.md`` (leader only).
+  """
+
+  find: FindResult
+  control: ControlResult
+  report: str | None
+  comparison: CompareResult | None = None
+  comparison_report: str | None = None
+
+
+def run_study(model: str, study: Study, workdir: str, *, dtype: str = "float32",
+              compare: CompareConfig | None = None, setting: str = "custom") -> StudyResult:
+  """Finds the neurons, runs the control experiments and writes ``report.md`` (and, with
+  ``compare``, the method comparison on the same find stage).
+
+  Every configuration is checked against the model's config before any weights load, and
+  ``workdir`` is held (:func:`lang_neuron_jax.runtime.locks.hold_workdir`) before the model
+  loads, so bad settings or a second run on the same directory are refused in seconds.
+  Finished stages are reused and an interrupted one continues (``runtime/stages.py``).
+
+  Args:
+    model: A model source for :func:`lang_neuron_jax.loading.load_model`.
+    study: The find and control configs (a preset of this module, maybe replaced).
+    workdir: Output directory: ``find/``, ``control/``, ``report.md``, ``compare/``.
+    dtype: Parameter dtype, "float32" or "bfloat16".
+    compare: The comparison's config, or None for no comparison. Its methods' statistics
+      are added to the study's find stage (one forward pass for every method).
+    setting: The preset's name, recorded in the report.
+
+  Returns:
+    A :class:`StudyResult`.
+  """
+  model_config = loading.load_config(model)
+  find_config, control_config = study.find, study.control
+  if compare is not None:
+    find_config = compare_stage.find_config(find_config, model_config, compare.methods)
+  find_config.validate(model_config)
+  control_config.validate(find_config.num_neurons(model_config), find_config.languages)
+  if compare is not None:
+    compare.validate(find_config.languages, model_config.num_layers)
+  with locks.hold_workdir(workdir):
+    timings = {}
+    start = time.perf_counter()
+    lm = loading.load_model(model, dtype=dtype)
+    timings["load"] = time.perf_counter() - start
+    start = time.perf_counter()
+    found = find_stage.find_neurons(lm, find_config, os.path.join(workdir, "find"))
+    timings["find"] = time.perf_counter() - start
+    start = time.perf_counter()
+    control = control_stage.run_control(lm, found.expertise, control_config,
+                                        os.path.join(workdir, "control"),
+                                        expertise_stamp=found.stamp)
+    timings["control"] = time.perf_counter() - start
+    config = {"model": model, "dtype": dtype, "setting": setting, "find": find_config,
+              "control": control_config, "command": artifacts.command_line(),
+              "processes": distributed.process_count()}
+
+    def write():  # Process 0 writes the report; the others only wait for it.
+      path = report.write_report(workdir, find=found, control=control, config=config,
+                                 timings=timings)
+      artifacts.write_run_json(workdir, stage="reproduce", config=config, timings=timings)
+      return path
+
+    path = stages.Stage(workdir, "report", inputs=[found.stamp, *control.stamps]).commit(write)
+    if compare is None:
+      return StudyResult(found, control, path)
+    compare_dir = os.path.join(workdir, "compare")
+    start = time.perf_counter()
+    compared = compare_stage.run_comparison(lm, found, compare, compare_dir)
+    compare_path = None
+    if distributed.is_leader():
+      compare_path = compare_stage.write_report(
+          compare_dir, compared, compare, model_id=lm.model_id,
+          command=config["command"], timings={"comparison": time.perf_counter() - start})
+    logging.info("Study finished in %s", workdir)
+    return StudyResult(found, control, path, compared, compare_path)

@@ -58,3 +58,42 @@ def test_unknown_language_and_malformed_corpus(tiny_gemma3_with_tokenizer, tmp_p
   out = run_binary("find_neurons.py", model, f"--workdir={tmp_path / 'b'}",
                    "--languages=en,de", f"--corpus_dir={corpus}")
   assert_one_line_error(out, "find_neurons.py", "de.json")
+
+
+@pytest.mark.parametrize("binary", ["find_neurons.py", "reproduce.py"])
+def test_a_locked_workdir_is_refused_before_the_model_loads(tiny_gemma3_with_tokenizer,
+                                                            tmp_path, binary):
+  """A live run holds the work directory; the second is refused before it reads weights.
+
+  The checkpoint's weights are cut short, so a binary that loaded them before taking the
+  lock would stop with the damaged-checkpoint error instead of the lock's."""
+  import dataclasses
+  import shutil
+
+  from lang_neuron_jax.runtime import locks
+
+  model = tmp_path / "model"
+  shutil.copytree(tiny_gemma3_with_tokenizer, model)
+  weights = model / "model.safetensors"
+  weights.write_bytes(weights.read_bytes()[:1000])
+  workdir = tmp_path / "w"
+  workdir.mkdir()
+  sleeper = subprocess.Popen(["sleep", "120"])
+  try:
+    holder = dataclasses.replace(locks._me(), pid=sleeper.pid,  # pylint: disable=protected-access
+                                 started=locks._start_time(sleeper.pid), command="first run")  # pylint: disable=protected-access
+    (workdir / locks.WORKDIR_LOCK).write_text(json.dumps(dataclasses.asdict(holder)))
+    out = run_binary(binary, f"--model={model}", f"--workdir={workdir}", "--quick"
+                     if binary == "reproduce.py" else "--n=20")
+    assert_one_line_error(out, binary, f"is in use by pid {sleeper.pid}")
+  finally:
+    sleeper.kill()
+    sleeper.wait()
+
+
+@pytest.mark.parametrize("script,flag", [("expertise.py", "--units=0"),
+                                            ("generation.py", "--samples=-3")])
+def test_benchmarks_answer_bad_flags_in_one_line(script, flag):
+  cmd = [sys.executable, os.path.join(ROOT, "benchmarks", script), flag]
+  out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  assert_one_line_error(out, script, f"{flag.split('=')[0]} must be positive")

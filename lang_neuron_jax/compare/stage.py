@@ -41,12 +41,13 @@ from lang_neuron_jax.evaluation import metrics as metrics_lib
 from lang_neuron_jax.runtime.locks import workdir_locked
 from lang_neuron_jax.methods import ap, base, diffmean, lape, probe
 from lang_neuron_jax.errors import UserError
+from lang_neuron_jax.errors import ConfigError
 
 METHODS: Mapping[str, type[base.Method]] = {
     "ap": ap.APNeurons, "lape": lape.LAPE, "diffmean": diffmean.DiffMean,
     "probe": probe.LinearProbe}
-# Compared unless ``methods`` says otherwise: the probe (four methods: 21 min 49 s on a
-# 2-core CPU, docs/performance.md) would take the default past its 20-minute budget.
+# Compared unless ``methods`` says otherwise: with the probe the default comparison runs
+# past its time budget on a 2-core CPU (docs/performance.md has the measurements).
 DEFAULT_METHODS = ("ap", "lape", "diffmean")
 
 
@@ -54,7 +55,7 @@ def make_method(name: str, config: "CompareConfig | None" = None) -> base.Method
   """The method called ``name`` with the options ``config`` gives it (defaults without);
   a ValueError names the known methods."""
   if name not in METHODS:
-    raise ValueError(f"Unknown method {name!r}; use one of {sorted(METHODS)}.")
+    raise ConfigError(f"Unknown method {name!r}; use one of {sorted(METHODS)}.")
   return METHODS[name](**(dict(config.options).get(name, {}) if config else {}))
 
 
@@ -115,27 +116,27 @@ class CompareConfig:
     """Raises a ValueError saying what to fix (before any forward pass)."""
     for m in dict(self.options):
       if m not in self.methods:
-        raise ValueError(f"Options given for {m!r}, which is not compared ({list(self.methods)}).")
+        raise ConfigError(f"Options given for {m!r}, which is not compared ({list(self.methods)}).")
     for method in self.methods_built().values():
       method.check_model(num_layers)
     unknown = set(self.languages) - set(scored_languages)
     if unknown or not self.languages:
-      raise ValueError(f"Target languages {sorted(unknown) or '(none)'} are not among the "
+      raise ConfigError(f"Target languages {sorted(unknown) or '(none)'} are not among the "
                        f"scored languages {list(scored_languages)}.")
     if not self.methods:
-      raise ValueError("Give at least one method.")
+      raise ConfigError("Give at least one method.")
     for m, values in dict(self.strengths).items():
       if m not in self.methods:
-        raise ValueError(f"Strengths given for {m!r}, which is not compared ({list(self.methods)}).")
+        raise ConfigError(f"Strengths given for {m!r}, which is not compared ({list(self.methods)}).")
       if not values:
-        raise ValueError(f"Give at least one strength for {m!r}.")
+        raise ConfigError(f"Give at least one strength for {m!r}.")
     for m, values in self.sweep().items():
       for v in values:
         make_method(m).check_strength(v)
     for name in ("samples", "max_new_tokens", "batch_size", "translation_tokens",
                  "translation_slots"):
       if getattr(self, name) < 1:
-        raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
     # Checked here, not after the generation that needs them: a NaN, infinite or
     # sub-1 cost makes every setting fail (or pass) the limit, and no perplexity sample
     # leaves the baseline without the median the limit is relative to.
@@ -146,14 +147,14 @@ class CompareConfig:
       raise UserError(f"perplexity_samples must be at least 1 (the fluency cost compares "
                       f"median perplexities), got {self.perplexity_samples}.")
     if self.translation_pairs < 0:
-      raise ValueError(f"translation_pairs must not be negative, got {self.translation_pairs}.")
+      raise ConfigError(f"translation_pairs must not be negative, got {self.translation_pairs}.")
     shipped = data.available_translation_sets()
     for dataset, lang in self.sets():
       if (dataset, lang) not in shipped:
-        raise ValueError(f"No translation set {dataset}_en_{lang}; shipped: "
+        raise ConfigError(f"No translation set {dataset}_en_{lang}; shipped: "
                          f"{[f'{d}_en_{l}' for d, l in shipped]}.")
       if lang not in self.languages:
-        raise ValueError(f"Translation set {dataset}_en_{lang} targets {lang!r}, which is "
+        raise ConfigError(f"Translation set {dataset}_en_{lang} targets {lang!r}, which is "
                          f"not a target language ({list(self.languages)}).")
 
   def sets(self) -> list[tuple[str, str]]:

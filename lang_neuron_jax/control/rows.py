@@ -26,6 +26,7 @@ from lang_neuron_jax.control.conditions import Condition, Job
 from lang_neuron_jax.methods.base import Steer, merge, stack_steers
 from lang_neuron_jax.models.taps import Intervention
 from lang_neuron_jax.neurons.selection import Expertise, NeuronSet
+from lang_neuron_jax.errors import UserError
 
 
 class Steering:
@@ -72,7 +73,7 @@ def neuron_steering(expertise: Expertise, *, statistic: str = "on_p50",
                     seed: int = 0) -> Steering:
   """The paper's conditions: each fixes :meth:`Condition.neurons` to ``statistic``."""
   if statistic not in selection.STATISTICS + ("zero",):
-    raise ValueError(f"Unknown statistic {statistic!r}; use one of "
+    raise UserError(f"Unknown statistic {statistic!r}; use one of "
                      f"{selection.STATISTICS + ('zero',)}.")
   index = expertise.index
   return Steering(lambda c: neuron_steer(c.neurons(expertise, seed), statistic),

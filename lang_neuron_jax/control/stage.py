@@ -42,6 +42,7 @@ from lang_neuron_jax.evaluation import metrics as metrics_lib
 from lang_neuron_jax.control.conditions import Job
 from lang_neuron_jax.runtime.locks import workdir_locked
 from lang_neuron_jax.neurons.selection import Expertise
+from lang_neuron_jax.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -96,7 +97,7 @@ class ControlConfig:
     counts below one."""
     unknown = set(self.languages) - set(scored_languages)
     if unknown or not self.languages:
-      raise ValueError(f"Target languages {sorted(unknown) or '(none)'} are not among the "
+      raise ConfigError(f"Target languages {sorted(unknown) or '(none)'} are not among the "
                        f"scored languages {list(scored_languages)}.")
     conditions.unconditional_conditions(self.languages, num_neurons, ns=self.ns,
                                      main_n=self.main_n)
@@ -105,9 +106,9 @@ class ControlConfig:
     for name in ("samples", "max_new_tokens", "translation_pairs", "translation_tokens",
                  "batch_size", "translation_slots"):
       if getattr(self, name) < 1:
-        raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
     if self.perplexity_samples < 0 or self.temperature < 0:
-      raise ValueError("perplexity_samples and temperature must not be negative.")
+      raise ConfigError("perplexity_samples and temperature must not be negative.")
 
 
 FIGURES = ("share_vs_n", "translation_bleu", "translation_target_share",
@@ -170,11 +171,13 @@ def generation_settings(lm, part: str, config: ControlConfig) -> dict:
 def evaluate_unconditional(lm, records: list[dict], config: ControlConfig) -> list[dict]:
   """Adds each sample's detected language, and the perplexity of the first
   ``perplexity_samples`` samples of each condition."""
-  for r, lang in zip(records, evaluation.identify_language([r["text"] for r in records])):
+  texts = [r["text"] for r in records]
+  for r, lang in zip(records, evaluation.identify_language(texts, progress=True)):
     r["detected"] = lang
   prompt = tuple(conditions.unconditional_prompt(lm.config))
   scored = [r for r in records if r["sample"] < config.perplexity_samples]
-  ppl = evaluation.perplexity(lm, [prompt] * len(scored), [r["tokens"] for r in scored])
+  ppl = evaluation.perplexity(lm, [prompt] * len(scored), [r["tokens"] for r in scored],
+                             progress=True)
   for r in records:
     r["perplexity"] = None
   for r, p in zip(scored, ppl):
@@ -187,7 +190,8 @@ def evaluate_translation(lm, records: list[dict], config: ControlConfig) -> list
   del lm, config
   for r in records:
     r["output"] = conditions.cut_translation(r["text"])
-  for r, lang in zip(records, evaluation.identify_language([r["output"] for r in records])):
+  outputs = [r["output"] for r in records]
+  for r, lang in zip(records, evaluation.identify_language(outputs, progress=True)):
     r["detected"] = lang
   return records
 

@@ -20,6 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
+from lang_neuron_jax.errors import CorpusError
+
 # The shipped corpora and translation sets sit beside this module (the data package).
 DATA_DIR = os.path.dirname(os.path.abspath(__file__))
 SENSE_DIR = os.path.join(DATA_DIR, "sense")
@@ -34,10 +36,6 @@ EXAMPLE_PROMPTS = {
     "zh": "这座城市的历史始于",
     "ja": "この町の歴史は",
 }
-
-
-class CorpusError(ValueError):
-  """A corpus file is missing, malformed or unusable."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,9 +23,11 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from lang_neuron_jax.generation import batching
 from lang_neuron_jax.models.decoder import Decoder, output_logits
+from lang_neuron_jax.errors import UserError
 
 BLEU_TOKENIZERS = {"zh": "zh", "ja": "char"}
 
@@ -49,10 +51,11 @@ def _detector():
   return LangDetector(LangDetectConfig(model="lite", max_input_length=None))
 
 
-def identify_language(texts: Sequence[str]) -> list[str]:
+def identify_language(texts: Sequence[str], *, progress: bool = False) -> list[str]:
   """One ISO 639-1 code per text, or ``""`` for an empty or whitespace-only text.
 
-  Newlines are joined with spaces first (fastText reads one line).
+  Newlines are joined with spaces first (fastText reads one line). ``progress`` shows a
+  bar (the stages pass True: a thousand samples take a while on a small CPU).
 
   Example:
     >>> identify_language(["Guten Morgen, wie geht es dir?", ""])
@@ -60,7 +63,7 @@ def identify_language(texts: Sequence[str]) -> list[str]:
   """
   detector = _detector()
   out = []
-  for text in texts:
+  for text in tqdm(texts, desc="language ID", unit="text", disable=not progress):
     flat = " ".join(text.split())
     out.append(detector.detect(flat, model="lite")[0]["lang"] if flat else "")
   return out
@@ -69,7 +72,7 @@ def identify_language(texts: Sequence[str]) -> list[str]:
 def language_shares(texts: Sequence[str], target: str) -> dict[str, float]:
   """Share of texts identified as ``target`` and share of empty texts."""
   if not texts:
-    raise ValueError("No texts to evaluate.")
+    raise UserError("No texts to evaluate.")
   langs = identify_language(texts)
   return {"target_share": sum(l == target for l in langs) / len(langs),
           "empty_share": sum(l == "" for l in langs) / len(langs)}
@@ -82,9 +85,9 @@ def translation_scores(hypotheses: Sequence[str], references: Sequence[str],
   The BLEU tokenizer suits the target language (see the module docstring).
   """
   if len(hypotheses) != len(references):
-    raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references.")
+    raise UserError(f"{len(hypotheses)} hypotheses but {len(references)} references.")
   if not hypotheses:
-    raise ValueError("No translations to score.")
+    raise UserError("No translations to score.")
   stats = translation_statistics(hypotheses, references, target_language)
   return {**scores_from_statistics(stats, target_language),
           "bleu_tokenizer": BLEU_TOKENIZERS.get(target_language, "13a")}
@@ -142,8 +145,9 @@ def _metrics(target_language: str):
 
 
 def perplexity(lm, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], *,
-               batch_size: int = 16) -> np.ndarray:
-  """Perplexity of each continuation given its prompt, under the unintervened model.
+               batch_size: int = 16, progress: bool = False) -> np.ndarray:
+  """Perplexity of each continuation given its prompt, under the unintervened model
+  (``progress``: a bar over the rows).
 
   Returns:
     float ``[R]`` (NaN for empty continuations).
@@ -153,6 +157,7 @@ def perplexity(lm, prompts: Sequence[Sequence[int]], continuations: Sequence[Seq
   total = lambda i: len(prompts[i]) + len(continuations[i])
   rows.sort(key=total)  # Similar lengths together.
   longest = max((total(i) for i in rows), default=0)
+  bar = tqdm(total=len(rows), desc="perplexity", unit="text", disable=not progress)
   for start in range(0, len(rows), batch_size):
     chunk = rows[start:start + batch_size]
     full = [list(prompts[i]) + list(continuations[i]) for i in chunk]
@@ -163,6 +168,8 @@ def perplexity(lm, prompts: Sequence[Sequence[int]], continuations: Sequence[Seq
     for r, i in enumerate(chunk):
       p, c = len(prompts[i]), len(continuations[i])
       out[i] = float(np.exp(nll[r, p - 1:p - 1 + c].mean()))
+    bar.update(len(chunk))
+  bar.close()
   return out
 
 

@@ -17,6 +17,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from lang_neuron_jax.errors import UserError
+
 Z95 = 1.959963984540054  # The standard normal's 97.5% quantile.
 ALPHA = 0.05
 
@@ -31,7 +33,7 @@ def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float,
     ValueError: ``trials < 1`` or ``successes`` outside ``[0, trials]``.
   """
   if trials < 1 or not 0 <= successes <= trials:
-    raise ValueError(f"Need 0 <= successes <= trials and trials >= 1, got {successes}/{trials}.")
+    raise UserError(f"Need 0 <= successes <= trials and trials >= 1, got {successes}/{trials}.")
   p = successes / trials
   denominator = 1 + z * z / trials
   centre = (p + z * z / (2 * trials)) / denominator
@@ -58,7 +60,7 @@ def mcnemar_exact(baseline: Sequence[bool], treated: Sequence[bool]) -> float:
   """
   a, b = np.asarray(baseline, bool), np.asarray(treated, bool)
   if a.shape != b.shape:
-    raise ValueError(f"Paired outcomes need equal lengths, got {a.shape} and {b.shape}.")
+    raise UserError(f"Paired outcomes need equal lengths, got {a.shape} and {b.shape}.")
   gained, lost = int(np.sum(~a & b)), int(np.sum(a & ~b))
   discordant = gained + lost
   if discordant == 0:
@@ -97,7 +99,7 @@ def bootstrap_interval(statistic: Callable[[np.ndarray], float], n: int, *,
     ``(low, high)``.
   """
   if n < 1:
-    raise ValueError("Need at least one sample to bootstrap.")
+    raise UserError("Need at least one sample to bootstrap.")
   rng = np.random.default_rng(seed)
   values = np.array([statistic(rng.integers(0, n, n)) for _ in range(resamples)])
   tail = (1 - level) / 2 * 100

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from lang_neuron_jax.generation import batching
 from lang_neuron_jax.runtime import distributed, sharding, stages
 from lang_neuron_jax.activations import POSITIVE_SUFFIX, pooled_taps
+from lang_neuron_jax.errors import NonFiniteError, UserError
 
 class Responses(dict):
   """``{site: float32 [M, L, U]}`` read-only memory maps of the mean responses, with
@@ -82,7 +83,7 @@ def compute_responses(lm, tokens: Sequence[Sequence[int]], workdir: str, *,
   batch_size = -(-batch_size // len(devices)) * len(devices)
   lengths = [len(t) for t in tokens]
   if not tokens:
-    raise ValueError("No texts to run.")
+    raise UserError("No texts to run.")
   digest = hashlib.sha256(json.dumps([list(map(int, t)) for t in tokens]).encode()).hexdigest()
   stage = stages.Stage(workdir, "responses", model_id=lm.model_id, keep_other=False, config={
       "tokens": digest, "sites": sites, "batch_size": batch_size, "extra": config_id or {},
@@ -128,7 +129,7 @@ def compute_responses(lm, tokens: Sequence[Sequence[int]], workdir: str, *,
     for k in keys:
       values = np.asarray(pooled[k])[:len(rows)]
       if not np.isfinite(values).all():
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"Non-finite responses at site {k!r} for texts {rows[:5].tolist()}...; try "
             "float32 instead of bfloat16, or check the checkpoint.")
       arrays[k][rows] = values

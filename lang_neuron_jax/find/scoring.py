@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lang_neuron_jax.runtime import sharding
+from lang_neuron_jax.errors import NonFiniteError, UserError
 
 DEFAULT_CHUNK = 512
 METHODS = ("host", "device", "device-host-sort")
@@ -128,38 +129,38 @@ class Expertise:
 
   def language_row(self, language: str) -> int:
     if language not in self.languages:
-      raise ValueError(f"Unknown language {language!r}; scored languages: {self.languages}.")
+      raise UserError(f"Unknown language {language!r}; scored languages: {self.languages}.")
     return self.languages.index(language)
 
 
 def _check(responses: np.ndarray, labels: np.ndarray, weights: np.ndarray | None):
   """Validates shapes and values; returns (labels [C, N] bool, weights [C, N] float32)."""
   if responses.ndim != 2:
-    raise ValueError(f"responses must be [N texts, U units], got shape {responses.shape}.")
+    raise UserError(f"responses must be [N texts, U units], got shape {responses.shape}.")
   n = responses.shape[0]
   labels = np.asarray(labels)
   if labels.ndim == 1:
     labels = labels[None]
   if labels.shape[1] != n:
-    raise ValueError(f"labels have {labels.shape[1]} texts but responses have {n}.")
+    raise UserError(f"labels have {labels.shape[1]} texts but responses have {n}.")
   if weights is None:
     weights = np.ones(labels.shape, np.float32)
   weights = np.asarray(weights, np.float32)
   if weights.ndim == 1:
     weights = np.broadcast_to(weights, labels.shape)
   if weights.shape != labels.shape:
-    raise ValueError(f"sample_weight has shape {weights.shape}, labels {labels.shape}.")
+    raise UserError(f"sample_weight has shape {weights.shape}, labels {labels.shape}.")
   if (weights < 0).any() or not np.isfinite(weights).all():
-    raise ValueError("sample_weight must be finite and non-negative.")
+    raise UserError("sample_weight must be finite and non-negative.")
   if (weights != np.round(weights)).any():
-    raise ValueError("sample_weight must hold whole numbers (how often each text repeats): "
+    raise UserError("sample_weight must hold whole numbers (how often each text repeats): "
                      "the percentiles are those of the repeated texts.")
   labels = labels.astype(bool)
   pos = (weights * labels).sum(1)
   neg = (weights * ~labels).sum(1)
   for c in range(labels.shape[0]):
     if pos[c] == 0 or neg[c] == 0:
-      raise ValueError(
+      raise UserError(
           f"Label vector {c} has {'no positive' if pos[c] == 0 else 'no negative'} texts "
           "(with non-zero weight); AP needs both. Check the corpus for that language.")
   return labels, weights
@@ -321,7 +322,7 @@ def _pack_fields(labels: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, i
   totals = weights.sum(1)
   bits = max(1, int(totals.max()).bit_length())
   if bits > 32:
-    raise ValueError(f"A label vector's weights sum to {int(totals.max())}; the host "
+    raise UserError(f"A label vector's weights sum to {int(totals.max())}; the host "
                      "scorer supports up to 2**32 - 1 (use method='device').")
   per_word = 64 // bits
   table = np.zeros((-(-2 * c // per_word), n), np.uint64)
@@ -455,7 +456,7 @@ def _device_scores(x: np.ndarray, labels_d, weights_d, by_column, by_row, on_dev
 def _check_finite(x: np.ndarray, start: int) -> None:
   if not np.isfinite(x).all():
     bad = start + int(np.flatnonzero(~np.isfinite(x).all(0))[0])
-    raise ValueError(f"Non-finite responses at unit {bad}; rerun the responses stage in "
+    raise NonFiniteError(f"Non-finite responses at unit {bad}; rerun the responses stage in "
                      "float32 or check the model.")
 
 
@@ -492,7 +493,7 @@ def score_units(responses, labels, sample_weight=None, *, chunk_size: int = DEFA
   if method is None:
     method = "host" if jax.default_backend() == "cpu" else "device"
   if method not in METHODS:
-    raise ValueError(f"Unknown method {method!r}; use one of {METHODS}.")
+    raise UserError(f"Unknown method {method!r}; use one of {METHODS}.")
   out = {k: np.empty((labels.shape[0], u), np.float32) for k in SCORES}
 
   if method == "host":

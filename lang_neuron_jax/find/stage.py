@@ -33,7 +33,7 @@ from lang_neuron_jax.generation import batching
 from lang_neuron_jax.data import corpora as data
 from lang_neuron_jax.find import scoring as expertise, responses
 from lang_neuron_jax.report import figures
-from lang_neuron_jax.errors import UserError
+from lang_neuron_jax.errors import ConfigError, UserError
 from lang_neuron_jax.runtime.locks import workdir_locked
 
 
@@ -91,11 +91,11 @@ class FindConfig:
     """Raises a ValueError saying what to fix for what the config alone decides (before
     any forward pass): two or more distinct languages, known sites, a valid N."""
     if len(set(self.languages)) < 2 or len(set(self.languages)) != len(self.languages):
-      raise ValueError(f"Give two or more distinct languages, got {list(self.languages)}.")
+      raise ConfigError(f"Give two or more distinct languages, got {list(self.languages)}.")
     sites = model_config.neuron_sites if self.sites is None else self.sites
     unknown = set(sites + self.extra_sites + self.positive_sites) - set(model_config.site_widths)
     if unknown:
-      raise ValueError(f"Unknown sites {sorted(unknown)}; this model has "
+      raise ConfigError(f"Unknown sites {sorted(unknown)}; this model has "
                        f"{sorted(model_config.site_widths)}.")
     total = self.num_neurons(model_config)
     selection.check_n(selection.cap_n(self.n, total, "both"), total, "both")

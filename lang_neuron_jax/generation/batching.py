@@ -20,6 +20,8 @@ from typing import Sequence
 from absl import logging
 import numpy as np
 
+from lang_neuron_jax.errors import UserError
+
 PROMPT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 RESPONSE_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256)
 
@@ -51,7 +53,7 @@ def pad(token_lists: Sequence[Sequence[int]], pad_id: int, *, width: int | None 
   lengths[:len(token_lists)] = [len(t) for t in token_lists]
   width = width or bucket_length(int(lengths.max()), buckets)
   if lengths.max() > width:
-    raise ValueError(f"A text of {lengths.max()} tokens does not fit width {width}.")
+    raise UserError(f"A text of {lengths.max()} tokens does not fit width {width}.")
   ids = np.full((len(lengths), width), pad_id, np.int32)
   for row, tokens in enumerate(token_lists):
     ids[row, :len(tokens)] = tokens
@@ -66,7 +68,7 @@ def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int,
     ``(ids int32 [B, P], lengths int32 [B])``.
   """
   if not prompts or any(len(p) == 0 for p in prompts):
-    raise ValueError("Every prompt needs at least one token (e.g. BOS).")
+    raise UserError("Every prompt needs at least one token (e.g. BOS).")
   return pad(prompts, pad_id, width=width)
 
 
@@ -100,7 +102,7 @@ def tokenize_texts(tokenizer, texts: Sequence[str], *, max_length: int = 256) ->
   callers can report it.
   """
   if max_length < 1:
-    raise ValueError(f"max_length must be positive, got {max_length}.")
+    raise UserError(f"max_length must be positive, got {max_length}.")
   ids = tokenizer(list(texts)).input_ids
   lengths = np.array([len(t) for t in ids], np.int64)
   kept = lengths <= max_length
@@ -109,5 +111,5 @@ def tokenize_texts(tokenizer, texts: Sequence[str], *, max_length: int = 256) ->
                     int((~kept).sum()), len(texts), max_length, int(lengths.max()))
   empty = np.flatnonzero(lengths == 0)
   if empty.size:
-    raise ValueError(f"Texts {empty[:5].tolist()} have no tokens; remove them from the corpus.")
+    raise UserError(f"Texts {empty[:5].tolist()} have no tokens; remove them from the corpus.")
   return TokenizedTexts(tuple(tuple(t) for t, k in zip(ids, kept) if k), kept, lengths, max_length)

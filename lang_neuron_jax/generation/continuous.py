@@ -29,6 +29,7 @@ from lang_neuron_jax.generation import batching, sampling
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.decoder import Decoder, init_cache
 from lang_neuron_jax.models.taps import Intervention
+from lang_neuron_jax.errors import UserError
 
 
 @flax.struct.dataclass
@@ -184,11 +185,11 @@ def generate_continuously(
   if not n:
     return []
   if any(len(p) == 0 for p in prompts):
-    raise ValueError("Every prompt needs at least one token (e.g. BOS).")
+    raise UserError("Every prompt needs at least one token (e.g. BOS).")
   longest = max(len(p) for p in prompts)
   prompt_width = prompt_width or batching.bucket_length(longest)
   if longest > prompt_width:
-    raise ValueError(f"A prompt of {longest} tokens does not fit prompt_width={prompt_width}.")
+    raise UserError(f"A prompt of {longest} tokens does not fit prompt_width={prompt_width}.")
   fill_size = min(fill_size, num_slots)
   example = interventions([0]) if interventions else None  # Only its shapes are used.
   slots = sampling.shard_rows(empty_slots(config, params, num_slots,

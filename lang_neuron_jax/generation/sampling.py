@@ -26,6 +26,7 @@ from lang_neuron_jax.runtime import sharding
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.decoder import Decoder, init_cache, output_logits
 from lang_neuron_jax.models.taps import Intervention
+from lang_neuron_jax.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Sampler:
@@ -43,7 +44,7 @@ class Sampler:
 
   def __post_init__(self):
     if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
-      raise ValueError(f"Invalid sampler {self}: need temperature >= 0, top_k >= 0, "
+      raise ConfigError(f"Invalid sampler {self}: need temperature >= 0, top_k >= 0, "
                        "0 < top_p <= 1.")
 
 
@@ -240,7 +241,7 @@ def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, 
     # Head and sampling first, then the decoder step that feeds the new token, so that
     # every head runs inside the loop: one outside it allocates fresh [B, V] buffers,
     # which cost more than the decoder step wasted after the last token (measured with
-    # benchmarks/generation.py; docs/performance.md, 2026-11-29).
+    # benchmarks/generation.py; the figures are in docs/performance.md).
     step, done = state.step, state.done
     nxt, stop, has_content = choose_tokens(config, params, state.last_hidden, step_keys(step),
                                            done, state.has_content, sampler, line_stop)

@@ -13,6 +13,7 @@ import numpy as np
 
 from lang_neuron_jax.neurons import selection
 from lang_neuron_jax.methods.base import CorpusStatistics, Fitted, Method, Steer, merge
+from lang_neuron_jax.errors import ConfigError
 
 
 class FittedAP(Fitted):
@@ -64,11 +65,11 @@ class APNeurons(Method):
 
   def fit(self, stats: CorpusStatistics) -> FittedAP:
     if stats.expertise is None:
-      raise ValueError("AP neurons need the find stage's scores (CorpusStatistics.expertise).")
+      raise ConfigError("AP neurons need the find stage's scores (CorpusStatistics.expertise).")
     return FittedAP(stats.expertise, {s: stats.shape(s) for s in stats.expertise.index.sites})
 
   def check_strength(self, strength) -> None:
     super().check_strength(strength)
     if strength != int(strength) or int(strength) < 2 or int(strength) % 2:
-      raise ValueError(f"ap: N must be an even integer of at least 2 (N/2 top + N/2 bottom "
+      raise ConfigError(f"ap: N must be an even integer of at least 2 (N/2 top + N/2 bottom "
                        f"neurons), got {strength!r}.")

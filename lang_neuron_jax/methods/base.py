@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lang_neuron_jax.models.taps import Intervention, SiteEdit
+from lang_neuron_jax.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +121,7 @@ class CorpusStatistics:
 
   def language_row(self, language: str) -> int:
     if language not in self.languages:
-      raise ValueError(f"Unknown language {language!r}; these statistics cover {list(self.languages)}.")
+      raise ConfigError(f"Unknown language {language!r}; these statistics cover {list(self.languages)}.")
     return self.languages.index(language)
 
   def shape(self, site: str) -> tuple[int, int]:
@@ -170,7 +171,7 @@ class FittedDirection(Fitted):
   def row(self, language: str) -> int:
     """``language``'s index, or a ValueError naming the fitted languages."""
     if language not in self.languages:
-      raise ValueError(f"Unknown language {language!r}; fitted on {list(self.languages)}.")
+      raise ConfigError(f"Unknown language {language!r}; fitted on {list(self.languages)}.")
     return self.languages.index(language)
 
   def steer(self, language: str, strength) -> Steer:
@@ -216,7 +217,7 @@ class Method(abc.ABC):
   def check_strength(self, strength) -> None:
     """Raises a ValueError saying what to fix unless ``strength`` is valid."""
     if not np.isfinite(strength):
-      raise ValueError(f"{self.name}: {self.strength_name} must be finite, got {strength!r}.")
+      raise ConfigError(f"{self.name}: {self.strength_name} must be finite, got {strength!r}.")
 
 
 class DirectionMethod(Method):
@@ -231,7 +232,7 @@ class DirectionMethod(Method):
 
   def __init__(self, layer: int | None = None):
     if layer is not None and (isinstance(layer, bool) or not isinstance(layer, (int, np.integer))):
-      raise ValueError(f"{self.name}: layer must be an integer, got {layer!r}.")
+      raise ConfigError(f"{self.name}: layer must be an integer, got {layer!r}.")
     self.layer = layer
 
   def needs(self, model_config):
@@ -239,5 +240,5 @@ class DirectionMethod(Method):
 
   def check_model(self, num_layers: int) -> None:
     if self.layer is not None and not 0 <= self.layer < num_layers:
-      raise ValueError(f"{self.name}: layer {self.layer} is out of range; the model has "
+      raise ConfigError(f"{self.name}: layer {self.layer} is out of range; the model has "
                        f"layers 0 to {num_layers - 1}.")

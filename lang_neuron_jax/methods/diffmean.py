@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from lang_neuron_jax.methods.base import CorpusStatistics, DirectionMethod, FittedDirection
+from lang_neuron_jax.errors import UserError
 
 SITE = FittedDirection.site
 
@@ -36,7 +37,7 @@ def mean_differences(resid: np.ndarray, language_of_text: np.ndarray,
   for c in range(num_languages):
     inside = language_of_text == c
     if not inside.any() or inside.all():
-      raise ValueError(f"Language {c} needs texts of its own and texts of others.")
+      raise UserError(f"Language {c} needs texts of its own and texts of others.")
     out.append(resid[inside].mean(axis=0, dtype=np.float64)
                - resid[~inside].mean(axis=0, dtype=np.float64))
   return np.stack(out).astype(np.float32)

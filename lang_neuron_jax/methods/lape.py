@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from lang_neuron_jax.methods.base import CorpusStatistics, Fitted, Method, Steer
+from lang_neuron_jax.errors import ConfigError
 
 TOP_RATE = 0.01
 FILTER_RATE = 0.95
@@ -130,7 +131,7 @@ class FittedLAPE(Fitted):
   def units(self, language: str, top_rate: float) -> np.ndarray:
     """int64 flat indices ``l * I + i`` of ``language``'s neurons at ``top_rate``."""
     if language not in self.languages:
-      raise ValueError(f"Unknown language {language!r}; fitted on {list(self.languages)}.")
+      raise ConfigError(f"Unknown language {language!r}; fitted on {list(self.languages)}.")
     candidates, member = self.selection(top_rate)
     return np.sort(candidates[member[self.languages.index(language)]])
 
@@ -178,7 +179,7 @@ class LAPE(Method):
 
   def __init__(self, intervention: str = "activate"):
     if intervention not in INTERVENTIONS:
-      raise ValueError(f"lape: unknown intervention {intervention!r}; use one of {INTERVENTIONS}.")
+      raise ConfigError(f"lape: unknown intervention {intervention!r}; use one of {INTERVENTIONS}.")
     self.intervention = intervention
 
   def needs(self, model_config):
@@ -188,7 +189,7 @@ class LAPE(Method):
   def fit(self, stats: CorpusStatistics) -> FittedLAPE:
     site = "gate_act" if "gate_act" in stats.site_widths else "act"
     if site not in stats.positive or site not in stats.responses:
-      raise ValueError(f"lape needs the {site!r} site's means and positive counts; record them "
+      raise ConfigError(f"lape needs the {site!r} site's means and positive counts; record them "
                        f"in the responses (positive_sites=({site!r},)).")
     K = len(stats.languages)
     probs = activation_probabilities(stats.positive[site], stats.lengths,
@@ -199,4 +200,4 @@ class LAPE(Method):
   def check_strength(self, strength) -> None:
     super().check_strength(strength)
     if not 0 < strength <= 1:
-      raise ValueError(f"lape: top_rate must be in (0, 1], got {strength!r}.")
+      raise ConfigError(f"lape: top_rate must be in (0, 1], got {strength!r}.")

@@ -42,6 +42,7 @@ import optax.tree_utils as otu
 from tqdm import tqdm
 
 from lang_neuron_jax.methods.base import CorpusStatistics, DirectionMethod, FittedDirection
+from lang_neuron_jax.errors import ConfigError
 
 SITE = FittedDirection.site
 VALIDATION_EVERY = 5  # Every fifth text is held out: ITI's val_ratio of 0.2.
@@ -150,9 +151,9 @@ class LinearProbe(DirectionMethod):
   def __init__(self, layer: int | None = None, c: float = 1.0, max_iter: int = 1000):
     super().__init__(layer)
     if not (np.isfinite(c) and c > 0):
-      raise ValueError(f"probe: c must be a positive finite number, got {c!r}.")
+      raise ConfigError(f"probe: c must be a positive finite number, got {c!r}.")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-      raise ValueError(f"probe: max_iter must be a positive integer, got {max_iter!r}.")
+      raise ConfigError(f"probe: max_iter must be a positive integer, got {max_iter!r}.")
     self.c, self.max_iter = float(c), int(max_iter)
 
   def fit(self, stats: CorpusStatistics) -> FittedProbe:
@@ -161,7 +162,7 @@ class LinearProbe(DirectionMethod):
     held_out = validation_mask(stats.language_of_text)
     for c, lang in enumerate(stats.languages):
       if not held_out[stats.language_of_text == c].any():
-        raise ValueError(f"probe: language {lang!r} needs at least {VALIDATION_EVERY} texts "
+        raise ConfigError(f"probe: language {lang!r} needs at least {VALIDATION_EVERY} texts "
                          f"(every {VALIDATION_EVERY}th is held out to choose the layer).")
     C, (_, L, D) = len(stats.languages), resid.shape
     labels = [(stats.language_of_text == c).astype(np.float32) for c in range(C)]

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from lang_neuron_jax.neurons.selection import NeuronSet
+from lang_neuron_jax.errors import UserError
 
 
 def overlap_matrix(sets: Sequence[NeuronSet]) -> np.ndarray:
@@ -29,7 +30,7 @@ def jaccard(a: NeuronSet, b: NeuronSet) -> float:
   """|a ∩ b| / |a ∪ b| of two neuron sets of the same model (e.g. the same selection
   from float32 and bfloat16 scores)."""
   if a.index.sites != b.index.sites or a.index.widths != b.index.widths:
-    raise ValueError("The sets come from different models.")
+    raise UserError("The sets come from different models.")
   x, y = set(a.flat.tolist()), set(b.flat.tolist())
   return len(x & y) / max(len(x | y), 1)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from lang_neuron_jax.find.scoring import STATISTICS, Expertise, NeuronIndex
 from lang_neuron_jax.models.taps import Intervention, SiteEdit
+from lang_neuron_jax.errors import UserError
 
 SELECTION_KINDS = ("top", "bottom", "both", "random")
 EDIT_FORMS = {"set": SiteEdit.fix, "add": SiteEdit.add, "scale": SiteEdit.multiply}
@@ -67,11 +68,11 @@ def check_n(n, total: int, kind: str) -> None:
   """Raises a ValueError that says what to fix unless ``n`` is a valid N of ``kind``."""
   limit = max_n(total, kind)
   if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 or n > limit:
-    raise ValueError(
+    raise UserError(
         f"N must be an integer from {2 if kind == 'both' else 1} to {limit} for kind {kind!r} "
         f"(the model has {total} neurons; N counts every neuron of the set), got {n!r}.")
   if kind == "both" and n % 2:
-    raise ValueError(f"N={n} is odd: 'both' fixes the top N/2 and the bottom N/2 neurons "
+    raise UserError(f"N={n} is odd: 'both' fixes the top N/2 and the bottom N/2 neurons "
                      f"(the authors' expertise_limited_N_both), so give an even N.")
 
 
@@ -108,7 +109,7 @@ def select(expertise: Expertise, language: str, n: int, kind: str = "both", *,
     ValueError: unknown language or kind; N not an integer in range, or odd for "both".
   """
   if kind not in SELECTION_KINDS:
-    raise ValueError(f"Unknown selection kind {kind!r}; use one of {SELECTION_KINDS}.")
+    raise UserError(f"Unknown selection kind {kind!r}; use one of {SELECTION_KINDS}.")
   row = expertise.language_row(language)
   total = expertise.index.size
   check_n(n, total, kind)
@@ -149,16 +150,16 @@ def build_intervention(sets: Sequence[NeuronSet | None], *, statistic: str = "on
     An :class:`Intervention` with ``[L, U]`` or ``[B, L, U]`` masks and values per site.
   """
   if mode not in EDIT_FORMS:
-    raise ValueError(f"Unknown mode {mode!r}; use one of {tuple(EDIT_FORMS)}.")
+    raise UserError(f"Unknown mode {mode!r}; use one of {tuple(EDIT_FORMS)}.")
   if statistic not in STATISTICS + ("zero",):
-    raise ValueError(f"Unknown statistic {statistic!r}; use one of {STATISTICS + ('zero',)}.")
+    raise UserError(f"Unknown statistic {statistic!r}; use one of {STATISTICS + ('zero',)}.")
   present = [s for s in sets if s is not None]
   if not present and index is None:
-    raise ValueError("Give at least one NeuronSet, or the index of an empty intervention.")
+    raise UserError("Give at least one NeuronSet, or the index of an empty intervention.")
   index = present[0].index if index is None else index
   for s in present:
     if s.index != index:
-      raise ValueError("Neuron sets come from different models; build one intervention per model.")
+      raise UserError("Neuron sets come from different models; build one intervention per model.")
   batched = len(sets) > 1 if batched is None else batched
   rows = len(sets)
   edits = {}
@@ -181,7 +182,7 @@ def build_intervention(sets: Sequence[NeuronSet | None], *, statistic: str = "on
 def check_model(neurons: NeuronSet, index: NeuronIndex) -> None:
   """Raises if a neuron set was found on another model than ``index`` describes."""
   if neurons.index != index:
-    raise ValueError(
+    raise UserError(
         f"This neuron set belongs to model {neurons.index.model_id or neurons.index.to_dict()}, "
         f"not {index.model_id or index.to_dict()}; find neurons on this model first.")
 
@@ -207,5 +208,5 @@ def random_like(neurons: NeuronSet, *, seed: int = 0) -> NeuronSet:
 def check_model_id(index: NeuronIndex, model_id: str) -> None:
   """Raises if scores were computed on another model than ``model_id``."""
   if index.model_id and model_id and index.model_id != model_id:
-    raise ValueError(f"These neuron scores were computed on {index.model_id!r}, not on "
+    raise UserError(f"These neuron scores were computed on {index.model_id!r}, not on "
                      f"{model_id!r}; run the find stage on this model (and dtype) first.")

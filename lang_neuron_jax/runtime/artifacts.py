@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shlex
 import platform
 import subprocess
 import sys
@@ -111,13 +112,19 @@ def read_jsonl(path: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def command_line() -> str:
+  """How this process was started, as one shell-quoted line (``python <script> <flags>``):
+  what reports and ``run.json`` record so that a run can be repeated."""
+  return " ".join(["python"] + [shlex.quote(a) for a in sys.argv])
+
+
 def write_run_json(directory: str, *, stage: str, config: Any, timings: dict | None = None,
                    extra: dict | None = None) -> None:
   """Writes ``run.json``: the resolved configuration, versions, git SHA and timings."""
   write_json(os.path.join(directory, "run.json"), {
       "stage": stage,
       "config": config,
-      "command": sys.argv,
+      "command": command_line(),
       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
       "git_sha": git_sha(),
       "versions": _versions(),

@@ -29,7 +29,7 @@ from lang_neuron_jax.runtime import locks
 T = TypeVar("T")
 
 # Seconds to wait for another process building the same entry. Converting the embedded
-# model takes about 30 s on a 2-core CPU; this leaves room for slow disks and busy machines.
+# model takes well under a minute; this leaves room for slow disks and busy machines.
 LOCK_TIMEOUT_S = 900.0
 
 

@@ -57,6 +57,14 @@ def is_user_facing(error: BaseException, binary: str | None = None) -> bool:
   return any(where.startswith(p) for p in ours)
 
 
+def require_positive(*holders: flags.FlagHolder) -> None:
+  """Refuses (a :class:`UserError`) integer or float flags that are not positive, naming
+  the flag: the benchmarks' counts and sizes."""
+  for holder in holders:
+    if holder.value is not None and not holder.value > 0:
+      raise UserError(f"--{holder.name} must be positive, got {holder.value}.")
+
+
 def one_line(error: BaseException) -> str:
   text = " ".join(str(error).split())
   return text or type(error).__name__

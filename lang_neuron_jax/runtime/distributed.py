@@ -16,6 +16,8 @@ from typing import Sequence, TypeVar
 
 import jax
 
+from lang_neuron_jax.errors import UserError
+
 T = TypeVar("T")
 
 
@@ -24,9 +26,9 @@ def initialize(coordinator_address: str | None, num_processes: int, process_id: 
   if num_processes <= 1:
     return
   if not coordinator_address:
-    raise ValueError("Several processes need a coordinator address (host:port of process 0).")
+    raise UserError("Several processes need a coordinator address (host:port of process 0).")
   if not 0 <= process_id < num_processes:
-    raise ValueError(f"process_id must be in [0, {num_processes}), got {process_id}.")
+    raise UserError(f"process_id must be in [0, {num_processes}), got {process_id}.")
   jax.distributed.initialize(coordinator_address=coordinator_address,
                              num_processes=num_processes, process_id=process_id)
 

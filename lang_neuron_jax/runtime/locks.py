@@ -231,16 +231,33 @@ def _leader_says(flag: bool) -> bool:
   return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
+def _held_by_this_process(path: str) -> bool:
+  """Whether the lock file ``path`` records this very process as its holder.
+
+  A binary holds its work directory before it loads the model (so that a second run is
+  refused in seconds, not after minutes of loading), and the stage it then calls holds the
+  same directory again: the inner hold finds the outer one's record and neither takes nor
+  releases the lock. The lock file is the only state, so nesting needs no registry.
+  """
+  current = _read(path)
+  if current is None or current[1] is None:
+    return False
+  holder, me = current[1], _me()
+  return (holder.host, holder.pid, holder.started) == (me.host, me.pid, me.started)
+
+
 @contextlib.contextmanager
 def hold_workdir(workdir: str):
-  """Holds ``workdir`` for this run (see the module docstring), or raises LockedError."""
+  """Holds ``workdir`` for this run (see the module docstring), or raises LockedError.
+
+  Re-entrant within one process (:func:`_held_by_this_process`)."""
   import jax  # pylint: disable=g-import-not-at-top
 
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, WORKDIR_LOCK)
   what = f"the work directory {workdir}"
   lock, refusal = None, None
-  if jax.process_index() == 0:
+  if jax.process_index() == 0 and not _held_by_this_process(path):
     try:
       lock = acquire(path, what=what)
     except LockedError as e:

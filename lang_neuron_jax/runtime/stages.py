@@ -30,13 +30,9 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 from absl import logging
 
 from lang_neuron_jax.runtime import artifacts, distributed
-from lang_neuron_jax.errors import UserError
+from lang_neuron_jax.errors import StageMismatchError
 
 T = TypeVar("T")
-
-
-class StageMismatchError(UserError):
-  """A directory holds a stage's results or partial work of another configuration."""
 
 
 @dataclasses.dataclass(frozen=True)
