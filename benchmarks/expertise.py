@@ -48,7 +48,7 @@ def main(argv):
   cli.require_positive(_UNITS, _SKLEARN_UNITS)
   x, labels, weights = synthetic(_UNITS.value)
   times, results = {}, {}
-  for method in expertise.METHODS:
+  for method in expertise.BACKENDS:
     expertise.score_units(x[:, :512], labels, weights, method=method)  # compile, warm up
     start = time.perf_counter()
     results[method] = expertise.score_units(x, labels, weights, method=method)

@@ -1,5 +1,21 @@
 """lang_neuron_jax: find and control language-specific neurons in decoder LMs (JAX/Flax).
 
+The package is a map of the study (``ls lang_neuron_jax/``):
+
+  models/      one Flax decoder, the family files, checkpoint conversion, taps
+  data/        the paper's corpora and translation sets, TFDS builders
+  find/        responses of every neuron, AP scoring, the find stage
+  neurons/     neuron index and scores, the paper's selections, analyses
+  methods/     AP, LAPE, DiffMean and probe behind one interface
+  generation/  the jitted sampler, continuous batching, batching (method-agnostic)
+  control/     conditions, rows under steering, the control stage
+  evaluation/  language ID, degeneration, BLEU/chrF, perplexity, metrics, intervals
+  compare/     the comparison of methods
+  report/      figures and the markdown reports (on top of the stages)
+  runtime/     stages, artifacts, cache, locks, multi-host, sharding, the binaries' errors
+  study.py     the presets and run_study, the whole study in one call
+  errors.py    every bad-input error
+
 The public API, by group (each a pure function or a frozen dataclass):
 
 Loading
@@ -11,11 +27,16 @@ Data
   load_corpus, Corpus, load_translation_pairs
 Scoring and selection
   compute_responses, score_units, average_precision, find_neurons, FindConfig,
-  Expertise, NeuronIndex, neuron_index, NeuronSet, select, build_intervention
+  Expertise, NeuronIndex, neuron_index, NeuronSet, select, neuron_steer, build_intervention
 Interventions and generation
   Intervention, SiteEdit, generate, generate_text, Sampler, GREEDY
+Control, comparison, the whole study
+  run_control, ControlConfig, run_comparison, CompareConfig, run_study, Study, QUICK,
+  DEFAULT, PAPER
 Evaluation
   identify_language, language_shares, translation_scores
+Errors
+  UserError (and its subclasses in lang_neuron_jax.errors)
 """
 
 # Loading.
@@ -32,17 +53,27 @@ from lang_neuron_jax.models.taps import (ALL_SITES, NEURON_SITES, Intervention, 
 from lang_neuron_jax.data.corpora import Corpus, load_corpus, load_translation_pairs
 
 # Scoring and selection.
-from lang_neuron_jax.find.scoring import (Expertise, NeuronIndex, average_precision, neuron_index,
-                                       score_units)
-from lang_neuron_jax.find.stage import FindConfig, find_neurons
 from lang_neuron_jax.find.responses import compute_responses
-from lang_neuron_jax.neurons.selection import NeuronSet, build_intervention, select
+from lang_neuron_jax.find.scoring import average_precision, score_units
+from lang_neuron_jax.find.stage import FindConfig, find_neurons
+from lang_neuron_jax.neurons.expertise import Expertise, NeuronIndex, neuron_index
+from lang_neuron_jax.neurons.selection import (NeuronSet, build_intervention, neuron_steer,
+                                               select)
 
 # Interventions and generation.
 from lang_neuron_jax.generation.sampling import GREEDY, Sampler, generate, generate_text
 
+# Control, comparison, the whole study.
+from lang_neuron_jax.compare.stage import CompareConfig, run_comparison
+from lang_neuron_jax.control.stage import ControlConfig, run_control
+from lang_neuron_jax.study import DEFAULT, PAPER, QUICK, Study, run_study
+
 # Evaluation.
-from lang_neuron_jax.evaluation.measures import identify_language, language_shares, translation_scores
+from lang_neuron_jax.evaluation.measures import (identify_language, language_shares,
+                                                 translation_scores)
+
+# Errors.
+from lang_neuron_jax.errors import UserError
 
 __all__ = [
     "DEFAULT_MODEL", "LanguageModel", "load_model", "DecoderConfig", "Decoder", "DecoderOutput",
@@ -50,6 +81,8 @@ __all__ = [
     "Intervention", "SiteEdit", "Tap", "collect_taps", "tap_filter", "Corpus", "load_corpus",
     "load_translation_pairs", "average_precision", "score_units", "FindConfig", "find_neurons",
     "compute_responses", "Expertise", "NeuronIndex", "neuron_index", "NeuronSet",
-    "build_intervention", "select", "GREEDY", "Sampler", "generate", "generate_text",
-    "identify_language", "language_shares", "translation_scores",
+    "build_intervention", "neuron_steer", "select", "GREEDY", "Sampler", "generate",
+    "generate_text", "CompareConfig", "run_comparison", "ControlConfig", "run_control",
+    "DEFAULT", "PAPER", "QUICK", "Study", "run_study", "identify_language", "language_shares",
+    "translation_scores", "UserError",
 ]

@@ -24,7 +24,7 @@ def expand(x, labels, w):
   return x[rows], labels[rows]
 
 
-@pytest.mark.parametrize("method", expertise.METHODS)
+@pytest.mark.parametrize("method", expertise.BACKENDS)
 def test_ap_and_statistics_equal_sklearn_and_numpy(method):
   x, labels, weights = tied_data()
   got = expertise.score_units(x, labels, weights, chunk_size=16, method=method)

@@ -259,7 +259,7 @@ def test_one_compiled_sampler_runs_every_method_and_strength(tiny, tiny_corpus_s
   """Rows of the baseline, AP, LAPE (both interventions) and DiffMean at several
   strengths share one compilation; a second batch with other strengths and languages
   compiles nothing new; the baseline row equals generation without any intervention."""
-  from lang_neuron_jax.find import scoring as expertise_lib
+  from lang_neuron_jax.neurons import expertise as expertise_lib
   from lang_neuron_jax.methods import ap, lape, probe
 
   cfg, params = tiny

@@ -103,7 +103,7 @@ def test_sets_from_another_model_are_refused():
   s = selection.select(exp, "en", 2)
   other = selection.NeuronIndex(("q", "up"), 2, (3, 4), "another")
   with pytest.raises(ValueError, match="belongs to model toy"):
-    selection.check_model(s, other)
+    selection.check_same_model(s, other)
 
 
 def test_expertise_save_load(tmp_path):

@@ -4,10 +4,10 @@ under steering (``rows``), and the resumable unconditional and translation stage
 
 from lang_neuron_jax.control.conditions import (BASELINE, MAIN_N, TRANSLATION_PROMPT,
                                                 UNCONDITIONAL_NS, Condition, Job)
-from lang_neuron_jax.control.rows import (Steering, balanced_batch_size, neuron_steer,
-                                          neuron_steering, run_jobs)
+from lang_neuron_jax.control.rows import (Steering, balanced_batch_size, neuron_steering,
+                                          run_jobs)
 from lang_neuron_jax.control.stage import ControlConfig, ControlResult, run_control
 
 __all__ = ["BASELINE", "MAIN_N", "TRANSLATION_PROMPT", "UNCONDITIONAL_NS", "Condition", "Job",
-           "Steering", "balanced_batch_size", "neuron_steer", "neuron_steering", "run_jobs",
+           "Steering", "balanced_batch_size", "neuron_steering", "run_jobs",
            "ControlConfig", "ControlResult", "run_control"]

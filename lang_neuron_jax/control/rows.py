@@ -23,9 +23,9 @@ from tqdm import tqdm
 from lang_neuron_jax.generation import batching, continuous, sampling
 from lang_neuron_jax.neurons import selection
 from lang_neuron_jax.control.conditions import Condition, Job
-from lang_neuron_jax.methods.base import Steer, merge, stack_steers
+from lang_neuron_jax.methods.base import Steer, stack_steers
 from lang_neuron_jax.models.taps import Intervention
-from lang_neuron_jax.neurons.selection import Expertise, NeuronSet
+from lang_neuron_jax.neurons.expertise import Expertise
 from lang_neuron_jax.errors import UserError
 
 
@@ -56,19 +56,6 @@ class Steering:
     return stack_steers([self.steer(c) for c in conditions], self.shapes)
 
 
-def neuron_steer(neurons: NeuronSet, statistic: str = "on_p50") -> Steer:
-  """Fixes every neuron of ``neurons`` to ``statistic`` of its responses ("zero": 0)."""
-  index, steers = neurons.index, []
-  for site_id, (site, width) in enumerate(zip(index.sites, index.widths)):
-    sel = neurons.site == site_id
-    if sel.any():
-      value = (np.zeros(sel.sum(), np.float32) if statistic == "zero"
-               else neurons.stats[statistic][sel])
-      steers.append(Steer.fix(site, (index.num_layers, width), neurons.layer[sel],
-                              neurons.unit[sel], value))
-  return merge(steers)
-
-
 def neuron_steering(expertise: Expertise, *, statistic: str = "on_p50",
                     seed: int = 0) -> Steering:
   """The paper's conditions: each fixes :meth:`Condition.neurons` to ``statistic``."""
@@ -76,7 +63,7 @@ def neuron_steering(expertise: Expertise, *, statistic: str = "on_p50",
     raise UserError(f"Unknown statistic {statistic!r}; use one of "
                      f"{selection.STATISTICS + ('zero',)}.")
   index = expertise.index
-  return Steering(lambda c: neuron_steer(c.neurons(expertise, seed), statistic),
+  return Steering(lambda c: selection.neuron_steer(c.neurons(expertise, seed), statistic),
                   {s: (index.num_layers, w) for s, w in zip(index.sites, index.widths)})
 
 

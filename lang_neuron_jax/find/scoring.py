@@ -1,5 +1,5 @@
-"""Average precision and response statistics of every neuron, for several languages at once,
-and :class:`Expertise`, which holds them over a model's :class:`NeuronIndex`.
+"""Average precision and response statistics of every neuron, for several languages at once
+(the kernels; :class:`~lang_neuron_jax.neurons.expertise.Expertise` holds their results).
 
 Axes: N texts, U units, C label vectors (languages).
 
@@ -27,112 +27,21 @@ Two implementations, equal to float rounding (both tested against sklearn and nu
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
-import json
 import os
 import threading
-from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lang_neuron_jax.neurons.expertise import SCORES
 from lang_neuron_jax.runtime import sharding
 from lang_neuron_jax.errors import NonFiniteError, UserError
 
 DEFAULT_CHUNK = 512
-METHODS = ("host", "device", "device-host-sort")
-# What is kept of each neuron's responses besides AP (the reference's expertise.csv
-# columns); on_p50, its median on the language's texts, is the value an intervention fixes.
-STATISTICS = ("on_p50", "on_p90", "off_mean", "off_p50")
-SCORES = ("ap",) + STATISTICS
-
-
-@dataclasses.dataclass(frozen=True)
-class NeuronIndex:
-  """The flat numbering of a model's neurons.
-
-  Attributes:
-    sites: Site names, in order.
-    num_layers: L.
-    widths: Units per layer of each site, same order.
-    model_id: Identity of the model (config fingerprint), so that sets from one model
-      are not applied to another.
-  """
-
-  sites: tuple[str, ...]
-  num_layers: int
-  widths: tuple[int, ...]
-  model_id: str = ""
-
-  @property
-  def offsets(self) -> np.ndarray:
-    """Flat index of each site's first neuron, ``[len(sites) + 1]``."""
-    return np.concatenate([[0], np.cumsum([self.num_layers * w for w in self.widths])])
-
-  @property
-  def size(self) -> int:
-    return int(self.offsets[-1])
-
-  def unflatten(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flat indices ``[n]`` to ``(site, layer, unit)`` int32 arrays ``[n]``."""
-    flat = np.asarray(flat, np.int64)
-    site = np.searchsorted(self.offsets, flat, side="right") - 1
-    within = flat - self.offsets[site]
-    widths = np.asarray(self.widths)[site]
-    return site.astype(np.int32), (within // widths).astype(np.int32), (within % widths).astype(np.int32)
-
-  def flatten(self, site, layer, unit) -> np.ndarray:
-    site = np.asarray(site, np.int64)
-    return self.offsets[site] + np.asarray(layer) * np.asarray(self.widths)[site] + np.asarray(unit)
-
-  def to_dict(self) -> dict:
-    return {"sites": list(self.sites), "num_layers": self.num_layers,
-            "widths": list(self.widths), "model_id": self.model_id}
-
-
-def neuron_index(config, sites: Sequence[str], model_id: str = "") -> NeuronIndex:
-  """The flat numbering of ``sites`` (in that order) of a model with ``config``."""
-  return NeuronIndex(tuple(sites), config.num_layers,
-                     tuple(config.site_widths[s] for s in sites), model_id)
-
-
-@dataclasses.dataclass(frozen=True)
-class Expertise:
-  """Every language's scores over every neuron.
-
-  Attributes:
-    index: The flat numbering.
-    languages: C language codes.
-    ap: float32 ``[C, G]`` average precision of each neuron for each language.
-    stats: ``{name: float32 [C, G]}`` for each name in :data:`STATISTICS`.
-  """
-
-  index: NeuronIndex
-  languages: tuple[str, ...]
-  ap: np.ndarray
-  stats: Mapping[str, np.ndarray]
-
-  def save(self, path) -> None:
-    """Writes ``.npz`` to a path or binary file (no pickles: metadata as a JSON string)."""
-    meta = json.dumps({"index": self.index.to_dict(), "languages": list(self.languages)})
-    np.savez(path, meta=np.array(meta), ap=self.ap, **self.stats)
-
-  @classmethod
-  def load(cls, path: str) -> "Expertise":
-    with np.load(path, allow_pickle=False) as z:
-      meta = json.loads(str(z["meta"]))
-      idx = meta["index"]
-      index = NeuronIndex(tuple(idx["sites"]), idx["num_layers"], tuple(idx["widths"]),
-                          idx["model_id"])
-      return cls(index, tuple(meta["languages"]), z["ap"], {s: z[s] for s in STATISTICS})
-
-  def language_row(self, language: str) -> int:
-    if language not in self.languages:
-      raise UserError(f"Unknown language {language!r}; scored languages: {self.languages}.")
-    return self.languages.index(language)
-
-
+# The AP back-ends (see the module docstring); "device-host-sort" sorts on the host and
+# counts on the device.
+BACKENDS = ("host", "device", "device-host-sort")
 def _check(responses: np.ndarray, labels: np.ndarray, weights: np.ndarray | None):
   """Validates shapes and values; returns (labels [C, N] bool, weights [C, N] float32)."""
   if responses.ndim != 2:
@@ -492,8 +401,8 @@ def score_units(responses, labels, sample_weight=None, *, chunk_size: int = DEFA
   n, u = responses.shape
   if method is None:
     method = "host" if jax.default_backend() == "cpu" else "device"
-  if method not in METHODS:
-    raise UserError(f"Unknown method {method!r}; use one of {METHODS}.")
+  if method not in BACKENDS:
+    raise UserError(f"Unknown AP back-end {method!r}; use one of {BACKENDS}.")
   out = {k: np.empty((labels.shape[0], u), np.float32) for k in SCORES}
 
   if method == "host":

@@ -32,6 +32,7 @@ from lang_neuron_jax.runtime import artifacts, distributed, stages
 from lang_neuron_jax.generation import batching
 from lang_neuron_jax.data import corpora as data
 from lang_neuron_jax.find import scoring as expertise, responses
+from lang_neuron_jax.neurons.expertise import neuron_index
 from lang_neuron_jax.report import figures
 from lang_neuron_jax.errors import ConfigError, UserError
 from lang_neuron_jax.runtime.locks import workdir_locked
@@ -85,7 +86,7 @@ class FindConfig:
   def num_neurons(self, model_config) -> int:
     """How many neurons the stage scores on a model (needs only its config)."""
     sites = model_config.neuron_sites if self.sites is None else self.sites
-    return expertise.neuron_index(model_config, sites).size
+    return neuron_index(model_config, sites).size
 
   def validate(self, model_config) -> None:
     """Raises a ValueError saying what to fix for what the config alone decides (before
@@ -268,7 +269,7 @@ def find_neurons(lm, config: FindConfig, workdir: str, *, progress: bool = True)
   dropped = int((~tokenized.kept).sum())
   corpus = data.filter_corpus(corpus, tokenized.kept)
   sites = lm.config.neuron_sites if config.sites is None else config.sites
-  index = expertise.neuron_index(lm.config, sites, model_id)
+  index = neuron_index(lm.config, sites, model_id)
   timings["load_and_tokenize"] = time.perf_counter() - start
 
   start = time.perf_counter()

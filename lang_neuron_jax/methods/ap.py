@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from lang_neuron_jax.neurons import selection
-from lang_neuron_jax.methods.base import CorpusStatistics, Fitted, Method, Steer, merge
+from lang_neuron_jax.methods.base import CorpusStatistics, Fitted, Method, Steer
 from lang_neuron_jax.errors import ConfigError
 
 
@@ -28,14 +28,7 @@ class FittedAP(Fitted):
                             "both")
 
   def steer(self, language: str, strength) -> Steer:
-    chosen = self._set(language, strength)
-    steers = []
-    for site_id, site in enumerate(self.expertise.index.sites):
-      sel = chosen.site == site_id
-      if sel.any():
-        steers.append(Steer.fix(site, self.shapes[site], chosen.layer[sel], chosen.unit[sel],
-                                chosen.stats["on_p50"][sel]))
-    return merge(steers)
+    return selection.neuron_steer(self._set(language, strength), "on_p50")
 
   def layers(self, language: str, strength) -> np.ndarray:
     chosen = self._set(language, strength)

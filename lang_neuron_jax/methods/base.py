@@ -19,8 +19,13 @@ from typing import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from lang_neuron_jax.models.taps import Intervention, SiteEdit
+from lang_neuron_jax.models.taps import Intervention, SiteEdit, identity_arrays
 from lang_neuron_jax.errors import ConfigError
+
+
+# What a value does to the units it edits: replace them ("set", the paper), be added to them
+# ("add", steering vectors) or multiply them ("scale").
+EDIT_MODES = ("set", "add", "scale")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,26 +39,37 @@ class Steer:
   edits: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
 
   @classmethod
+  def units(cls, site: str, shape: tuple[int, int], layer: np.ndarray, unit: np.ndarray,
+            value: np.ndarray, mode: str = "set") -> "Steer":
+    """Units ``(layer[i], unit[i])`` of ``site`` edited by ``value[i]`` in one of
+    :data:`EDIT_MODES` (set: ``h <- v``; add: ``h <- h + v``; scale: ``h <- v * h``)."""
+    if mode not in EDIT_MODES:
+      raise ConfigError(f"Unknown edit mode {mode!r}; use one of {EDIT_MODES}.")
+    mask, scale, shift = identity_arrays(shape)
+    mask[layer, unit] = True
+    if mode == "set":
+      scale[layer, unit], shift[layer, unit] = 0.0, value
+    elif mode == "add":
+      shift[layer, unit] = value
+    else:
+      scale[layer, unit] = value
+    return cls({site: (mask, scale, shift)})
+
+  @classmethod
   def fix(cls, site: str, shape: tuple[int, int], layer: np.ndarray, unit: np.ndarray,
           value: np.ndarray) -> "Steer":
     """Units ``(layer[i], unit[i])`` of ``site`` fixed to ``value[i]``."""
-    mask, scale, shift = _identity(shape)
-    mask[layer, unit], scale[layer, unit], shift[layer, unit] = True, 0.0, value
-    return cls({site: (mask, scale, shift)})
+    return cls.units(site, shape, layer, unit, value, "set")
 
   @classmethod
   def add(cls, site: str, shape: tuple[int, int], layer: int, vector: np.ndarray) -> "Steer":
     """``vector`` ``[U]`` added to every unit of ``site`` in ``layer``."""
-    mask, scale, shift = _identity(shape)
+    mask, scale, shift = identity_arrays(shape)
     mask[layer], shift[layer] = True, vector
     return cls({site: (mask, scale, shift)})
 
   def sites(self) -> tuple[str, ...]:
     return tuple(self.edits)
-
-
-def _identity(shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  return np.zeros(shape, bool), np.ones(shape, np.float32), np.zeros(shape, np.float32)
 
 
 def merge(steers: Sequence[Steer]) -> Steer:
@@ -83,7 +99,7 @@ def stack_steers(steers: Sequence[Steer | None], shapes: Mapping[str, tuple[int,
   edits = {}
   for site, shape in shapes.items():
     mask, scale, shift = (np.stack(a) for a in zip(*(
-        s.edits[site] if s is not None and site in s.edits else _identity(shape)
+        s.edits[site] if s is not None and site in s.edits else identity_arrays(shape)
         for s in steers)))
     edits[site] = SiteEdit(mask=jnp.asarray(mask), scale=jnp.asarray(scale),
                            shift=jnp.asarray(shift))

@@ -41,6 +41,7 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # The reference method's neurons in Gemma and Llama: outputs of every linear projection
 # inside a block. Other families have other sets (``DecoderConfig.neuron_sites``): XGLM
@@ -48,6 +49,12 @@ import jax.numpy as jnp
 NEURON_SITES = ("q", "k", "v", "o", "gate", "up", "down")
 # Every site name any family uses.
 ALL_SITES = ("qkv",) + NEURON_SITES + ("gate_act", "act", "resid")
+
+def identity_arrays(shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """``(mask, scale, shift)`` of the edit that changes nothing: mask False, scale 1, shift 0
+  (numpy bool, float32, float32 of ``shape``). Every "no edit here" is built from this."""
+  return np.zeros(shape, bool), np.ones(shape, np.float32), np.zeros(shape, np.float32)
+
 
 @flax.struct.dataclass
 class SiteEdit:
@@ -90,8 +97,8 @@ class SiteEdit:
   @classmethod
   def none(cls, shape) -> "SiteEdit":
     """An edit that changes nothing (an all-False mask), of ``shape``."""
-    return cls(mask=jnp.zeros(shape, bool), scale=jnp.ones(shape, jnp.float32),
-               shift=jnp.zeros(shape, jnp.float32))
+    mask, scale, shift = identity_arrays(shape)
+    return cls(mask=jnp.asarray(mask), scale=jnp.asarray(scale), shift=jnp.asarray(shift))
 
 
 @flax.struct.dataclass

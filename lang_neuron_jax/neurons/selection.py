@@ -14,14 +14,15 @@ import dataclasses
 import zlib
 from typing import Mapping, Sequence
 
+import jax
 import numpy as np
 
-from lang_neuron_jax.find.scoring import STATISTICS, Expertise, NeuronIndex
-from lang_neuron_jax.models.taps import Intervention, SiteEdit
+from lang_neuron_jax.neurons.expertise import STATISTICS, Expertise, NeuronIndex
+from lang_neuron_jax.methods.base import EDIT_MODES, Steer, merge, stack_steers
+from lang_neuron_jax.models.taps import Intervention
 from lang_neuron_jax.errors import UserError
 
 SELECTION_KINDS = ("top", "bottom", "both", "random")
-EDIT_FORMS = {"set": SiteEdit.fix, "add": SiteEdit.add, "scale": SiteEdit.multiply}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,31 +129,56 @@ def select(expertise: Expertise, language: str, n: int, kind: str = "both", *,
                    {k: v[row][flat] for k, v in expertise.stats.items()})
 
 
+def neuron_steer(neurons: NeuronSet, statistic: str = "on_p50", *, multiplier: float = 1.0,
+                 mode: str = "set") -> Steer:
+  """The edit of one generation row that sets every neuron of ``neurons`` to a statistic of
+  its responses: the paper's intervention, and the one place a neuron set becomes arrays
+  (:func:`build_intervention`, the control stage and the AP method all use it).
+
+  Args:
+    neurons: The set.
+    statistic: One of :data:`STATISTICS` (``on_p50``, the paper's choice) or "zero".
+    multiplier: Scales the value (e.g. 2 × on_p50).
+    mode: What the value does (:data:`~lang_neuron_jax.methods.base.EDIT_MODES`): "set"
+      replaces the neuron (the paper), "add" adds to it, "scale" multiplies it.
+
+  Returns:
+    A :class:`~lang_neuron_jax.methods.base.Steer` editing the sites the set touches.
+  """
+  if statistic not in STATISTICS + ("zero",):
+    raise UserError(f"Unknown statistic {statistic!r}; use one of {STATISTICS + ('zero',)}.")
+  index, steers = neurons.index, []
+  for site_id, (site, width) in enumerate(zip(index.sites, index.widths)):
+    sel = neurons.site == site_id
+    if sel.any():
+      value = (np.zeros(sel.sum(), np.float32) if statistic == "zero"
+               else neurons.stats[statistic][sel] * np.float32(multiplier))
+      steers.append(Steer.units(site, (index.num_layers, width), neurons.layer[sel],
+                                neurons.unit[sel], value, mode))
+  return merge(steers)
+
+
 def build_intervention(sets: Sequence[NeuronSet | None], *, statistic: str = "on_p50",
                        multiplier: float = 1.0, mode: str = "set",
                        batched: bool | None = None,
                        index: NeuronIndex | None = None) -> Intervention:
-  """An intervention fixing each set's neurons to a statistic of their responses.
+  """An intervention fixing each set's neurons to a statistic of their responses
+  (:func:`neuron_steer` per row).
 
   Args:
     sets: One set (an intervention shared by every row), or one per batch row; None
       rows get no intervention (a baseline in the same batch).
-    statistic: One of :data:`STATISTICS` (``on_p50``, the paper's choice) or "zero".
-    multiplier: Scales the value (e.g. 2 × on_p50).
-    mode: What the value does: "set" replaces the neuron (the paper), "add" adds to it,
-      "scale" multiplies it (:class:`~lang_neuron_jax.SiteEdit`'s ``fix``, ``add`` and
-      ``multiply``; all one compiled form).
+    statistic, multiplier, mode: As :func:`neuron_steer`.
     batched: Force a leading batch axis (default: when more than one set is given).
     index: The model's neurons; needed only when every set is None (an intervention
       that changes nothing, for a batch of baseline rows among intervened ones).
 
   Returns:
-    An :class:`Intervention` with ``[L, U]`` or ``[B, L, U]`` masks and values per site.
+    An :class:`Intervention` with ``[L, U]`` or ``[B, L, U]`` masks and values per site,
+    for every site of the index.
   """
-  if mode not in EDIT_FORMS:
-    raise UserError(f"Unknown mode {mode!r}; use one of {tuple(EDIT_FORMS)}.")
-  if statistic not in STATISTICS + ("zero",):
-    raise UserError(f"Unknown statistic {statistic!r}; use one of {STATISTICS + ('zero',)}.")
+  if mode not in EDIT_MODES:
+    raise UserError(f"Unknown mode {mode!r}; use one of {EDIT_MODES}.")
   present = [s for s in sets if s is not None]
   if not present and index is None:
     raise UserError("Give at least one NeuronSet, or the index of an empty intervention.")
@@ -160,26 +186,18 @@ def build_intervention(sets: Sequence[NeuronSet | None], *, statistic: str = "on
   for s in present:
     if s.index != index:
       raise UserError("Neuron sets come from different models; build one intervention per model.")
+  steers = [None if s is None else neuron_steer(s, statistic, multiplier=multiplier, mode=mode)
+            for s in sets]
+  shapes = {site: (index.num_layers, width) for site, width in zip(index.sites, index.widths)}
+  intervention = stack_steers(steers, shapes)
   batched = len(sets) > 1 if batched is None else batched
-  rows = len(sets)
-  edits = {}
-  for site_id, (site, width) in enumerate(zip(index.sites, index.widths)):
-    mask = np.zeros((rows, index.num_layers, width), bool)
-    value = np.zeros((rows, index.num_layers, width), np.float32)
-    for r, s in enumerate(sets):
-      if s is None:
-        continue
-      sel = s.site == site_id
-      mask[r, s.layer[sel], s.unit[sel]] = True
-      if statistic != "zero":
-        value[r, s.layer[sel], s.unit[sel]] = s.stats[statistic][sel] * multiplier
-    if not batched:
-      mask, value = mask[0], value[0]
-    edits[site] = EDIT_FORMS[mode](mask, value)
-  return Intervention(edits)
+  if batched:
+    return intervention
+  return Intervention({site: jax.tree.map(lambda a: a[0], edit)
+                       for site, edit in intervention.edits.items()})
 
 
-def check_model(neurons: NeuronSet, index: NeuronIndex) -> None:
+def check_same_model(neurons: NeuronSet, index: NeuronIndex) -> None:
   """Raises if a neuron set was found on another model than ``index`` describes."""
   if neurons.index != index:
     raise UserError(
