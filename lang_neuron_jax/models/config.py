@@ -41,11 +41,24 @@ class DecoderConfig:
     rope_base_local: RoPE base frequency of local layers.
     rope_scale_global: Linear RoPE scaling factor of global layers (positions are
       divided by it), 1.0 for none.
+    rope_scale_local: The same for local layers (Gemma 3 scales only its global
+      layers; Mistral and Qwen3 scale every layer alike).
+    rope_llama3: Llama 3.1's RoPE frequency scaling, applied to every layer, as
+      ``(factor, low_freq_factor, high_freq_factor, original_max_position_embeddings)``
+      (transformers' ``rope_type = "llama3"``), or None. Long wavelengths are divided by
+      ``factor``, short ones kept, those in between interpolated.
+    rope_interleaved: Whether RoPE rotates adjacent pairs ``(x[2i], x[2i+1])`` (GPT-J's
+      rotate-every-two, Cohere) instead of the halves ``(x[i], x[i + H/2])``
+      (``rotate_half``, Llama and most others).
     query_scale: Multiplier of the query-key dot products.
     norm_eps: Epsilon of the RMS norms.
     norm_plus_one: Whether an RMS norm multiplies by ``1 + scale`` (Gemma) or by
       ``scale``.
-    qk_norm: Whether queries and keys are RMS-normed per head before RoPE.
+    qk_norm: Whether queries and keys are normed per head (over H) before RoPE, with
+      the model's norm kind.
+    qk_norm_per_head: Whether each head has its own q/k norm scale (``[N, H]`` and
+      ``[K, H]``, Cohere's Command-R+) instead of one ``[H]`` scale shared by all heads
+      (Gemma 3, Qwen3).
     sandwich_norms: Whether each sub-block's output is normed again before it is
       added to the residual stream (Gemma 2/3), in addition to the pre-norm.
     embed_scale: Multiplier of the token embeddings.
@@ -53,7 +66,13 @@ class DecoderConfig:
     tie_embeddings: Whether the output head reuses the embedding table.
     attn_logit_softcap: tanh soft cap of attention logits, or None.
     final_logit_softcap: tanh soft cap of output logits, or None.
-    norm_kind: "rms" (RMSNorm) or "layer" (LayerNorm with bias).
+    logit_scale: Multiplier of the output logits (Cohere's ``logit_scale``), applied
+      before any soft cap.
+    norm_kind: "rms" (RMSNorm) or "layer" (LayerNorm).
+    norm_bias: Whether LayerNorms have a bias (Cohere's have none); needs "layer".
+    parallel_block: Whether attention and MLP read the same normed input and both add
+      to the residual stream (``x + attn(n(x)) + mlp(n(x))``, Cohere; GPT-J), instead of
+      the MLP reading the stream after attention's update.
     attention_bias: Whether the attention projections have biases.
     mlp_bias: Whether the MLP projections have biases.
     position_kind: "rope", "alibi" (BLOOM) or "sinusoidal" (XGLM, added to the
@@ -82,17 +101,24 @@ class DecoderConfig:
   rope_base_global: float = 10_000.0
   rope_base_local: float = 10_000.0
   rope_scale_global: float = 1.0
+  rope_scale_local: float = 1.0
+  rope_llama3: tuple[float, float, float, float] | None = None
+  rope_interleaved: bool = False
   query_scale: float = 1.0
   norm_eps: float = 1e-6
   norm_plus_one: bool = False
   qk_norm: bool = False
+  qk_norm_per_head: bool = False
   sandwich_norms: bool = False
   embed_scale: float = 1.0
   activation: str = "silu"
   tie_embeddings: bool = True
   attn_logit_softcap: float | None = None
   final_logit_softcap: float | None = None
+  logit_scale: float = 1.0
   norm_kind: str = "rms"
+  norm_bias: bool = True
+  parallel_block: bool = False
   attention_bias: bool = False
   mlp_bias: bool = False
   position_kind: str = "rope"
@@ -125,6 +151,24 @@ class DecoderConfig:
         raise ValueError(f"{name} must be one of {allowed}, not {value!r}.")
     if self.fused_qkv and self.num_kv_heads != self.num_heads:
       raise ValueError("A fused query_key_value projection needs num_kv_heads == num_heads.")
+    if not self.norm_bias and self.norm_kind != "layer":
+      raise ValueError("norm_bias=False is for LayerNorms (norm_kind='layer'); RMSNorms "
+                       "have no bias.")
+    if self.qk_norm_per_head and not self.qk_norm:
+      raise ValueError("qk_norm_per_head needs qk_norm.")
+    if self.parallel_block and self.sandwich_norms:
+      raise ValueError("parallel_block has one norm per block; it cannot have sandwich_norms.")
+    if self.rope_llama3 is not None:
+      factor, low, high, original = self.rope_llama3
+      if not (factor > 0 and high > low > 0 and original > 0):
+        raise ValueError(
+            "rope_llama3 is (factor, low_freq_factor, high_freq_factor, "
+            "original_max_position_embeddings), all positive with high_freq_factor > "
+            f"low_freq_factor; got {self.rope_llama3}.")
+      if self.rope_scale_global != 1.0 or self.rope_scale_local != 1.0:
+        raise ValueError("rope_llama3 replaces linear RoPE scaling; leave the rope_scale_* at 1.")
+    if (self.rope_interleaved or self.rope_llama3 is not None) and self.position_kind != "rope":
+      raise ValueError("rope_interleaved and rope_llama3 need position_kind='rope'.")
 
   @property
   def neuron_sites(self) -> tuple[str, ...]:

@@ -92,17 +92,20 @@ def init_cache(config: DecoderConfig, batch_size: int, max_length: int,
 class RMSNorm(nn.Module):
   """RMS norm over the last axis, computed in float32 and cast back.
 
-  With ``plus_one`` (Gemma) the stored scale ``w`` multiplies as ``1 + w``.
+  With ``plus_one`` (Gemma) the stored scale ``w`` multiplies as ``1 + w``. The scale
+  spans the last ``scale_axes`` axes (2: one scale per head, ``[N, H]``); the norm is
+  always over the last axis.
   """
 
   eps: float
   plus_one: bool
   param_dtype: jnp.dtype = jnp.float32
+  scale_axes: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     init = nn.initializers.zeros if self.plus_one else nn.initializers.ones
-    scale = self.param("scale", init, (x.shape[-1],), self.param_dtype)
+    scale = self.param("scale", init, x.shape[x.ndim - self.scale_axes:], self.param_dtype)
     x32 = x.astype(jnp.float32)
     normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
     scale32 = scale.astype(jnp.float32)
@@ -110,27 +113,34 @@ class RMSNorm(nn.Module):
 
 
 class LayerNorm(nn.Module):
-  """LayerNorm over the last axis (scale and bias), computed in float32 and cast back."""
+  """LayerNorm over the last axis (scale and, with ``use_bias``, bias), computed in
+  float32 and cast back. The scale and bias span the last ``scale_axes`` axes."""
 
   eps: float
   param_dtype: jnp.dtype = jnp.float32
+  use_bias: bool = True
+  scale_axes: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), self.param_dtype)
-    bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],), self.param_dtype)
+    shape = x.shape[x.ndim - self.scale_axes:]
+    scale = self.param("scale", nn.initializers.ones, shape, self.param_dtype)
     x32 = x.astype(jnp.float32)
     mean = jnp.mean(x32, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
     normed = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
-    return (normed * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(x.dtype)
+    out = normed * scale.astype(jnp.float32)
+    if self.use_bias:
+      out = out + self.param("bias", nn.initializers.zeros, shape,
+                             self.param_dtype).astype(jnp.float32)
+    return out.astype(x.dtype)
 
 
-def _norm(config: DecoderConfig, name: str, param_dtype) -> nn.Module:
+def _norm(config: DecoderConfig, name: str, param_dtype, scale_axes: int = 1) -> nn.Module:
   """The config's norm (RMSNorm or LayerNorm), named ``name``."""
   if config.norm_kind == "layer":
-    return LayerNorm(config.norm_eps, param_dtype, name=name)
-  return RMSNorm(config.norm_eps, config.norm_plus_one, param_dtype, name=name)
+    return LayerNorm(config.norm_eps, param_dtype, config.norm_bias, scale_axes, name=name)
+  return RMSNorm(config.norm_eps, config.norm_plus_one, param_dtype, scale_axes, name=name)
 
 
 def alibi_slopes(num_heads: int) -> jnp.ndarray:
@@ -156,24 +166,60 @@ def sinusoidal_positions(positions: jax.Array, width: int) -> jax.Array:
   return emb
 
 
-def rope(x: jax.Array, positions: jax.Array, base: float, scale: float) -> jax.Array:
-  """Rotary embedding in the half-split layout of transformers' ``rotate_half``.
+def llama3_frequencies(inv_freq: jax.Array, factor: float, low_freq_factor: float,
+                       high_freq_factor: float, original_max_position: float) -> jax.Array:
+  """Llama 3.1's RoPE frequency scaling, step by step as transformers'
+  ``_compute_llama3_parameters``: wavelengths longer than ``original_max_position /
+  low_freq_factor`` are divided by ``factor``, those shorter than ``original_max_position
+  / high_freq_factor`` kept, and those in between interpolated smoothly.
+
+  Args:
+    inv_freq: float32 ``[H/2]`` unscaled inverse frequencies.
+
+  Returns:
+    float32 ``[H/2]``.
+  """
+  low_freq_wavelen = original_max_position / low_freq_factor
+  high_freq_wavelen = original_max_position / high_freq_factor
+  wavelen = 2 * math.pi / inv_freq
+  scaled = jnp.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+  smooth = (original_max_position / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+  smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+  is_medium = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
+  return jnp.where(is_medium, smoothed, scaled)
+
+
+def rope(x: jax.Array, positions: jax.Array, base: float, scale: float,
+         llama3: tuple[float, float, float, float] | None = None,
+         interleaved: bool = False) -> jax.Array:
+  """Rotary embedding.
 
   Args:
     x: ``[B, T, N, H]``.
     positions: ``[B, T]`` integer positions.
     base: RoPE base frequency.
     scale: Linear scaling factor (positions are divided by it).
+    llama3: Llama 3.1's frequency scaling parameters (see :func:`llama3_frequencies`),
+      or None.
+    interleaved: Rotate adjacent pairs ``(x[2i], x[2i+1])`` (GPT-J, Cohere's
+      ``repeat_interleave``) instead of the halves ``(x[i], x[i + H/2])`` of
+      transformers' ``rotate_half``. Converting the checkpoint instead (permuting q/k
+      rows) would reorder the q and k tap units away from the checkpoint's.
 
   Returns:
     ``[B, T, N, H]``, same dtype as ``x``.
   """
   half = x.shape[-1] // 2
   inv_freq = 1.0 / (base ** (jnp.arange(0, 2 * half, 2, dtype=jnp.float32) / (2 * half)))
+  if llama3 is not None:
+    inv_freq = llama3_frequencies(inv_freq, *llama3)
   inv_freq = inv_freq / scale
   angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, H/2]
   cos = jnp.cos(angles)[:, :, None, :].astype(x.dtype)
   sin = jnp.sin(angles)[:, :, None, :].astype(x.dtype)
+  if interleaved:
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # [B, T, N, H/2] each
+    return jnp.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).reshape(x.shape)
   x1, x2 = x[..., :half], x[..., half:]
   return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
@@ -236,17 +282,19 @@ class Attention(_LayerModule):
       k = tap("k", dense(K * H, "k_proj")(x)).reshape(B, T, K, H)
       v = tap("v", dense(K * H, "v_proj")(x)).reshape(B, T, K, H)
     if cfg.qk_norm:
-      norm = lambda name: RMSNorm(cfg.norm_eps, cfg.norm_plus_one, self.param_dtype, name=name)
-      q, k = norm("q_norm")(q), norm("k_norm")(k)
+      # Over H, per head; one scale for all heads, or one per head (Cohere).
+      axes = 2 if cfg.qk_norm_per_head else 1
+      q = _norm(cfg, "q_norm", self.param_dtype, axes)(q)
+      k = _norm(cfg, "k_norm", self.param_dtype, axes)(k)
 
     is_local = cfg.layer_kinds[self.layer_index] == "local"
     if is_local:
-      base, scale, window = cfg.rope_base_local, 1.0, cfg.sliding_window
+      base, scale, window = cfg.rope_base_local, cfg.rope_scale_local, cfg.sliding_window
     else:
       base, scale, window = cfg.rope_base_global, cfg.rope_scale_global, None
     if cfg.position_kind == "rope":
-      q = rope(q, positions, base, scale)
-      k = rope(k, positions, base, scale)
+      q = rope(q, positions, base, scale, cfg.rope_llama3, cfg.rope_interleaved)
+      k = rope(k, positions, base, scale, cfg.rope_llama3, cfg.rope_interleaved)
 
     if layer_cache is None:
       keys, values = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # cache layouts
@@ -305,15 +353,20 @@ class MLP(nn.Module):
 
 
 class Block(_LayerModule):
-  """Pre-norm transformer block (with Gemma's extra post-norms when configured)."""
+  """Pre-norm transformer block (with Gemma's extra post-norms when configured), or a
+  parallel one (Cohere: attention and MLP read the same normed input)."""
 
   @nn.compact
   def __call__(self, x, positions, layer_cache, edits: Edits):
     cfg = self.config
     norm = lambda name: _norm(cfg, name, self.param_dtype)
-    h = norm("pre_attn_norm")(x)
+    normed = norm("pre_attn_norm")(x)
     h, new_cache = Attention(cfg, self.layer_index, self.param_dtype, name="attn")(
-        h, positions, layer_cache, edits)
+        normed, positions, layer_cache, edits)
+    if cfg.parallel_block:
+      # Summed in transformers' order: (x + attn) + mlp.
+      x = _tap("resid", x + h + MLP(cfg, self.param_dtype, name="mlp")(normed, edits), edits)
+      return x, new_cache
     if cfg.sandwich_norms:
       h = norm("post_attn_norm")(h)
     x = x + h
@@ -341,6 +394,8 @@ def output_logits(config: DecoderConfig, params, hidden: jax.Array) -> jax.Array
   # fusion); a reduce_precision to float32's own bits does and changes no bit
   # (tests/test_decoder.py checks both).
   out = jax.lax.reduce_precision(out, exponent_bits=8, mantissa_bits=23)
+  if config.logit_scale != 1.0:
+    out = out * config.logit_scale
   if config.final_logit_softcap is not None:
     out = jnp.tanh(out / config.final_logit_softcap) * config.final_logit_softcap
   return out

@@ -1,22 +1,34 @@
-"""Llama-2: presets, checkpoint key table and tokenizer policy.
+"""Llama 2 and Llama 3.x: presets, checkpoint key table and tokenizer policy.
 
 Llama on the shared decoder: RMSNorm (multiplying by ``w``), RoPE (transformers'
 checkpoints are already permuted for the half-split ``rotate_half`` layout), SwiGLU,
-grouped-query attention (70B), an untied output head, no biases.
+grouped-query attention (Llama 2 70B, every Llama 3), no biases. Llama 2 has an untied
+output head; Llama 3.2 1B and 3B tie it to the embeddings. Llama 3.x uses RoPE base
+500,000 and, from 3.1 on, ``rope_type = "llama3"`` frequency scaling
+(:func:`~lang_neuron_jax.models.decoder.llama3_frequencies`). RoPE types other than
+default, linear and llama3 (dynamic, yarn, longrope, ...) are refused by name.
 
-Neuron sites (per layer) and the transformers modules they mirror:
-q ``self_attn.q_proj``, k ``self_attn.k_proj``, v ``self_attn.v_proj``, o ``self_attn.o_proj``,
-gate ``mlp.gate_proj``, up ``mlp.up_proj``, down ``mlp.down_proj``: 42,496 units per layer in
-Llama-2-7b (1,359,872 in all).
+Neuron sites (per layer) and the transformers modules they mirror (``LlamaDecoderLayer``):
 
-Tokenizer policy: the tokenizer prepends ``<s>`` (id 1); unconditional generation starts
-from ``[<s>]``.
+  q     self_attn.q_proj   N*H   (before RoPE)    k   self_attn.k_proj   K*H (before RoPE)
+  v     self_attn.v_proj   K*H                     o   self_attn.o_proj   D
+  gate  mlp.gate_proj      F                       up  mlp.up_proj        F
+  down  mlp.down_proj      D
+  gate_act  mlp.act_fn output, silu(gate) (LAPE's activation site)          F
+  act   input of mlp.down_proj, silu(gate) * up                            F
+  resid output of the decoder layer                                        D
+
+42,496 neuron units per layer in Llama-2-7b (1,359,872 in all).
+
+Tokenizer policy: Llama 2's tokenizer prepends ``<s>`` (id 1), Llama 3's
+``<|begin_of_text|>`` (id 128000); unconditional generation starts from that token.
 """
 
 from __future__ import annotations
 
 from typing import Mapping
 
+from lang_neuron_jax.errors import UserError
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import Rule, linear_to_kernel
 
@@ -34,35 +46,107 @@ def _preset(*, width, num_layers, num_heads, num_kv_heads, mlp_width) -> Decoder
       tie_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0)
 
 
+def _llama3(*, width, num_layers, num_heads, mlp_width, tie_embeddings, factor,
+            num_kv_heads=8) -> DecoderConfig:
+  """Llama 3.x: vocabulary 128,256, RoPE base 500,000 with llama3 scaling."""
+  head_dim = width // num_heads
+  return DecoderConfig(
+      family=FAMILY, vocab_size=128_256, width=width, num_layers=num_layers,
+      num_heads=num_heads, num_kv_heads=num_kv_heads, head_dim=head_dim,
+      mlp_width=mlp_width, layer_kinds=("global",) * num_layers, rope_base_global=500_000.0,
+      rope_base_local=500_000.0, rope_llama3=(factor, 1.0, 4.0, 8192.0),
+      query_scale=head_dim ** -0.5, norm_eps=1e-5, activation="silu",
+      tie_embeddings=tie_embeddings, bos_token_id=128_000, eos_token_id=128_001,
+      pad_token_id=0)
+
+
 PRESETS: Mapping[str, DecoderConfig] = {
     "llama2-7b": _preset(width=4096, num_layers=32, num_heads=32, num_kv_heads=32,
                          mlp_width=11008),
     "llama2-13b": _preset(width=5120, num_layers=40, num_heads=40, num_kv_heads=40,
                           mlp_width=13824),
+    "llama3.2-1b": _llama3(width=2048, num_layers=16, num_heads=32, mlp_width=8192,
+                           tie_embeddings=True, factor=32.0),
+    "llama3.2-3b": _llama3(width=3072, num_layers=28, num_heads=24, mlp_width=8192,
+                           tie_embeddings=True, factor=32.0),
+    "llama3.1-8b": _llama3(width=4096, num_layers=32, num_heads=32, mlp_width=14336,
+                           tie_embeddings=False, factor=8.0),
 }
+
+# RoPE types whose frequencies we compute; transformers has more (ROPE_INIT_FUNCTIONS).
+ROPE_TYPES = ("default", "linear", "llama3")
+
+
+def rope_fields(hf: Mapping, model: str, default_theta: float = 10_000.0) -> dict:
+  """The RoPE fields of a :class:`DecoderConfig` for a transformers config in which every
+  layer shares one RoPE (Llama, Mistral, Qwen3, Gemma 2, Cohere).
+
+  Reads transformers 5's ``rope_parameters`` or 4's ``rope_theta`` plus ``rope_scaling``
+  (whose type may be under ``type``). llama3's ``original_max_position_embeddings``
+  falls back to ``max_position_embeddings``, as transformers' does.
+
+  Raises:
+    UserError: naming a RoPE type or option we do not implement.
+  """
+  rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
+  kind = rope.get("rope_type", rope.get("type", "default"))
+  if kind not in ROPE_TYPES:
+    raise UserError(f"{model} config.json asks for RoPE type {kind!r}, which is not "
+                    f"implemented; supported: {list(ROPE_TYPES)}.")
+  if float(rope.get("partial_rotary_factor", hf.get("partial_rotary_factor") or 1.0)) != 1.0:
+    raise UserError(f"{model} config.json sets partial_rotary_factor "
+                    f"{rope.get('partial_rotary_factor', hf.get('partial_rotary_factor'))}; "
+                    "only RoPE over the whole head (1.0) is implemented.")
+  theta = float(rope.get("rope_theta", hf.get("rope_theta") or default_theta))
+  fields = dict(rope_base_global=theta, rope_base_local=theta)
+  if kind == "linear":
+    fields.update(rope_scale_global=float(rope["factor"]), rope_scale_local=float(rope["factor"]))
+  elif kind == "llama3":
+    original = rope.get("original_max_position_embeddings") or hf["max_position_embeddings"]
+    fields["rope_llama3"] = (float(rope["factor"]), float(rope["low_freq_factor"]),
+                             float(rope["high_freq_factor"]), float(original))
+  return fields
+
+
+def first_id(value, default):
+  """A token id of config.json, which may be a list (several EOS tokens) or null."""
+  if isinstance(value, (list, tuple)):
+    value = value[0] if value else None
+  return default if value is None else value
 
 
 def config_from_hf(hf: Mapping) -> DecoderConfig:
-  """Builds the config from a transformers ``config.json`` dict."""
-  rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-  if rope.get("rope_type", rope.get("type", "default")) not in ("default", "linear"):
-    raise ValueError(f"Unsupported RoPE type {rope.get('rope_type')!r} in config.json.")
+  """Builds the config from a transformers ``config.json`` dict (Llama 2 or 3.x)."""
   width, heads = hf["hidden_size"], hf["num_attention_heads"]
   head_dim = hf.get("head_dim") or width // heads
   n = hf["num_hidden_layers"]
-  eos = hf.get("eos_token_id", 2)
   return DecoderConfig(
       family=FAMILY, vocab_size=hf["vocab_size"], width=width, num_layers=n,
       num_heads=heads, num_kv_heads=hf.get("num_key_value_heads") or heads, head_dim=head_dim,
       mlp_width=hf["intermediate_size"], layer_kinds=("global",) * n,
-      rope_base_global=float(rope.get("rope_theta", hf.get("rope_theta", 10_000.0))),
-      rope_scale_global=float(rope.get("factor", 1.0)), query_scale=head_dim ** -0.5,
-      norm_eps=hf.get("rms_norm_eps", 1e-6), activation="silu",
+      **rope_fields(hf, "Llama"), query_scale=head_dim ** -0.5,
+      norm_eps=hf.get("rms_norm_eps", 1e-6), activation=activation_from_hf(hf, "Llama"),
       tie_embeddings=hf.get("tie_word_embeddings", False),
       attention_bias=hf.get("attention_bias", False), mlp_bias=hf.get("mlp_bias", False),
       bos_token_id=hf.get("bos_token_id", 1),
-      eos_token_id=eos[0] if isinstance(eos, (list, tuple)) else eos,
-      pad_token_id=hf.get("pad_token_id") or 0)
+      eos_token_id=first_id(hf.get("eos_token_id"), 2),
+      pad_token_id=first_id(hf.get("pad_token_id"), 0))
+
+
+# transformers' hidden_act names of the activations the decoder implements.
+ACTIVATIONS = {"silu": "silu", "swish": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh",
+               "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
+
+
+def activation_from_hf(hf: Mapping, model: str, key: str = "hidden_act",
+                       default: str = "silu") -> str:
+  """Our name of a config's MLP activation; refuses one we do not implement."""
+  act = hf.get(key) or default
+  if act not in ACTIVATIONS:
+    raise UserError(f"{model} config.json asks for activation {act!r} ({key}), which is not "
+                    f"implemented; supported: {sorted(ACTIVATIONS)}.")
+  return ACTIVATIONS[act]
+
 
 
 def hf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
