@@ -152,6 +152,9 @@ def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):
     report = f.read()
   assert "Best setting per method within the fluency cost" in report and "| de/lape/0.1 |" in report
   assert "## Translation" in report and "| flores200_en_ja |" in report
+  from tests import report_cells
+  assert report_cells.check_comparison_report(report, summary, config.methods,
+                                              config.languages) >= 2 * 3 * 5
   # A second run reuses every stage and gives the same records.
   with open(os.path.join(work, "comparison.jsonl")) as f:
     first = f.read()
@@ -163,3 +166,75 @@ def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):
     assert os.path.getmtime(os.path.join(work, name)) == mtime, name
   with open(os.path.join(work, "comparison.jsonl")) as f:
     assert f.read() == first
+
+
+def _records(condition, lang, kind, strength, detected, ppl, samples=10):
+  text = "Die Stadt liegt am Fluss und hat viele alte Brücken aus Stein."
+  return [{"condition": condition, "language": lang, "kind": kind, "n": None,
+           **({"strength": strength} if kind else {}), "sample": i, "text": text,
+           "detected": d, "perplexity": ppl * (1 + i / 10)}
+          for i, d in zip(range(samples), detected)]
+
+
+def test_comparison_report_cells_match_the_summary(tmp_path):
+  """comparison.md's best-setting, every-condition and translation tables, parsed back,
+  show comparison.json's shares, intervals, marks ("*", nothing, "(test n/a)") and
+  strengths."""
+  from lang_neuron_jax.evaluation import metrics as metrics_lib
+  from tests import report_cells
+
+  config = compare.CompareConfig(languages=("de",), methods=("ap", "lape"),
+                                 strengths=(("ap", (4, 20)), ("lape", (0.01,))),
+                                 translation_pairs=12)
+  records = (_records("baseline", None, None, None, ["en"] * 10, 10.0)
+             + _records("de/ap/4", "de", "ap", 4, ["de"] * 10, 12.0)  # significant
+             + _records("de/ap/20", "de", "ap", 20, ["de"] * 8, 40.0, samples=8)  # unpaired, over the cost
+             + _records("de/lape/0.01", "de", "lape", 0.01, ["en"] * 9 + ["de"], 11.0))
+  for r in records[10:14]:  # de/ap/4: 4 loops, so its valid share differs from its target share
+    r["text"] = "色" * 60
+  by_condition = metrics_lib.summarize_unconditional(records)
+  assert by_condition["de/ap/4"]["valid_share"] == 0.6
+  assert compare.best_settings(by_condition, config)["ap"]["de"]["strength"] == 4
+  translations = [{"dataset": "flores200", "target": "de", "kind": kind, "strength": s,
+                   "condition": "x", "sample": i, "output": out, "reference": "Der Hund.",
+                   "detected": det}
+                  for kind, s, out, det in ((None, None, "The dog.", "en"),
+                                            ("ap", 4, "Der Hund.", "de"),
+                                            ("lape", 0.01, "The dog.", "en"))
+                  for i in range(12)]
+  summary = {**compare.summarize(by_condition, {}, config, translations),
+             "sweep": config.sweep()}
+  result = compare.CompareResult(summary, records, translations, {}, None)
+  with open(compare.write_report(str(tmp_path), result, config, model_id="m")) as f:
+    text = f.read()
+  marks = set()
+  _, rows = report_cells.table(text, "| method |")
+  for m in config.methods:
+    b = summary["best"][m]["de"]
+    strength = report_cells.check_share(rows[m][1], b["valid_share"], b["valid_share_ci"],
+                                        b["significant_valid"], style="compare")
+    assert float(strength) == b["strength"]
+  base = by_condition["baseline"]["by_language"]["de"]
+  report_cells.check_share(rows["none"][1], base["valid_share"], base["valid_share_ci"],
+                           style="compare")
+  header, rows = report_cells.table(text, "| condition |")
+  assert set(rows) == set(by_condition) - {"baseline"}
+  for name, row in rows.items():
+    c = by_condition[name]
+    for col, field in ((1, "target"), (2, "valid")):
+      report_cells.check_share(row[col], c[f"{field}_share"], c[f"{field}_share_ci"],
+                               c[f"significant_{field}"], style="compare")
+      marks.add(c[f"significant_{field}"])
+    assert abs(float(row[3].rstrip("%")) - 100 * c["degenerate_share"]) <= 0.5
+    assert float(row[4]) == pytest.approx(c["median_perplexity"], abs=0.0501)
+  assert marks == {True, False, None}
+  header, rows = report_cells.table(text, "| set |")
+  t = summary["translation"]["flores200_en_de"]
+  for role, cell in zip(("baseline", "ap", "lape"), rows["flores200_en_de"][1:]):
+    share, bleu, chrf = cell.split(", BLEU ")[0], *cell.split(", BLEU ")[1].split(", chrF ")
+    v = t[role]
+    report_cells.check_share(share, v["valid_share"], v["valid_share_ci"],
+                             v.get("significant_valid", False), style="compare")
+    assert float(bleu) == pytest.approx(v["bleu"], abs=0.0501)
+    assert float(chrf) == pytest.approx(v["chrf"], abs=0.0501)
+  assert t["ap"]["significant_valid"] is True

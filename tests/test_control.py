@@ -50,6 +50,13 @@ def torch_greedy_with_hooks(model, prompt, n, edits):
   return ids[len(prompt):]
 
 
+def until_eos(tokens, eos):
+  """What our sampler emits for a greedy continuation: up to and including the first
+  EOS, or all of it. Comparing with this, not with a prefix of our own length, fails
+  when generation stops early (a prefix of length 0 matches anything)."""
+  return tokens[:tokens.index(eos) + 1] if eos in tokens else tokens
+
+
 def test_greedy_with_intervention_matches_pytorch_hooks(tmp_path):
   model = save_tiny_gemma3(str(tmp_path))
   lm = lnj.load_model(str(tmp_path))
@@ -70,7 +77,7 @@ def test_greedy_with_intervention_matches_pytorch_hooks(tmp_path):
     tokens, counts = sampling.generate(cfg, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
                                        max_new_tokens=12, intervention=intervention)
     ours = np.asarray(tokens[0, :counts[0]]).tolist()
-    assert ours == torch_greedy_with_hooks(model, prompt, 12, hooks)[:len(ours)]
+    assert ours == until_eos(torch_greedy_with_hooks(model, prompt, 12, hooks), cfg.eos_token_id)
 
 
 def test_every_edit_form_in_one_batch_matches_pytorch_hooks(tmp_path):
@@ -112,7 +119,7 @@ def test_every_edit_form_in_one_batch_matches_pytorch_hooks(tmp_path):
              for _, layer, units, values, form, path in row}
     ours = np.asarray(tokens[r, :counts[r]]).tolist()
     theirs = torch_greedy_with_hooks(model, prompt, 12, hooks)
-    assert ours == theirs[:len(ours)], (r, ours, theirs)
+    assert ours == until_eos(theirs, cfg.eos_token_id), (r, ours, theirs)
     assert theirs != plain, f"row {r}'s edit changes nothing; make it stronger"
 
 
@@ -274,4 +281,5 @@ def test_greedy_with_intervention_matches_pytorch_hooks_other_families(tmp_path,
     tokens, counts = sampling.generate(cfg, lm.params, jnp.asarray(ids), jnp.asarray(lengths),
                                        max_new_tokens=10, intervention=intervention)
     ours = np.asarray(tokens[0, :counts[0]]).tolist()
-    assert ours == torch_greedy_with_hooks(Wrapped(model), prompt, 10, edits)[:len(ours)]
+    assert ours == until_eos(torch_greedy_with_hooks(Wrapped(model), prompt, 10, edits),
+                             cfg.eos_token_id)

@@ -35,9 +35,18 @@ def test_translation_scores():
   hyp = ["Der Hund läuft langsam über die Straße."]
   got = evaluation.translation_scores(hyp, ref, "de")
   assert got["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyp, [ref]).score)
-  assert 0 < got["chrf"] < 100
-  zh = evaluation.translation_scores(["我喜欢吃苹果"], ["我喜欢吃香蕉"], "zh")
-  ja = evaluation.translation_scores(["私はりんごが好きです"], ["私はバナナが好きです"], "ja")
-  assert zh["bleu"] > 0 and ja["bleu"] > 0 and ja["bleu_tokenizer"] == "char"
+  assert got["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyp, [ref]).score)
+  assert 0 < got["chrf"] < 100  # a real partial match, not a degenerate 0 or 100
+  # Chinese and Japanese: sacrebleu's public functions with the tokenizers we claim.
+  for lang, tokenize, hyp, ref in (
+      ("zh", "zh", ["我喜欢吃苹果", "今天天气很好"], ["我喜欢吃香蕉", "今天天气不错"]),
+      ("ja", "char", ["私はりんごが好きです"], ["私はバナナが好きです"])):
+    got = evaluation.translation_scores(hyp, ref, lang)
+    assert got["bleu_tokenizer"] == tokenize
+    assert got["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyp, [ref], tokenize=tokenize).score)
+    assert got["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyp, [ref]).score)
+    assert 0 < got["bleu"] < 100
+    # The default tokenizer would score Chinese otherwise: the choice matters here.
+    assert got["bleu"] != pytest.approx(sacrebleu.corpus_bleu(hyp, [ref]).score)
   with pytest.raises(ValueError, match="references"):
     evaluation.translation_scores(["a"], ["a", "b"], "de")

@@ -67,3 +67,43 @@ def test_dedup_gives_the_same_scores_as_running_each_language_alone(tiny_gemma3_
   labels = np.arange(len(texts)) < len(s["positive"])
   ap = expertise.average_precision(alone["up"].reshape(len(texts), -1), labels)
   np.testing.assert_allclose(result.expertise.ap[1], ap, atol=1e-5)
+
+
+def test_dropped_texts_are_counted_and_scores_refused_for_another_model_or_dtype(
+    tiny_gemma3_with_tokenizer, tmp_path):
+  """Texts over max_length are dropped and counted in run.json (``dropped_texts``, as the
+  README says); load_scores refuses scores computed on another model or dtype, naming
+  both models."""
+  import types
+
+  import jax.numpy as jnp
+  import pytest
+
+  from lang_neuron_jax.data import corpora as data
+
+  lm = lnj.load_model(tiny_gemma3_with_tokenizer)
+  corpus_dir = write_small_corpus(str(tmp_path / "corpus"), languages=("en", "de"),
+                                  positives=12, negatives=24)
+  texts = data.load_corpus(("en", "de"), corpus_dir=corpus_dir).texts
+  lengths = np.array([len(ids) for ids in lm.tokenizer(list(texts)).input_ids])
+  limit = int(np.median(lengths))
+  expected = int((lengths > limit).sum())
+  assert 0 < expected < len(texts)
+  work = str(tmp_path / "work")
+  config = find.FindConfig(languages=("en", "de"), corpus_dir=corpus_dir, n=4, batch_size=8,
+                           sites=("up",), max_length=limit)
+  result = find.find_neurons(lm, config, work, progress=False)
+  with open(os.path.join(work, "run.json")) as f:
+    run = json.load(f)
+  assert run["dropped_texts"] == result.dropped_texts == expected
+  assert run["texts"] == len(result.corpus.texts) == len(texts) - expected
+
+  exp, stamp = find.load_scores(work, lm)  # the same model and dtype: accepted
+  assert np.array_equal(exp.ap, result.expertise.ap) and stamp == result.stamp
+  bf16 = lnj.load_model(tiny_gemma3_with_tokenizer, dtype=jnp.bfloat16)
+  assert bf16.model_id != lm.model_id
+  with pytest.raises(ValueError, match=r"computed on .*float32.*not on .*bfloat16"):
+    find.load_scores(work, bf16)
+  other = types.SimpleNamespace(model_id="another-model|float32|0123")
+  with pytest.raises(ValueError, match="not on 'another-model"):
+    find.load_scores(work, other)

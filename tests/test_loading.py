@@ -125,12 +125,25 @@ def test_config_with_fewer_layers_than_checkpoint(tiny_gemma3):
 
 
 def test_sharded_checkpoint(tmp_path):
-  directory = str(tmp_path / "sharded")
-  model = save_tiny_gemma3(directory)
-  model.save_pretrained(directory, max_shard_size="20KB")
-  assert os.path.exists(os.path.join(directory, "model.safetensors.index.json"))
-  lm = lnj.load_model(directory)
+  """A checkpoint cut into shards loads to the same parameters and logits as the same
+  model saved whole (and to PyTorch's logits)."""
+  import torch
+
+  whole, sharded = str(tmp_path / "whole"), str(tmp_path / "sharded")
+  model = save_tiny_gemma3(whole)
+  model.save_pretrained(sharded, max_shard_size="20KB")
+  files = os.listdir(sharded)
+  assert "model.safetensors.index.json" in files and "model.safetensors" not in files
+  assert sum(f.endswith(".safetensors") for f in files) > 2
+  lm, ref = lnj.load_model(sharded), lnj.load_model(whole)
   assert lm.config.num_layers == 4
+  ids = np.array([[2, 17, 33, 4, 90, 5, 61, 8]])
+  logits = np.asarray(lnj.Decoder(lm.config).apply({"params": lm.params}, ids).logits)
+  expected = np.asarray(lnj.Decoder(ref.config).apply({"params": ref.params}, ids).logits)
+  np.testing.assert_array_equal(logits, expected)
+  with torch.no_grad():
+    theirs = model(torch.tensor(ids)).logits.numpy()
+  np.testing.assert_allclose(logits, theirs, atol=1e-4 * max(1.0, np.abs(theirs).max()))
 
 
 def test_damaged_user_checkpoint_names_the_file(tiny_gemma3):

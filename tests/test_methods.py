@@ -292,3 +292,26 @@ def test_one_compiled_sampler_runs_every_method_and_strength(tiny, tiny_corpus_s
   plain = np.asarray(sampling.generate(cfg, params, ids[:1], lengths[:1], max_new_tokens=5)[0])
   assert np.array_equal(out[0], plain[0])
   assert fits["lape_off"].steer("c", 0.2).edits["gate_act"][0].sum() > 0
+
+
+def test_lape_deactivate_others_zeroes_exactly_the_other_languages_units(tiny_corpus_statistics):
+  """"deactivate_others" sets to 0 every unit of the other languages that the target
+  does not share, and nothing else (the units themselves are checked against the
+  authors' selection in the test above)."""
+  from lang_neuron_jax.methods import lape
+
+  stats, _ = tiny_corpus_statistics
+  fitted = lape.LAPE("deactivate_others").fit(stats)
+  _, L, I = fitted.probs.shape
+  shared_somewhere = False
+  for rate in (0.05, 0.1, 0.2):
+    for lang in stats.languages:
+      own = set(fitted.units(lang, rate).tolist())
+      others = set().union(*(fitted.units(l, rate).tolist() for l in stats.languages if l != lang))
+      shared_somewhere |= bool(own & others)
+      mask, scale, shift = fitted.steer(lang, rate).edits["gate_act"]
+      assert mask.shape == (L, I)
+      assert set(np.flatnonzero(mask.ravel()).tolist()) == others - own, (rate, lang)
+      assert (scale[mask] == 0).all() and (shift[mask] == 0).all()
+      assert (scale[~mask] == 1).all() and (shift[~mask] == 0).all()  # the rest untouched
+  assert shared_somewhere  # the "except those the target shares" rule was exercised

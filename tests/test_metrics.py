@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import sacrebleu
 
 from lang_neuron_jax.data import corpora as data
 from lang_neuron_jax.evaluation import measures as evaluation, metrics, uncertainty
@@ -81,9 +82,10 @@ def test_summarize_translation_scores_and_intervals():
     rows += [{"dataset": "wmt", "target": "de", "condition": cond, "sample": i, "output": o,
               "reference": r, "detected": d} for i, (o, r, d) in enumerate(zip(outs, refs, det))]
   t = metrics.summarize_translation(rows)["wmt_en_de"]
-  direct = evaluation.translation_scores([r["output"] for r in rows[4:]], refs, "de")
-  assert t["intervention"]["bleu"] == pytest.approx(direct["bleu"])
-  assert t["intervention"]["chrf"] == pytest.approx(direct["chrf"])
+  outputs = [r["output"] for r in rows[4:]]
+  assert t["intervention"]["bleu"] == pytest.approx(sacrebleu.corpus_bleu(outputs, [refs]).score)
+  assert t["intervention"]["chrf"] == pytest.approx(sacrebleu.corpus_chrf(outputs, [refs]).score)
+  assert 0 < t["intervention"]["bleu"] < 100
   for c in t.values():
     lo, hi = c["bleu_ci"]
     assert lo <= c["bleu"] <= hi
@@ -96,9 +98,103 @@ def test_translation_statistics_sum_to_corpus_scores():
   hyps = ["我喜欢吃苹果", "今天天气很好", "他在看书"]
   refs = ["我喜欢吃香蕉", "今天天气不错", "他在读书"]
   stats = evaluation.translation_statistics(hyps, refs, "zh")
-  direct = evaluation.translation_scores(hyps, refs, "zh")
-  assert evaluation.scores_from_statistics(stats, "zh") == pytest.approx(
-      {"bleu": direct["bleu"], "chrf": direct["chrf"]})
-  one = evaluation.scores_from_statistics(stats, "zh", np.array([1, 1]))
-  assert one == pytest.approx({k: v for k, v in evaluation.translation_scores(
-      [hyps[1]] * 2, [refs[1]] * 2, "zh").items() if k != "bleu_tokenizer"})
+
+  def sacre(h, r):  # sacrebleu's public corpus functions, not our statistics path
+    return {"bleu": sacrebleu.corpus_bleu(h, [r], tokenize="zh").score,
+            "chrf": sacrebleu.corpus_chrf(h, [r]).score}
+
+  assert evaluation.scores_from_statistics(stats, "zh") == pytest.approx(sacre(hyps, refs))
+  # A bootstrap resample (rows with repeats) scores as that corpus would.
+  one = evaluation.scores_from_statistics(stats, "zh", np.array([1, 1, 2]))
+  assert one == pytest.approx(sacre([hyps[1], hyps[1], hyps[2]], [refs[1], refs[1], refs[2]]))
+  assert 0 < one["bleu"] < 100
+
+
+def _mixed_records():
+  """A baseline and three German conditions: one significant, one not, one whose
+  samples do not pair with the baseline's (8 of its 10 indices)."""
+  good = "Die Stadt liegt am Fluss und hat viele alte Brücken aus Stein."
+  base = _records("baseline", None, [good] * 10, ["en"] * 10)
+  gained = _records("de/both/2", "de", [good] * 10, ["de"] * 10)
+  same = _records("de/random/2", "de", [good] * 10, ["en"] * 9 + ["de"], kind="random")
+  short = _records("de/both/20", "de", [good] * 8, ["de"] * 8, n=20)
+  for r in same:  # Each condition its own median perplexity.
+    r["perplexity"] *= 3
+  return base + gained + same + short
+
+
+def test_unpaired_condition_records_no_test():
+  """A condition whose sample indices differ from the baseline's gets None test fields
+  (not False), and the Holm adjustment counts only the tests that ran."""
+  out = metrics.summarize_unconditional(_mixed_records())
+  short = out["de/both/20"]
+  assert short["target_share"] == 1.0 and short["samples"] == 8
+  for name in ("target", "valid"):
+    assert short[f"p_{name}"] is None and short[f"significant_{name}"] is None
+    assert short[f"p_{name}_holm"] is None
+  # Two tests ran: the smaller p doubles, the larger keeps its value (Holm over 2).
+  assert out["de/both/2"]["p_target"] == pytest.approx(2 / 1024)
+  assert out["de/both/2"]["p_target_holm"] == pytest.approx(4 / 1024)
+  assert out["de/both/2"]["significant_target"] is True
+  assert out["de/random/2"]["p_target_holm"] == 1.0
+  assert out["de/random/2"]["significant_target"] is False
+
+
+def test_unpaired_translation_records_no_test():
+  """A set's intervention without the baseline's sources (here: one source missing)."""
+  rows = []
+  for cond, n in (("baseline", 4), ("de/both/2", 3)):
+    rows += [{"dataset": "wmt", "target": "de", "condition": cond, "sample": i,
+              "output": "Das Wetter ist schön.", "reference": "Das Wetter ist heute schön.",
+              "detected": "de"} for i in range(n)]
+  t = metrics.summarize_translation(rows)["wmt_en_de"]
+  assert t["intervention"]["significant_valid"] is None and t["intervention"]["p_target"] is None
+  assert "significant_valid" not in t["baseline"]
+
+
+def test_report_cells_match_the_metrics():
+  """Every cell of report.md's share, perplexity and translation tables, parsed back,
+  equals metrics.json's value, interval and test mark ("*", nothing, "(test n/a)")."""
+  from lang_neuron_jax.report import study as report
+  from tests import report_cells
+
+  uncond = metrics.summarize_unconditional(_mixed_records())
+  good = "Die Stadt liegt am Fluss."
+  trans = []
+  for cond, det in (("baseline", "en"), ("de/both/2", "de")):
+    trans += [{"dataset": "wmt", "target": "de", "condition": cond, "sample": i,
+               "output": good if det == "de" else "The city.", "reference": good,
+               "detected": det} for i in range(12)]
+  m = {"unconditional": uncond, "translation": metrics.summarize_translation(trans)}
+  text = "\n".join(report._control_section({"metrics": m, "counts": {}, "examples": []}, {}))
+  columns = {"N=2": ("both", 2), "N=20": ("both", 20), "random 2": ("random", 2)}
+  by_key = {(c["kind"], c["n"]): c for c in uncond.values() if c["language"] == "de"}
+  marks = set()
+  for field, start in (("target", "| target |"), ("valid", "| target |")):
+    # The target table comes first, the valid table second: read the right one.
+    section = text[text.index("Share of **valid**"):] if field == "valid" else text
+    header, rows = report_cells.table(section, start)
+    row = rows["de"]
+    base = uncond["baseline"]["by_language"]["de"]
+    report_cells.check_share(row[1], base[f"{field}_share"], base[f"{field}_share_ci"])
+    assert set(header[2:]) == set(columns)
+    for label, cell in zip(header[2:], row[2:]):
+      c = by_key[columns[label]]
+      report_cells.check_share(cell, c[f"{field}_share"], c[f"{field}_share_ci"],
+                               c[f"significant_{field}"])
+      marks.add(c[f"significant_{field}"])
+  assert marks == {True, False, None}  # every kind of mark was read
+  header, rows = report_cells.table(text[text.index("Median perplexity"):], "| target |")
+  for label, cell in zip(header[2:], rows["de"][2:]):
+    c = by_key[columns[label]]
+    report_cells.check_score(cell, c["median_perplexity"], c["median_perplexity_ci"])
+  header, rows = report_cells.table(text, "| set |")
+  t = m["translation"]["wmt_en_de"]
+  cells = dict(zip(header, rows["wmt_en_de"]))
+  for col, role, metric in (("BLEU", "baseline", "bleu"), ("chrF (intervention)",
+                                                           "intervention", "chrf")):
+    report_cells.check_score(cells[col], t[role][metric], t[role][f"{metric}_ci"])
+  i = t["intervention"]
+  report_cells.check_share(cells["valid (intervention)"], i["valid_share"], i["valid_share_ci"],
+                           i["significant_valid"])
+  assert i["significant_valid"] is True

@@ -43,8 +43,18 @@ def test_compare_precision_binary(tiny_gemma3_with_tokenizer, tmp_path):
       capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
   result = json.loads((work / "precision.json").read_text())
+  f32 = selection.Expertise.load(str(work / "float32" / "expertise.npz"))
+  bf16 = selection.Expertise.load(str(work / "bfloat16" / "expertise.npz"))
+  assert result["n"] == 40 and not np.array_equal(f32.ap, bf16.ap)  # two real runs
   for lang in ("en", "de"):
     row = result["languages"][lang]
-    assert 0.0 <= row["bottom"] <= 1.0 and 0.0 <= row["top"] <= 1.0
+    # Recomputed from the two runs' scores: plain set arithmetic on the flat indices.
+    for kind in ("top", "bottom"):
+      a = set(selection.select(f32, lang, 20, kind).flat.tolist())
+      b = set(selection.select(bf16, lang, 20, kind).flat.tolist())
+      assert len(a) == len(b) == 20
+      assert row[kind] == pytest.approx(len(a & b) / len(a | b)), (lang, kind)
+    i = f32.language_row(lang)
+    assert row["ap_correlation"] == pytest.approx(np.corrcoef(f32.ap[i], bf16.ap[i])[0, 1])
+    assert row["max_ap_difference"] == pytest.approx(np.abs(f32.ap[i] - bf16.ap[i]).max())
     assert row["ap_correlation"] > 0.5  # same model, two precisions: closely related scores
-  assert (work / "bfloat16" / "expertise.npz").exists()

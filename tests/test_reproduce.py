@@ -1,10 +1,12 @@
 """experiments/reproduce.py --quick --compare end to end on a tiny model: every report
 section, and the method comparison on the study's find stage."""
 
+import json
 import os
 import subprocess
 import sys
 
+from tests import report_cells
 from tests.conftest import write_small_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,6 +28,9 @@ def test_reproduce_quick_writes_every_report_section(tiny_gemma3_with_tokenizer,
                   "### Example generations", "## Run", "Median perplexity"):
     assert section in text, section
   assert "{_" not in text and "{s[" not in text  # every f-string was formatted
+  # The tables' cells (copied into the README) are metrics.json's numbers and marks.
+  with open(os.path.join(work, "control", "metrics.json")) as f:
+    assert report_cells.check_study_report(text, json.load(f)) >= 2 * 3 * 4
   for image in ("overlap_top.png", "layers.png", "share_vs_n.png", "translation_bleu.png"):
     assert f"]({image})" in text and os.path.exists(os.path.join(work, image)), image
   # The comparison ran on the study's find stage, which recorded every method's statistics.
@@ -34,6 +39,10 @@ def test_reproduce_quick_writes_every_report_section(tiny_gemma3_with_tokenizer,
   with open(os.path.join(work, "compare", "comparison.md")) as f:
     comparison = f.read()
   assert "## Best setting per method" in comparison and "## Translation" in comparison
+  with open(os.path.join(work, "compare", "comparison.json")) as f:
+    summary = json.load(f)
+  assert report_cells.check_comparison_report(
+      comparison, summary, list(summary["sweep"]), ["en", "de", "ja"]) > 0
   again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
   assert again.returncode == 0, again.stderr[-3000:]
   assert "Reusing the finished 'responses' stage" in again.stderr

@@ -396,6 +396,14 @@ def _share(v: dict, key: str) -> str:
   return f"{v[key]:.0%} [{low:.0%}, {high:.0%}]"
 
 
+def _mark(v: dict, key: str) -> str:
+  """After a share: "*" where it differs from no intervention (McNemar, Holm); "(test
+  n/a)" where the condition's samples do not pair with the baseline's, so no test ran
+  (None in the metrics); nothing where it was not tested (the baseline itself)."""
+  significant = v.get(f"significant_{key.removesuffix('_share')}", False)
+  return "*" if significant else " (test n/a)" if significant is None else ""
+
+
 def translation_lines(summary: dict, config: CompareConfig) -> list[str]:
   """The report's translation section: per set, each method's valid share, BLEU and chrF
   next to no intervention's."""
@@ -417,7 +425,7 @@ def translation_lines(summary: dict, config: CompareConfig) -> list[str]:
     for r in roles:
       v = by_role.get(r)
       cells.append("-" if v is None else
-                   f"{_share(v, 'valid_share')}{'*' if v.get('significant_valid') else ''}, "
+                   f"{_share(v, 'valid_share')}{_mark(v, 'valid_share')}, "
                    f"BLEU {v['bleu']:.1f}, chrF {v['chrf']:.1f}")
     lines.append(f"| {key} | " + " | ".join(cells) + " |")
   lines += ["", "![translation BLEU](translation_bleu.png)"]
@@ -458,7 +466,7 @@ def write_report(workdir: str, result: CompareResult, config: CompareConfig, *,
     for lang in config.languages:
       b = s["best"][m][lang]
       cells.append("none within cost" if b is None else
-                   f"{_share(b, 'valid_share')}{'*' if b['significant_valid'] else ''} "
+                   f"{_share(b, 'valid_share')}{_mark(b, 'valid_share')} "
                    f"@ {b['strength']:g}")
     lines.append(f"| {m} | " + " | ".join(cells) + " |")
   base_valid = cond["baseline"]["by_language"]
@@ -472,8 +480,8 @@ def write_report(workdir: str, result: CompareResult, config: CompareConfig, *,
     if v["kind"] is None:
       continue
     ppl = "-" if v["median_perplexity"] is None else f"{v['median_perplexity']:.1f}"
-    lines.append(f"| {name} | {_share(v, 'target_share')}{'*' if v.get('significant_target') else ''}"
-                 f" | {_share(v, 'valid_share')}{'*' if v.get('significant_valid') else ''}"
+    lines.append(f"| {name} | {_share(v, 'target_share')}{_mark(v, 'target_share')}"
+                 f" | {_share(v, 'valid_share')}{_mark(v, 'valid_share')}"
                  f" | {v['degenerate_share']:.0%} | {ppl} |")
   lines += translation_lines(s, config)
   lines += ["", "## Overlap of the neuron sets", "",

@@ -4,7 +4,8 @@ For every unconditional condition: the language mix, the *target share* (languag
 says the target) and the *valid share* (the target language and not degenerate, see
 :func:`lang_neuron_jax.evaluation.measures.is_valid_target`), each with a 95% Wilson interval
 and McNemar's exact test against the baseline's samples of the same index (paired by
-common random numbers), Holm-adjusted over every intervened condition; the median
+common random numbers), Holm-adjusted over every intervened condition (None, printed
+"n/a", where a condition's sample indices differ from the baseline's); the median
 perplexity under the unintervened model with a bootstrap interval; the repetition measure
 (median distinct character 4-gram ratio) and the degenerate share. For every translation
 set, the same shares per condition (paired by source sentence), and corpus BLEU and chrF
@@ -46,6 +47,14 @@ def _repetition_fields(texts: Sequence[str]) -> dict:
 
 def _by_sample(rows: Sequence[dict], key: str) -> list[dict]:
   return sorted(rows, key=lambda r: r[key])
+
+
+def _untested(fields: dict) -> None:
+  """Marks a condition whose samples do not pair with the baseline's (other sample
+  indices, or no baseline): its test fields are None, which the reports print as "n/a",
+  so a missing test never reads as "not significant"."""
+  for name in ("target", "valid"):
+    fields[f"p_{name}"] = fields[f"p_{name}_holm"] = fields[f"significant_{name}"] = None
 
 
 def _paired_tests(entries: list[tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]]):
@@ -91,6 +100,8 @@ def summarize_unconditional(records: Sequence[dict], *, seed: int = 0) -> dict:
       fields.update(_share_fields(outcomes))
       if [r["sample"] for r in baseline] == [r["sample"] for r in rows]:
         tests.append((fields, _outcomes(baseline, target, "text"), outcomes))
+      else:
+        _untested(fields)
     else:
       fields["by_language"] = {l: _share_fields(_outcomes(rows, l, "text")) for l in languages}
     out[name] = fields
@@ -132,6 +143,8 @@ def summarize_translation(records: Sequence[dict], *, seed: int = 0,
       baselines[key] = (rows, outcomes)
     elif key in baselines and [r["sample"] for r in baselines[key][0]] == [r["sample"] for r in rows]:
       tests.append((fields, baselines[key][1], outcomes))
+    else:
+      _untested(fields)
     out.setdefault(key, {})[cond] = fields
   _paired_tests(tests)
   return dict(sorted(out.items()))

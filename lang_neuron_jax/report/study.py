@@ -62,12 +62,13 @@ def _find_section(find: dict, images: dict) -> list[str]:
   return lines
 
 
-def _share(value, interval, significant=None) -> str:
+def _share(value, interval, significant=False) -> str:
   """"41% [28–56]*": a share, its 95% interval, and * where it differs from the baseline
-  (Holm-adjusted exact test)."""
+  (Holm-adjusted exact test); "(test n/a)" where ``significant`` is None: the condition's
+  samples do not pair with the baseline's, so no test ran (not "not significant")."""
   if value is None:
     return "n/a"
-  mark = "*" if significant else ""
+  mark = "*" if significant else " (test n/a)" if significant is None else ""
   return f"{value:.0%} [{interval[0]:.0%}–{interval[1]:.0%}]{mark}".replace("%–", "–")
 
 
