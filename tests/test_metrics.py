@@ -29,6 +29,46 @@ def test_natural_text_is_not_degenerate():
   assert not evaluation.is_degenerate("Hallo")  # too short to repeat itself
 
 
+def test_degeneration_boundary():
+  """Strictly below 0.5 is degenerate; a text too short for two 4-grams never is; a
+  sentence said twice is not (one repeat is not a loop), three times is."""
+  assert evaluation.distinct_ngram_ratio("aaaaa") == 0.5  # two 4-grams, one distinct
+  assert not evaluation.is_degenerate("aaaaa")  # exactly at the threshold: not below it
+  assert evaluation.is_degenerate("aaaaaa")  # 1 of 3
+  for short in ("", "a", "aaaa"):  # fewer than two 4-grams: ratio 1.0
+    assert evaluation.distinct_ngram_ratio(short) == 1.0 and not evaluation.is_degenerate(short)
+  sentence = "Die Stadt liegt am Fluss und hat viele alte Brücken aus Stein. "
+  assert evaluation.distinct_ngram_ratio(sentence * 2) == pytest.approx(0.512, abs=1e-3)
+  assert not evaluation.is_degenerate(sentence * 2)
+  assert evaluation.is_degenerate(sentence * 3)
+
+
+def test_degeneration_calibration_as_quoted():
+  """benchmarks/degeneration.py gives the figures measures.py quotes, and natural text
+  is never flagged."""
+  import importlib.util
+  import os
+
+  path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks",
+                      "degeneration.py")
+  spec = importlib.util.spec_from_file_location("degeneration", path)
+  calibration = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(calibration)
+  for sentences, windows, p1 in ((200, 681, (0.79, 0.88)), (None, 1687, (0.80, 0.90))):
+    result = calibration.calibration(sentences)
+    assert sum(r["windows"] for r in result.values()) == windows
+    assert round(min(r["lowest"] for r in result.values()), 2) == 0.71
+    assert (round(min(r["p1"] for r in result.values()), 2),
+            round(max(r["p1"] for r in result.values()), 2)) == p1
+    assert sum(r["flagged"] for r in result.values()) == 0
+  with open(os.path.join(os.path.dirname(path), "..", "lang_neuron_jax", "evaluation",
+                         "measures.py")) as f:
+    comment = f.read()
+  for quoted in ("681 windows, lowest ratio 0.71, 1st percentile 0.79-0.88",
+                 "1,687 windows, lowest 0.71, 1st percentile 0.80-0.90", "0.512"):
+    assert quoted in comment, quoted
+
+
 def test_valid_target_needs_language_and_no_loop():
   assert evaluation.is_valid_target("de", "Die Stadt liegt am Fluss und hat viele Brücken.", "de")
   assert not evaluation.is_valid_target("zh", "色" * 64, "zh")

@@ -54,3 +54,10 @@ def test_bootstrap_interval_is_deterministic_and_covers_the_median():
   assert ci[0] < np.median(x) < ci[1]
   assert uncertainty.median_interval([]) is None
   assert uncertainty.median_interval([2.0]) == (2.0, 2.0)
+
+
+def test_holm_refuses_nan():
+  """A NaN p-value is a bug upstream; Holm must not turn it into 1 and count it."""
+  assert uncertainty.holm([0.01, 0.04]) == pytest.approx([0.02, 0.04])
+  with pytest.raises(ValueError, match="NaN"):
+    uncertainty.holm([0.01, float("nan")])

@@ -70,8 +70,16 @@ def mcnemar_exact(baseline: Sequence[bool], treated: Sequence[bool]) -> float:
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
-  """Holm's step-down adjusted p-values (same order as given)."""
+  """Holm's step-down adjusted p-values (same order as given).
+
+  Raises:
+    ValueError: a p-value is NaN (a test that did not run must be left out, not counted
+      as p = 1, which would still raise every other adjustment).
+  """
   p = np.asarray(pvalues, float)
+  if np.isnan(p).any():
+    raise ValueError(f"Holm's adjustment got NaN p-values at {np.flatnonzero(np.isnan(p)).tolist()}; "
+                     "leave untested comparisons out.")
   order = np.argsort(p, kind="stable")
   adjusted = np.empty_like(p)
   running = 0.0
