@@ -248,6 +248,24 @@ def test_configs_read_from_checkpoints(tmp_path):
   assert cfg.logit_scale == 0.5 and not cfg.norm_bias and not cfg.tie_embeddings
 
 
+@pytest.mark.parametrize("model_type,cfg_cls,extra", [
+    ("gemma2", "Gemma2Config", dict(num_hidden_layers=5, sliding_window=4)),
+    ("qwen3", "Qwen3Config", dict(num_hidden_layers=5, use_sliding_window=True,
+                                  sliding_window=4, max_window_layers=2)),
+])
+def test_default_layer_pattern_without_layer_types_follows_transformers(
+    tmp_path, model_type, cfg_cls, extra):
+  """A config.json without layer_types (older checkpoints): the same pattern as the one
+  transformers' config class derives."""
+  import transformers
+
+  hf = dict(_SHAPE, **extra)
+  types = getattr(transformers, cfg_cls)(**hf).layer_types
+  cfg = load_config(_write_config(tmp_path, model_type=model_type, **hf))
+  assert cfg.layer_kinds == tuple("local" if t == "sliding_attention" else "global" for t in types)
+  assert "local" in cfg.layer_kinds and "global" in cfg.layer_kinds
+
+
 def _write_config(directory, **hf):
   os.makedirs(directory, exist_ok=True)
   with open(os.path.join(directory, "config.json"), "w") as f:
