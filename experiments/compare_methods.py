@@ -3,7 +3,8 @@ neurons (the paper), LAPE neurons, mean-difference directions and linear-probe (
 directions.
 
   python experiments/compare_methods.py                      # embedded Gemma 3 270M
-  python experiments/compare_methods.py --full               # every text, wide sweeps, 100 samples
+  python experiments/compare_methods.py --paper              # every text, wide sweeps, 100 samples
+  python experiments/compare_methods.py --quick              # minutes, for a check
   python experiments/compare_methods.py --methods=ap,diffmean --diffmean=1,2,4,8
   python experiments/compare_methods.py --methods=ap,lape,diffmean,probe   # with probes
 
@@ -12,7 +13,6 @@ ends with comparison.md; a re-run resumes where it stopped.
 """
 
 import dataclasses
-import time
 
 from absl import flags
 
@@ -20,7 +20,7 @@ import lang_neuron_jax as lnj
 import multihost_flags
 import study_flags
 from lang_neuron_jax.runtime import artifacts, cli, distributed, locks
-from lang_neuron_jax.compare import stage as compare
+from lang_neuron_jax import compare
 from lang_neuron_jax.find import stage as find
 from lang_neuron_jax import loading, study as presets
 from lang_neuron_jax.errors import UserError
@@ -28,10 +28,7 @@ from lang_neuron_jax.errors import UserError
 _MODEL, _DTYPE, _SEED = study_flags.model(), study_flags.dtype(), study_flags.seed()
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/compare", "Output directory.")
 _LANGUAGES = study_flags.languages("languages", "Languages to find and steer towards.")
-_SETTING = flags.DEFINE_enum("setting", "default", sorted(presets.COMPARE_PRESETS),
-                             "Preset: quick (minutes, for a check), default, full.")
-_FULL = flags.DEFINE_bool("full", False, "Same as --setting=full: every text, the wide sweeps "
-                          "and the paper's 100 samples per condition.")
+_SCALE = study_flags.scale()
 _METHODS = flags.DEFINE_list("methods", list(compare.DEFAULT_METHODS),
                              f"Methods to compare, of {list(compare.METHODS)}.")
 _STRENGTHS = {m: flags.DEFINE_list(m, None, f"Strengths of {m} "
@@ -52,7 +49,7 @@ _LAPE_INTERVENTION = flags.DEFINE_enum("lape_intervention", "activate",
 
 
 def configs(model_config) -> tuple[find.FindConfig, compare.CompareConfig]:
-  preset = presets.COMPARE_PRESETS["full" if _FULL.value else _SETTING.value]
+  preset = presets.COMPARE_PRESETS[{"paper": "full"}.get(_SCALE(), _SCALE())]
   strengths = dict(preset.compare.strengths)
   for m, flag in _STRENGTHS.items():
     if flag.value is not None:
@@ -86,19 +83,17 @@ def configs(model_config) -> tuple[find.FindConfig, compare.CompareConfig]:
 def main(argv):
   del argv
   multihost_flags.initialize()
-  started = time.perf_counter()
-  find_config, compare_config = configs(loading.load_config(_MODEL.value))  # Before weights.
-  with locks.hold_workdir(_WORKDIR.value):  # Before the weights load: a second run stops here.
-    lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
-    timings = {"load": time.perf_counter() - started}
-    start = time.perf_counter()
-    found = find.find_neurons(lm, find_config, f"{_WORKDIR.value}/find")
-    timings["find"] = time.perf_counter() - start
-    start = time.perf_counter()
-    result = compare.run_comparison(lm, found, compare_config, _WORKDIR.value)
-    timings["comparison"] = time.perf_counter() - start
+  timings = artifacts.Timings()
+  with timings.measure("total"):
+    find_config, compare_config = configs(loading.load_config(_MODEL.value))  # Before weights.
+    with locks.hold_workdir(_WORKDIR.value):  # Before the weights load: a second run stops here.
+      with timings.measure("load"):
+        lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
+      with timings.measure("find"):
+        found = find.find_neurons(lm, find_config, f"{_WORKDIR.value}/find")
+      with timings.measure("comparison"):
+        result = compare.run_comparison(lm, found, compare_config, _WORKDIR.value)
   if distributed.is_leader():
-    timings["total"] = time.perf_counter() - started
     path = compare.write_report(_WORKDIR.value, result, compare_config, model_id=lm.model_id,
                                 command=artifacts.command_line(), timings=timings)
     print(f"report: {path}")

@@ -16,7 +16,6 @@ interrupted one.
 
 import dataclasses
 
-from absl import app
 from absl import flags
 
 import multihost_flags
@@ -35,10 +34,7 @@ _TARGETS = flags.DEFINE_list("targets", None, "Languages to steer towards (defau
                              "--languages, English included, as the authors; English has no "
                              "translation sets, so translation skips it).")
 _CORPUS = study_flags.corpus()
-_QUICK = flags.DEFINE_bool("quick", False, "Small settings, same code path (minutes on CPU).")
-_PAPER = flags.DEFINE_bool("paper", False, "The paper's counts: 100 unconditional samples per "
-                           "condition and 100 pairs per translation set (the default uses "
-                           "fewer; see the README for both times).")
+_SCALE = study_flags.scale()
 _COMPARE = flags.DEFINE_bool("compare", False, "Also compare the paper's AP neurons with LAPE "
                              "neurons and mean-difference directions on the study's texts "
                              "(the comparison preset of the same scale: quick, default, or "
@@ -50,10 +46,7 @@ _BATCH = flags.DEFINE_integer("batch_size", study_lib.DEFAULT.control.batch_size
 def main(argv):
   del argv
   multihost_flags.initialize()
-  quick = _QUICK.value
-  if quick and _PAPER.value:
-    raise app.UsageError("Give --quick or --paper, not both.")
-  setting = "quick" if quick else "paper" if _PAPER.value else "default"
+  setting = _SCALE()
   study = study_lib.PRESETS[setting].replace(
       languages=tuple(_LANGUAGES.value), targets=tuple(_TARGETS.value or ()) or None,
       n=_N.value, seed=_SEED.value, batch_size=_BATCH.value, **study_flags.values(_CORPUS))

@@ -9,11 +9,28 @@ its batch size, its switches).
 from absl import flags
 
 import lang_neuron_jax as lnj
+from lang_neuron_jax.errors import UserError
 from lang_neuron_jax.control import stage as control_stage
 from lang_neuron_jax.find import stage as find
 
 _FIND = find.FindConfig()
 _CONTROL = control_stage.ControlConfig()
+
+
+def scale():
+  """``--quick`` and ``--paper``, one spelling for both binaries; returns a function that
+  gives the chosen scale: "quick", "default" or "paper" (a UserError if both are given)."""
+  quick = flags.DEFINE_bool("quick", False, "Small settings, same code path (minutes on CPU).")
+  paper = flags.DEFINE_bool("paper", False, "The paper's counts: 100 unconditional samples "
+                            "per condition, 100 pairs per translation set (and, in the "
+                            "comparison, every text and the wide sweeps).")
+
+  def chosen() -> str:
+    if quick.value and paper.value:
+      raise UserError("Give --quick or --paper, not both.")
+    return "quick" if quick.value else "paper" if paper.value else "default"
+
+  return chosen
 
 
 def model():

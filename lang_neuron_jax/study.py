@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 
 from absl import logging
 
 from lang_neuron_jax import loading
+from lang_neuron_jax.compare import config as compare_config
 from lang_neuron_jax.compare import stage as compare_stage
-from lang_neuron_jax.compare.stage import CompareConfig, CompareResult
+from lang_neuron_jax.compare.config import CompareConfig
+from lang_neuron_jax.compare.stage import CompareResult
+from lang_neuron_jax.report import comparison as comparison_report
 from lang_neuron_jax.control import conditions
 from lang_neuron_jax.control import stage as control_stage
 from lang_neuron_jax.control.stage import ControlConfig, ControlResult
@@ -71,7 +73,7 @@ PRESETS = {"quick": QUICK, "default": DEFAULT, "paper": PAPER}
 @dataclasses.dataclass(frozen=True)
 class Comparison:
   """A method comparison: the find stage's config (every method's statistics are added
-  to its forward pass by :func:`lang_neuron_jax.compare.stage.find_config`) and the
+  to its forward pass by :func:`lang_neuron_jax.compare.config.find_config`) and the
   comparison's."""
 
   find: FindConfig
@@ -138,24 +140,21 @@ def run_study(model: str, study: Study, workdir: str, *, dtype: str = "float32",
   model_config = loading.load_config(model)
   find_config, control_config = study.find, study.control
   if compare is not None:
-    find_config = compare_stage.find_config(find_config, model_config, compare.methods)
+    find_config = compare_config.find_config(find_config, model_config, compare.methods)
   find_config.validate(model_config)
   control_config.validate(find_config.num_neurons(model_config), find_config.languages)
   if compare is not None:
     compare.validate(find_config.languages, model_config.num_layers)
   with locks.hold_workdir(workdir):
-    timings = {}
-    start = time.perf_counter()
-    lm = loading.load_model(model, dtype=dtype)
-    timings["load"] = time.perf_counter() - start
-    start = time.perf_counter()
-    found = find_stage.find_neurons(lm, find_config, os.path.join(workdir, "find"))
-    timings["find"] = time.perf_counter() - start
-    start = time.perf_counter()
-    control = control_stage.run_control(lm, found.expertise, control_config,
-                                        os.path.join(workdir, "control"),
-                                        expertise_stamp=found.stamp)
-    timings["control"] = time.perf_counter() - start
+    timings = artifacts.Timings()
+    with timings.measure("load"):
+      lm = loading.load_model(model, dtype=dtype)
+    with timings.measure("find"):
+      found = find_stage.find_neurons(lm, find_config, os.path.join(workdir, "find"))
+    with timings.measure("control"):
+      control = control_stage.run_control(lm, found.expertise, control_config,
+                                          os.path.join(workdir, "control"),
+                                          expertise_stamp=found.stamp)
     config = {"model": model, "dtype": dtype, "setting": setting, "find": find_config,
               "control": control_config, "command": artifacts.command_line(),
               "processes": distributed.process_count()}
@@ -170,12 +169,13 @@ def run_study(model: str, study: Study, workdir: str, *, dtype: str = "float32",
     if compare is None:
       return StudyResult(found, control, path)
     compare_dir = os.path.join(workdir, "compare")
-    start = time.perf_counter()
-    compared = compare_stage.run_comparison(lm, found, compare, compare_dir)
+    compare_timings = artifacts.Timings()
+    with compare_timings.measure("comparison"):
+      compared = compare_stage.run_comparison(lm, found, compare, compare_dir)
     compare_path = None
     if distributed.is_leader():
-      compare_path = compare_stage.write_report(
+      compare_path = comparison_report.write_report(
           compare_dir, compared, compare, model_id=lm.model_id,
-          command=config["command"], timings={"comparison": time.perf_counter() - start})
+          command=config["command"], timings=compare_timings)
     logging.info("Study finished in %s", workdir)
     return StudyResult(found, control, path, compared, compare_path)

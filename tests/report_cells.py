@@ -1,7 +1,7 @@
 """Reading the reports' tables back, to check their cells against the metrics they print.
 
 The README's tables are copied from ``report.md`` and ``comparison.md``; these helpers
-parse a cell ("41% [28–56%]*", "12% [3%, 36%] @ 200", "5.6 [5.1–6.2]") into numbers and
+parse a cell ("41% [28–56%]*", "12% [3–36%] @ 200", "5.6 [5.1–6.2]") into numbers and
 a mark, independently of the code that wrote it, so a test can compare every cell with
 ``metrics.json`` / ``comparison.json``.
 """
@@ -14,9 +14,9 @@ import pytest
 
 # report.md's shares: "41% [28–56%]" + "*" (significant) or " (test n/a)" (not tested).
 _STUDY_SHARE = re.compile(r"^(\d+)% \[(\d+)–(\d+)%\](\*| \(test n/a\))?$")
-# comparison.md's shares: "41% [28%, 56%]" + the same marks, then " @ strength" in the
-# best-setting table.
-_COMPARE_SHARE = re.compile(r"^(\d+)% \[(\d+)%, (\d+)%\](\*| \(test n/a\))?(?: @ (\S+))?$")
+# comparison.md's shares: the same (one formatter writes both reports), then " @ strength"
+# in the best-setting table.
+_COMPARE_SHARE = re.compile(r"^(\d+)% \[(\d+)–(\d+)%\](\*| \(test n/a\))?(?: @ (\S+))?$")
 # A number with an interval: "5.6 [5.1–6.2]" (perplexity, BLEU, chrF).
 _SCORE = re.compile(r"^(-?[\d.]+) \[(-?[\d.]+)–(-?[\d.]+)\]$")
 

@@ -24,7 +24,7 @@ def test_readme_python_example_runs(tiny_gemma3_with_tokenizer, tmp_path, monkey
   code = code.replace('"gemma3-270m"', repr(tiny_gemma3_with_tokenizer))
   code = code.replace('"workdir/find"', repr(str(tmp_path / "find")))
   code = code.replace('"de", 2000, "both"', '"de", 100, "both"')
-  code = code.replace("find.FindConfig()", "find.FindConfig(n=40)")
+  code = code.replace("lnj.FindConfig()", "lnj.FindConfig(n=40)")
   monkeypatch.chdir(tmp_path)
   namespace = {}
   exec(compile(code, "README.md", "exec"), namespace)  # pylint: disable=exec-used

@@ -33,6 +33,9 @@ def assert_one_line_error(out, binary, expected):
     ("compare_methods.py", ["--methods=ap,probe", "--probe_layer=-1"],
      "probe: layer -1 is out of range"),
     ("compare_methods.py", ["--probe_layer=3"], "--probe_layer is given but probe is not"),
+    # One spelling of the scale in both binaries.
+    ("reproduce.py", ["--quick", "--paper"], "Give --quick or --paper, not both"),
+    ("compare_methods.py", ["--quick", "--paper"], "Give --quick or --paper, not both"),
 ])
 def test_flag_errors_come_before_any_work(tmp_path, binary, flags, expected):
   out = run_binary(binary, f"--workdir={tmp_path / 'w'}", *flags)

@@ -9,7 +9,7 @@ import os
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax.compare import stage as compare
+from lang_neuron_jax import compare
 from lang_neuron_jax.find import stage as find
 from lang_neuron_jax import study as presets
 from lang_neuron_jax.data import corpora as data

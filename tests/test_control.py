@@ -8,6 +8,7 @@ import pytest
 import lang_neuron_jax as lnj
 from lang_neuron_jax.generation import batching, sampling
 from lang_neuron_jax.control import conditions, rows as control
+from lang_neuron_jax.control import stage as control_stage
 from lang_neuron_jax.evaluation import measures as evaluation
 from lang_neuron_jax.neurons import selection
 from tests.conftest import save_tiny_gemma3
@@ -183,8 +184,18 @@ def test_balanced_batch_size():
   assert control.balanced_batch_size(256, 128) == 128
 
 
+def _sweep(languages, num_neurons):
+  """The paper's sweep as the control stage builds it: N resolved once against the model
+  (ControlConfig.resolve), then the conditions."""
+  resolved = control_stage.ControlConfig(languages=tuple(languages)).resolve(num_neurons,
+                                                                             languages)
+  return resolved, [c.name for c in conditions.unconditional_conditions(
+      languages, num_neurons, ns=resolved.ns, main_n=resolved.main_n)]
+
+
 def test_unconditional_conditions_are_the_papers_with_n_total():
-  names = [c.name for c in conditions.unconditional_conditions(["en", "de"], 124_416)]
+  resolved, names = _sweep(["en", "de"], 124_416)
+  assert resolved.ns == (2, 20, 200, 2000, 20000, 124416)  # 200,000 capped once
   assert names[0] == "baseline"
   # The authors' limited_{N}_both for each N of the sweep (the largest capped at the
   # model's neuron count), then the main condition's controls: limited_1000_top,
@@ -196,9 +207,13 @@ def test_unconditional_conditions_are_the_papers_with_n_total():
 
 
 def test_unconditional_conditions_cap_n_on_a_small_model():
-  names = [c.name for c in conditions.unconditional_conditions(["de"], 1001)]
-  assert "de/both/1000" in names and "de/both/200000" not in names  # even, at most 1001
+  resolved, names = _sweep(["de"], 1001)
+  assert (resolved.main_n, resolved.translation_n) == (1000, 1000)  # even, at most 1001
+  assert "de/both/1000" in names and "de/both/200000" not in names
   assert {"de/top/500", "de/bottom/500", "de/random/1000"} <= set(names)
+  # Unresolved, an N above the model's neurons is refused, not silently capped again.
+  with pytest.raises(ValueError, match="N must be an integer from 2 to 1000"):
+    conditions.unconditional_conditions(["de"], 1001, ns=(200_000,), main_n=1000)
 
 
 def test_odd_n_is_refused():

@@ -31,8 +31,11 @@ def test_reproduce_quick_writes_every_report_section(tiny_gemma3_with_tokenizer,
   # The tables' cells (copied into the README) are metrics.json's numbers and marks.
   with open(os.path.join(work, "control", "metrics.json")) as f:
     assert report_cells.check_study_report(text, json.load(f)) >= 2 * 3 * 4
-  for image in ("overlap_top.png", "layers.png", "share_vs_n.png", "translation_bleu.png"):
+  # Figures are linked where their stage drew them, not copied beside the report.
+  for image in ("find/overlap_top.png", "find/layers.png", "control/share_vs_n.png",
+                "control/translation_bleu.png"):
     assert f"]({image})" in text and os.path.exists(os.path.join(work, image)), image
+    assert not os.path.exists(os.path.join(work, os.path.basename(image))), image
   # The comparison ran on the study's find stage, which recorded every method's statistics.
   assert os.path.exists(os.path.join(work, "find", "responses", "gate_act.positive.npy"))
   assert not os.path.exists(os.path.join(work, "compare", "find"))

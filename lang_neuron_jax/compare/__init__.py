@@ -1,9 +1,14 @@
 """The comparison of methods (AP neurons, LAPE neurons, DiffMean and probe directions) on
-one model, one set of texts and samples, and one evaluator."""
+one model, one set of texts and samples, and one evaluator: what it runs (``config``), the
+resumable stage (``stage``) and what its records say (``summary``); its report is
+:mod:`lang_neuron_jax.report.comparison`."""
 
-from lang_neuron_jax.compare.stage import (DEFAULT_METHODS, CompareConfig, CompareResult,
-                                           corpus_statistics, find_config, make_method,
-                                           run_comparison, write_report)
+from lang_neuron_jax.compare.config import (DEFAULT_METHODS, METHODS, CompareConfig,
+                                            find_config, make_method)
+from lang_neuron_jax.compare.stage import CompareResult, corpus_statistics, run_comparison
+from lang_neuron_jax.compare.summary import best_settings, summarize, translation_strengths
+from lang_neuron_jax.report.comparison import write_report
 
-__all__ = ["DEFAULT_METHODS", "CompareConfig", "CompareResult", "corpus_statistics",
-           "find_config", "make_method", "run_comparison", "write_report"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "CompareConfig", "find_config", "make_method",
+           "CompareResult", "corpus_statistics", "run_comparison", "best_settings",
+           "summarize", "translation_strengths", "write_report"]

@@ -68,19 +68,18 @@ def unconditional_conditions(languages: Sequence[str], num_neurons: int, *,
                              main_n: int = MAIN_N) -> list[Condition]:
   """The paper's unconditional sweep; N is always the total number of fixed neurons.
 
-  No intervention; for each language, its top N/2 + bottom N/2 for each N of ``ns``
-  (capped at the model's neuron count, where every neuron is fixed); and three controls
-  of the main condition ``main_n``: its top half alone (top ``main_n / 2``), its bottom
-  half alone, and ``main_n`` random neurons (the paper: top 1,000, bottom 1,000, random
-  2,000 against ``limited_2000_both``).
+  No intervention; for each language, its top N/2 + bottom N/2 for each N of ``ns``; and
+  three controls of the main condition ``main_n``: its top half alone (top ``main_n / 2``),
+  its bottom half alone, and ``main_n`` random neurons (the paper: top 1,000, bottom
+  1,000, random 2,000 against ``limited_2000_both``). Every N must fit the model's
+  ``num_neurons`` (``ControlConfig.resolve`` caps the paper's 200,000 to it).
   """
-  main_n = selection.cap_n(main_n, num_neurons, "both")
-  capped = sorted({selection.cap_n(n, num_neurons, "both") for n in ns})
-  for n in capped + [main_n]:
+  ns = sorted(set(ns))
+  for n in ns + [main_n]:
     selection.check_n(n, num_neurons, "both")
   out = [BASELINE]
   for lang in languages:
-    out += [condition(lang, "both", n) for n in capped]
+    out += [condition(lang, "both", n) for n in ns]
     out += [condition(lang, "top", main_n // 2), condition(lang, "bottom", main_n // 2),
             condition(lang, "random", main_n)]
   return out

@@ -26,16 +26,11 @@ import collections
 import dataclasses
 import functools
 import os
-import time
-from typing import Callable, Sequence
-
-import numpy as np
+from typing import Sequence
 
 from lang_neuron_jax.runtime import artifacts, distributed, stages
-from lang_neuron_jax.generation import batching, sampling
-from lang_neuron_jax.control import conditions, rows as control
+from lang_neuron_jax.control import conditions, experiment, rows as control
 from lang_neuron_jax.data import corpora as data
-from lang_neuron_jax.evaluation import measures as evaluation
 from lang_neuron_jax.report import figures
 from lang_neuron_jax.neurons import selection
 from lang_neuron_jax.evaluation import metrics as metrics_lib
@@ -92,23 +87,32 @@ class ControlConfig:
 
 
   def validate(self, num_neurons: int, scored_languages: Sequence[str]) -> None:
-    """Raises a ValueError saying what to fix for what the config alone decides: target
+    """Raises a ConfigError saying what to fix for what the config alone decides: target
     languages that were not scored, N values (even, from 2; capped at ``num_neurons``),
     counts below one."""
+    self.resolve(num_neurons, scored_languages)
+
+  def resolve(self, num_neurons: int, scored_languages: Sequence[str]) -> "ControlConfig":
+    """This config checked (:meth:`validate`) with every N capped at ``num_neurons`` (the
+    paper's sweep reaches 200,000; the model may have fewer neurons: then every neuron
+    is fixed) and the sweep sorted without repeats: the values the stage runs with,
+    resolved here once. The stages' fingerprints hash the config as given."""
     unknown = set(self.languages) - set(scored_languages)
     if unknown or not self.languages:
       raise ConfigError(f"Target languages {sorted(unknown) or '(none)'} are not among the "
                        f"scored languages {list(scored_languages)}.")
-    conditions.unconditional_conditions(self.languages, num_neurons, ns=self.ns,
-                                     main_n=self.main_n)
-    selection.check_n(selection.cap_n(self.translation_n, num_neurons, "both"), num_neurons,
-                      "both")
+    cap = lambda n: selection.cap_n(n, num_neurons, "both")
+    resolved = dataclasses.replace(self, ns=tuple(sorted({cap(n) for n in self.ns})),
+                                   main_n=cap(self.main_n), translation_n=cap(self.translation_n))
+    for n in resolved.ns + (resolved.main_n, resolved.translation_n):
+      selection.check_n(n, num_neurons, "both")
     for name in ("samples", "max_new_tokens", "translation_pairs", "translation_tokens",
                  "batch_size", "translation_slots"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
     if self.perplexity_samples < 0 or self.temperature < 0:
       raise ConfigError("perplexity_samples and temperature must not be negative.")
+    return resolved
 
 
 FIGURES = ("share_vs_n", "translation_bleu", "translation_target_share",
@@ -124,16 +128,20 @@ class ControlResult:
     records: ``{"unconditional": [...], "translation": [...]}``, the evaluated rows.
     figures: ``{name: path}`` of the figures drawn.
     stamps: The experiments' stamps (:class:`~lang_neuron_jax.runtime.stages.Stamp`).
+    config: The config the stage ran with, resolved against the scores
+      (:meth:`ControlConfig.resolve`: every N capped).
   """
 
   metrics: dict
   records: dict[str, list[dict]]
   figures: dict[str, str]
   stamps: tuple[stages.Stamp, ...]
+  config: ControlConfig | None = None
 
 
 def unconditional_jobs(lm, exp: Expertise, config: ControlConfig) -> list[Job]:
-  """The paper's sweep (:func:`conditions.unconditional_conditions`), ``samples`` rows each."""
+  """The paper's sweep (:func:`conditions.unconditional_conditions`), ``samples`` rows each
+  (``config`` resolved: :meth:`ControlConfig.resolve`)."""
   return conditions.unconditional_jobs(
       conditions.unconditional_prompt(lm.config),
       conditions.unconditional_conditions(config.languages, exp.index.size, ns=config.ns,
@@ -147,102 +155,12 @@ def translation_sets(config: ControlConfig) -> list[tuple[str, str]]:
 
 
 def translation_jobs(lm, exp: Expertise, config: ControlConfig) -> list[Job]:
-  """Every set's pairs with no intervention and with the target's N = translation_n."""
-  n = selection.cap_n(config.translation_n, exp.index.size, "both")
+  """Every set's pairs with no intervention and with the target's N = translation_n
+  (``config`` resolved: :meth:`ControlConfig.resolve`)."""
+  del exp  # The N is resolved against its neuron count already.
   return conditions.translation_jobs(
       lm.tokenizer, translation_sets(config), config.translation_pairs,
-      lambda lang: (conditions.BASELINE, conditions.condition(lang, "both", n)))
-
-
-def generation_settings(lm, part: str, config: ControlConfig) -> dict:
-  """``run_jobs`` arguments of each experiment."""
-  if part == "unconditional":
-    return {"max_new_tokens": config.max_new_tokens,
-            "sampler": sampling.Sampler(temperature=config.temperature)}
-  # Only the first non-empty line is scored, so rows stop once it is complete: the
-  # same lines as generating all translation_tokens and cutting, at a fraction of the cost.
-  # Continuous batching refills the slots of stopped rows, so the machine stays on
-  # unfinished rows instead of waiting for each batch's slowest one (lang_neuron_jax/generation/continuous.py).
-  return {"max_new_tokens": config.translation_tokens, "sampler": sampling.GREEDY,
-          "line_stop": sampling.line_stop_for(lm.tokenizer, lm.config.vocab_size),
-          "refill": True}
-
-
-def evaluate_unconditional(lm, records: list[dict], config: ControlConfig) -> list[dict]:
-  """Adds each sample's detected language, and the perplexity of the first
-  ``perplexity_samples`` samples of each condition."""
-  texts = [r["text"] for r in records]
-  for r, lang in zip(records, evaluation.identify_language(texts, progress=True)):
-    r["detected"] = lang
-  prompt = tuple(conditions.unconditional_prompt(lm.config))
-  scored = [r for r in records if r["sample"] < config.perplexity_samples]
-  ppl = evaluation.perplexity(lm, [prompt] * len(scored), [r["tokens"] for r in scored],
-                             progress=True)
-  for r in records:
-    r["perplexity"] = None
-  for r, p in zip(scored, ppl):
-    r["perplexity"] = None if np.isnan(p) else float(p)
-  return records
-
-
-def evaluate_translation(lm, records: list[dict], config: ControlConfig) -> list[dict]:
-  """Adds each translation's output (its first non-empty line) and detected language."""
-  del lm, config
-  for r in records:
-    r["output"] = conditions.cut_translation(r["text"])
-  outputs = [r["output"] for r in records]
-  for r, lang in zip(records, evaluation.identify_language(outputs, progress=True)):
-    r["detected"] = lang
-  return records
-
-
-def generate_resumable(lm, steering: control.Steering | None, jobs: Sequence[Job],
-                       journal: stages.Journal, *, batch_size: int, seed: int,
-                       progress: bool = True, **settings) -> list[dict]:
-  """Generates every job once, continuing an interrupted run.
-
-  Each finished row is appended to the stage's journal; a re-run skips the rows the
-  journals hold and gives the records an uninterrupted run would (rows are independent
-  of their batch). With several processes, each runs its share of the remaining jobs,
-  and the journals are also how the processes see each other's rows.
-
-  Returns:
-    One record per job, in job order, on every process (with a ``job`` index).
-  """
-  jobs = [dataclasses.replace(j, meta={**j.meta, "job": i}) for i, j in enumerate(jobs)]
-  done = journal.start()
-  mine = distributed.share([j for j in jobs if j.meta["job"] not in done])
-  # Every process and every resumption pads prompts to the width of all the jobs, so
-  # that each row is computed exactly as in one uninterrupted run.
-  width = batching.bucket_length(max(len(j.prompt) for j in jobs))
-  control.run_jobs(lm, steering, mine, batch_size=batch_size, seed=seed,
-                   on_batch=lambda batch: journal.append({"unit": r["job"], **r} for r in batch),
-                   prompt_width=width, progress=progress, **settings)
-  rows = journal.gather()
-  if len(rows) != len(jobs):
-    raise RuntimeError(f"{journal.stage.name}: {len(rows)} of {len(jobs)} rows in the journals "
-                       f"of {journal.stage.directory}; was one removed while the run was going?")
-  return [{k: v for k, v in rows[i].items() if k != "unit"} for i in range(len(jobs))]
-
-
-def evaluated_records(stage: stages.Stage, name: str, generate: Callable[[], list[dict]],
-                      evaluate: Callable[[list[dict]], list[dict]]) -> list[dict]:
-  """A generation stage's evaluated records, ``{name}`` (JSON lines) in its directory:
-  reused when the stage finished; else ``generate()`` (resumable, every process) and
-  ``evaluate(rows)``, written and committed by process 0."""
-  path = stage.path(name)
-  read = functools.partial(artifacts.read_jsonl, path)
-  records = stage.reuse(read)
-  if records is not None:
-    return records
-  rows = generate()
-
-  def write():
-    evaluated = evaluate(rows)
-    artifacts.write_jsonl(path, evaluated)
-    return evaluated
-
-  return stage.commit(write, read)
+      lambda lang: (conditions.BASELINE, conditions.condition(lang, "both", config.translation_n)))
 
 
 def draw(metrics: dict, workdir: str) -> None:
@@ -282,24 +200,32 @@ def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *,
   of ``exp`` (``FindResult.stamp`` or :func:`lang_neuron_jax.find.stage.load_scores`), an input
   of both experiments.
   """
-  config.validate(exp.index.size, exp.languages)
-  timings, stamps, outputs = {}, [], {}
-  parts = {"unconditional": (unconditional_jobs, evaluate_unconditional),
-           "translation": (translation_jobs, evaluate_translation)}
-  for part, (make_jobs, evaluate) in parts.items():
-    start = time.perf_counter()
-    stage = stages.Stage(workdir, part, config=config, model_id=lm.model_id,
-                         inputs=[expertise_stamp])
-    # Both callables run inside this iteration, so they see its part, stage and evaluate.
-    records = evaluated_records(
-        stage, f"{part}.jsonl",
-        lambda: generate_resumable(
-            lm, control.neuron_steering(exp, statistic=config.statistic, seed=config.seed),
-            make_jobs(lm, exp, config), stage.journal(),
-            batch_size=config.batch_size if part == "unconditional" else config.translation_slots,
-            seed=config.seed, progress=progress, **generation_settings(lm, part, config)),
-        lambda rows: evaluate(lm, rows, config))  # pylint: disable=cell-var-from-loop
-    outputs[part], timings[part] = records, time.perf_counter() - start
+  resolved = config.resolve(exp.index.size, exp.languages)
+  timings, stamps, outputs = artifacts.Timings(), [], {}
+  make_jobs = {"unconditional": unconditional_jobs, "translation": translation_jobs}
+  settings = {"unconditional": experiment.unconditional_settings(
+                  max_new_tokens=resolved.max_new_tokens, temperature=resolved.temperature),
+              "translation": experiment.translation_settings(
+                  lm, max_new_tokens=resolved.translation_tokens)}
+  evaluate = {"unconditional": functools.partial(experiment.evaluate_unconditional, lm,
+                                                 perplexity_samples=resolved.perplexity_samples),
+              "translation": experiment.evaluate_translation}
+  for part in make_jobs:
+    with timings.measure(part):
+      stage = stages.Stage(workdir, part, config=config, model_id=lm.model_id,
+                           inputs=[expertise_stamp])
+      # Both callables run inside this iteration, so they see its part, stage and evaluate.
+      records = experiment.evaluated_records(
+          stage, f"{part}.jsonl",
+          lambda: experiment.generate_resumable(
+              lm,
+              control.neuron_steering(exp, statistic=resolved.statistic, seed=resolved.seed),
+              make_jobs[part](lm, exp, resolved), stage.journal(),
+              batch_size=(resolved.batch_size if part == "unconditional"
+                          else resolved.translation_slots),
+              seed=resolved.seed, progress=progress, **settings[part]),
+          evaluate[part])
+      outputs[part] = records
     stamps.append(stage.stamp)
   metrics = metrics_lib.summarize(outputs["unconditional"], outputs["translation"],
                                   seed=config.seed)
@@ -307,9 +233,10 @@ def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *,
   def write_metrics():
     artifacts.write_json(os.path.join(workdir, "metrics.json"), metrics)
     draw(metrics, workdir)
-    artifacts.write_run_json(workdir, stage="control", config=config, timings=timings,
+    artifacts.write_run_json(workdir, stage="control", config=resolved, timings=timings,
                              extra={"model": lm.model_id, "processes": distributed.process_count()})
     return metrics
 
   stages.Stage(workdir, "metrics", inputs=stamps).commit(write_metrics, lambda: metrics)
-  return ControlResult(metrics, outputs, figures.existing(workdir, FIGURES), tuple(stamps))
+  return ControlResult(metrics, outputs, figures.existing(workdir, FIGURES), tuple(stamps),
+                       resolved)

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lang_neuron_jax.errors import CorpusError
+from lang_neuron_jax.errors import CorpusError, UserError
 
 # The shipped corpora and translation sets sit beside this module (the data package).
 DATA_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -60,6 +60,14 @@ class Corpus:
     """int ``[M]``: the language whose positives contain each text (-1 if none)."""
     has = self.positive & (self.weights > 0)
     return np.where(has.any(0), np.argmax(has, axis=0), -1)
+
+
+def language_index(languages: Sequence[str], language: str, *, what: str = "scored") -> int:
+  """Position of ``language`` in ``languages``, or a :class:`~lang_neuron_jax.errors.UserError` listing them (the
+  one lookup every method and the scores share)."""
+  if language not in languages:
+    raise UserError(f"Unknown language {language!r}; {what} languages: {list(languages)}.")
+  return list(languages).index(language)
 
 
 def available_languages(corpus_dir: str = SENSE_DIR) -> list[str]:

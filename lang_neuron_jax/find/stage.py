@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import time
 
 import numpy as np
 from tqdm import tqdm
@@ -89,8 +88,14 @@ class FindConfig:
     return neuron_index(model_config, sites).size
 
   def validate(self, model_config) -> None:
-    """Raises a ValueError saying what to fix for what the config alone decides (before
+    """Raises a ConfigError saying what to fix for what the config alone decides (before
     any forward pass): two or more distinct languages, known sites, a valid N."""
+    self.resolve(model_config)
+
+  def resolve(self, model_config) -> "FindConfig":
+    """This config checked against a model (:meth:`validate`) with ``n`` capped at its
+    neuron count: the values the stage runs with, resolved here once. (The stage's
+    fingerprint hashes the config as given, so a finished directory is reused.)"""
     if len(set(self.languages)) < 2 or len(set(self.languages)) != len(self.languages):
       raise ConfigError(f"Give two or more distinct languages, got {list(self.languages)}.")
     sites = model_config.neuron_sites if self.sites is None else self.sites
@@ -99,7 +104,9 @@ class FindConfig:
       raise ConfigError(f"Unknown sites {sorted(unknown)}; this model has "
                        f"{sorted(model_config.site_widths)}.")
     total = self.num_neurons(model_config)
-    selection.check_n(selection.cap_n(self.n, total, "both"), total, "both")
+    n = selection.cap_n(self.n, total, "both")
+    selection.check_n(n, total, "both")
+    return dataclasses.replace(self, n=n)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,7 +214,7 @@ def analyse(exp: selection.Expertise, resp, corpus: data.Corpus, config: FindCon
   """Overlaps, distributions, top tables, the sufficiency check and figures, for each
   language's set of N (its top N/2 and bottom N/2 halves separately for the overlaps)."""
   langs = exp.languages
-  n = selection.cap_n(config.n, exp.index.size, "both")
+  n = config.n  # resolved (FindConfig.resolve)
   half = n // 2
   top = {l: selection.select(exp, l, half, "top") for l in langs}
   bottom = {l: selection.select(exp, l, half, "bottom") for l in langs}
@@ -257,56 +264,53 @@ def analyse(exp: selection.Expertise, resp, corpus: data.Corpus, config: FindCon
 @workdir_locked  # A second run on the same workdir is refused (lang_neuron_jax/runtime/locks.py).
 def find_neurons(lm, config: FindConfig, workdir: str, *, progress: bool = True) -> FindResult:
   """Runs (or resumes) the find stage in ``workdir``; see the module docstring."""
-  config.validate(lm.config)
+  resolved = config.resolve(lm.config)
   model_id = lm.model_id
   os.makedirs(workdir, exist_ok=True)
-  timings = {}
-  start = time.perf_counter()
-  corpus = data.load_corpus(config.languages, corpus_dir=config.corpus_dir,
-                            tfds_name=config.tfds_name, tfds_data_dir=config.tfds_data_dir,
-                            positives_per_language=config.positives_per_language)
-  tokenized = batching.tokenize_texts(lm.tokenizer, corpus.texts, max_length=config.max_length)
-  dropped = int((~tokenized.kept).sum())
-  corpus = data.filter_corpus(corpus, tokenized.kept)
-  sites = lm.config.neuron_sites if config.sites is None else config.sites
-  index = neuron_index(lm.config, sites, model_id)
-  timings["load_and_tokenize"] = time.perf_counter() - start
+  timings = artifacts.Timings()
+  with timings.measure("load_and_tokenize"):
+    corpus = data.load_corpus(config.languages, corpus_dir=config.corpus_dir,
+                              tfds_name=config.tfds_name, tfds_data_dir=config.tfds_data_dir,
+                              positives_per_language=config.positives_per_language)
+    tokenized = batching.tokenize_texts(lm.tokenizer, corpus.texts, max_length=config.max_length)
+    dropped = int((~tokenized.kept).sum())
+    corpus = data.filter_corpus(corpus, tokenized.kept)
+    sites = lm.config.neuron_sites if config.sites is None else config.sites
+    index = neuron_index(lm.config, sites, model_id)
 
-  start = time.perf_counter()
-  recorded = tuple(sites) + tuple(s for s in config.extra_sites if s not in sites)
-  resp = responses.compute_responses(lm, tokenized.tokens, os.path.join(workdir, "responses"),
-                                     sites=recorded, positive_sites=config.positive_sites,
-                                     batch_size=config.batch_size, progress=progress)
-  timings["responses"] = time.perf_counter() - start
+  with timings.measure("responses"):
+    recorded = tuple(sites) + tuple(s for s in config.extra_sites if s not in sites)
+    resp = responses.compute_responses(lm, tokenized.tokens, os.path.join(workdir, "responses"),
+                                       sites=recorded, positive_sites=config.positive_sites,
+                                       batch_size=config.batch_size, progress=progress)
 
-  start = time.perf_counter()
-  scores = stages.Stage(workdir, "scores", model_id=model_id, inputs=[resp.stamp],
-                        config={"languages": corpus.languages, "index": index.to_dict()})
-  exp_path = scores.path(SCORES_FILE)
-  read = functools.partial(selection.Expertise.load, exp_path)
-  exp = scores.reuse(read)
-  if exp is None:
+  with timings.measure("scores"):
+    scores = stages.Stage(workdir, "scores", model_id=model_id, inputs=[resp.stamp],
+                          config={"languages": corpus.languages, "index": index.to_dict()})
+    exp_path = scores.path(SCORES_FILE)
+    read = functools.partial(selection.Expertise.load, exp_path)
+    exp = scores.reuse(read)
+    if exp is None:
 
-    def write():  # Process 0 scores; the others read its file.
-      exp = score_responses(resp, corpus, index, chunk_size=config.chunk_size, progress=progress)
-      with artifacts.atomic_file(exp_path, "wb") as f:
-        exp.save(f)
-      write_reference_csv(exp, scores.path("expertise"))
-      return exp
+      def write():  # Process 0 scores; the others read its file.
+        exp = score_responses(resp, corpus, index, chunk_size=config.chunk_size,
+                              progress=progress)
+        with artifacts.atomic_file(exp_path, "wb") as f:
+          exp.save(f)
+        write_reference_csv(exp, scores.path("expertise"))
+        return exp
 
-    exp = scores.commit(write, read)
-  timings["scores"] = time.perf_counter() - start
+      exp = scores.commit(write, read)
 
-  start = time.perf_counter()
-  n = selection.cap_n(config.n, index.size, "both")
+  n = resolved.n
   neurons = {lang: selection.select(exp, lang, n, "both") for lang in corpus.languages}
 
   def write_analysis():
-    write_limited_csv(exp, os.path.join(workdir, "expertise"), n)
-    result = analyse(exp, resp, corpus, config, workdir)
-    artifacts.write_json(os.path.join(workdir, "analysis.json"), result)
-    timings["analysis"] = time.perf_counter() - start
-    artifacts.write_run_json(workdir, stage="find", config=config, timings=timings,
+    with timings.measure("analysis"):
+      write_limited_csv(exp, os.path.join(workdir, "expertise"), n)
+      result = analyse(exp, resp, corpus, resolved, workdir)
+      artifacts.write_json(os.path.join(workdir, "analysis.json"), result)
+    artifacts.write_run_json(workdir, stage="find", config=resolved, timings=timings,
                              extra={"model": model_id, "texts": len(corpus.texts),
                                     "dropped_texts": dropped, "neurons": index.size,
                                     "processes": distributed.process_count()})

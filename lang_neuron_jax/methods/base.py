@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lang_neuron_jax.models.taps import Intervention, SiteEdit, identity_arrays
+from lang_neuron_jax.data.corpora import language_index
 from lang_neuron_jax.errors import ConfigError
 
 
@@ -136,9 +137,7 @@ class CorpusStatistics:
   expertise: object | None = None
 
   def language_row(self, language: str) -> int:
-    if language not in self.languages:
-      raise ConfigError(f"Unknown language {language!r}; these statistics cover {list(self.languages)}.")
-    return self.languages.index(language)
+    return language_index(self.languages, language, what="measured")
 
   def shape(self, site: str) -> tuple[int, int]:
     return (self.num_layers, self.site_widths[site])
@@ -185,10 +184,8 @@ class FittedDirection(Fitted):
     self.scale = scale
 
   def row(self, language: str) -> int:
-    """``language``'s index, or a ValueError naming the fitted languages."""
-    if language not in self.languages:
-      raise ConfigError(f"Unknown language {language!r}; fitted on {list(self.languages)}.")
-    return self.languages.index(language)
+    """``language``'s index, or a UserError naming the fitted languages."""
+    return language_index(self.languages, language, what="fitted")
 
   def steer(self, language: str, strength) -> Steer:
     c = self.row(language)

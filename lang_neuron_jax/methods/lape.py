@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from lang_neuron_jax.methods.base import CorpusStatistics, Fitted, Method, Steer
+from lang_neuron_jax.data.corpora import language_index
 from lang_neuron_jax.errors import ConfigError
 
 TOP_RATE = 0.01
@@ -130,10 +131,9 @@ class FittedLAPE(Fitted):
 
   def units(self, language: str, top_rate: float) -> np.ndarray:
     """int64 flat indices ``l * I + i`` of ``language``'s neurons at ``top_rate``."""
-    if language not in self.languages:
-      raise ConfigError(f"Unknown language {language!r}; fitted on {list(self.languages)}.")
+    row = language_index(self.languages, language, what="fitted")
     candidates, member = self.selection(top_rate)
-    return np.sort(candidates[member[self.languages.index(language)]])
+    return np.sort(candidates[member[row]])
 
   def steer(self, language: str, strength) -> Steer:
     _, L, I = self.probs.shape

@@ -13,15 +13,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from lang_neuron_jax.errors import UserError
-
-
-def language_index(languages: Sequence[str], language: str, *, what: str = "scored") -> int:
-  """Position of ``language`` in ``languages``, or a :class:`UserError` listing them (the
-  one lookup every method and the scores share)."""
-  if language not in languages:
-    raise UserError(f"Unknown language {language!r}; {what} languages: {list(languages)}.")
-  return list(languages).index(language)
+from lang_neuron_jax.data.corpora import language_index
 
 
 # What is kept of each neuron's responses besides AP (the reference's expertise.csv

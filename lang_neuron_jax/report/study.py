@@ -5,22 +5,12 @@ from __future__ import annotations
 import collections
 import json
 import os
-import shutil
 from typing import Sequence
 
 from lang_neuron_jax.runtime import artifacts
 from lang_neuron_jax.evaluation import measures as evaluation
 from lang_neuron_jax.control.conditions import TRANSLATION_PROMPT
-
-
-def _pct(x) -> str:
-  return "n/a" if x is None else f"{x:.1%}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
-  out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-  return out
+from lang_neuron_jax.report.tables import percent, share, table
 
 
 def _find_section(find: dict, images: dict) -> list[str]:
@@ -38,13 +28,13 @@ def _find_section(find: dict, images: dict) -> list[str]:
     for t in a["top_neurons"][lang][:5]:
       rows.append([lang, t["site"], t["layer"], t["unit"], f"{t['ap']:.4f}",
                    f"{t['on_p50']:.4g}", f"{t['off_p50']:.4g}"])
-  lines += _table(["language", "site", "layer", "unit", "AP", "on_p50", "off_p50"], rows) + [""]
+  lines += table(["language", "site", "layer", "unit", "AP", "on_p50", "off_p50"], rows) + [""]
   mo = a["max_overlap_between_languages"]
   lines += ["### Overlap between languages", "",
-            f"Largest overlap between two languages' sets: top {_pct(mo['top'])}, "
-            f"bottom {_pct(mo['bottom'])} (the paper reports under 5%).", ""]
-  rows = [[l] + [_pct(v) for v in row] for l, row in zip(langs, a["overlap_top"])]
-  lines += _table([f"top {a['n'] // 2:,}"] + langs, rows) + [""]
+            f"Largest overlap between two languages' sets: top {percent(mo['top'])}, "
+            f"bottom {percent(mo['bottom'])} (the paper reports under 5%).", ""]
+  rows = [[l] + [percent(v) for v in row] for l, row in zip(langs, a["overlap_top"])]
+  lines += table([f"top {a['n'] // 2:,}"] + langs, rows) + [""]
   for key in ("overlap_top", "overlap_bottom", "layers", "sites", "ap_histograms"):
     if key in images:
       lines += [f"![{key}]({images[key]})", ""]
@@ -52,24 +42,14 @@ def _find_section(find: dict, images: dict) -> list[str]:
   num_layers = len(next(iter(layers.values())))
   lines += ["### Where they sit", ""]
   rows = [[l] + [int(c) for c in layers[l]] for l in langs]
-  lines += _table(["layer"] + [str(i) for i in range(num_layers)], rows) + [""]
+  lines += table(["layer"] + [str(i) for i in range(num_layers)], rows) + [""]
   s = a["sufficiency"]
   lines += ["### Sufficiency check", "",
             f"A logistic-regression language classifier on only the {s['neurons']} neurons "
-            f"with the highest AP (a few per language) reaches {_pct(s['selected'])} held-out "
-            f"accuracy; on as many random neurons, {_pct(s['random'])} "
+            f"with the highest AP (a few per language) reaches {percent(s['selected'])} held-out "
+            f"accuracy; on as many random neurons, {percent(s['random'])} "
             f"({s.get('texts', '?')} texts of known language).", ""]
   return lines
-
-
-def _share(value, interval, significant=False) -> str:
-  """"41% [28–56]*": a share, its 95% interval, and * where it differs from the baseline
-  (Holm-adjusted exact test); "(test n/a)" where ``significant`` is None: the condition's
-  samples do not pair with the baseline's, so no test ran (not "not significant")."""
-  if value is None:
-    return "n/a"
-  mark = "*" if significant else " (test n/a)" if significant is None else ""
-  return f"{value:.0%} [{interval[0]:.0%}–{interval[1]:.0%}]{mark}".replace("%–", "–")
 
 
 def _condition_label(kind: str, n: int) -> str:
@@ -94,22 +74,22 @@ def _unconditional_tables(uncond: dict) -> list[str]:
     rows = []
     for lang, d in sorted(by_lang.items()):
       b = base["by_language"].get(lang) if base else None
-      row = [lang, _share(b[f"{field}_share"], b[f"{field}_share_ci"]) if b else "n/a"]
-      row += [_share(d[k][f"{field}_share"], d[k][f"{field}_share_ci"],
+      row = [lang, share(b[f"{field}_share"], b[f"{field}_share_ci"]) if b else "n/a"]
+      row += [share(d[k][f"{field}_share"], d[k][f"{field}_share_ci"],
                      d[k].get(f"significant_{field}")) if k in d else "" for k in columns]
       rows.append(row)
     lines += [f"{title}; 95% interval in brackets; * differs from no intervention "
               "(McNemar's exact test on the same samples, Holm-adjusted over the table, "
               "p < 0.05):", ""]
-    lines += _table(header, rows) + [""]
+    lines += table(header, rows) + [""]
   rows = []
   for lang, d in sorted(by_lang.items()):
-    row = [lang, _pct(base["degenerate_share"]) if base else "n/a"]
-    row += [_pct(d[k]["degenerate_share"]) if k in d else "" for k in columns]
+    row = [lang, percent(base["degenerate_share"]) if base else "n/a"]
+    row += [percent(d[k]["degenerate_share"]) if k in d else "" for k in columns]
     rows.append(row)
   lines += ["Share of **degenerate** samples (fewer than half their character 4-grams "
             "distinct: loops of a character, word or line):", ""]
-  lines += _table(header, rows) + [""]
+  lines += table(header, rows) + [""]
   rows = []
   for lang, d in sorted(by_lang.items()):
     row = [lang, _ppl(base) if base else "n/a"]
@@ -118,7 +98,7 @@ def _unconditional_tables(uncond: dict) -> list[str]:
   lines += ["Median perplexity of the samples under the unintervened model, with a "
             "bootstrap 95% interval (low values can mean repetition, not fluency: read "
             "it with the degenerate share):", ""]
-  lines += _table(header, rows) + [""]
+  lines += table(header, rows) + [""]
   return lines
 
 
@@ -142,9 +122,9 @@ def _control_section(control: dict, images: dict) -> list[str]:
               f"{counts['translation_pairs']} pairs per translation set (greedy, "
               f"{counts['translation_tokens']} new tokens at most). The paper: 100 and 100.", ""]
   if base:
-    mix = ", ".join(f"{l} {_pct(v)}" for l, v in base["share"].items())
+    mix = ", ".join(f"{l} {percent(v)}" for l, v in base["share"].items())
     lines += [f"Without intervention, {base['samples']} unconditional samples are: {mix}; "
-              f"{_pct(base['empty_share'])} empty, {_pct(base['degenerate_share'])} "
+              f"{percent(base['empty_share'])} empty, {percent(base['degenerate_share'])} "
               f"degenerate (median distinct 4-gram ratio {base['median_distinct4']:.2f}; "
               "the degeneration threshold is 0.5); median perplexity "
               f"{base['median_perplexity'] and round(base['median_perplexity'], 1)}.", ""]
@@ -164,13 +144,13 @@ def _control_section(control: dict, images: dict) -> list[str]:
       b, i = t.get("baseline", {}), t.get("intervention", {})
       rows.append([key, _score(b, "bleu"), _score(i, "bleu"), _score(b, "chrf"),
                    _score(i, "chrf"),
-                   _share(b.get("target_share"), b.get("target_share_ci")),
-                   _share(i.get("target_share"), i.get("target_share_ci"),
+                   share(b.get("target_share"), b.get("target_share_ci")),
+                   share(i.get("target_share"), i.get("target_share_ci"),
                           i.get("significant_target")),
-                   _share(b.get("valid_share"), b.get("valid_share_ci")),
-                   _share(i.get("valid_share"), i.get("valid_share_ci"),
+                   share(b.get("valid_share"), b.get("valid_share_ci")),
+                   share(i.get("valid_share"), i.get("valid_share_ci"),
                           i.get("significant_valid"))])
-    lines += _table(["set", "BLEU", "BLEU (intervention)", "chrF", "chrF (intervention)",
+    lines += table(["set", "BLEU", "BLEU (intervention)", "chrF", "chrF (intervention)",
                      "in target", "in target (intervention)", "valid", "valid (intervention)"],
                     rows) + [""]
     for key in ("translation_bleu", "translation_target_share", "translation_valid_share"):
@@ -182,7 +162,7 @@ def _control_section(control: dict, images: dict) -> list[str]:
     rows = [[e["condition"], e["detected"] or "(empty)",
              "yes" if evaluation.is_degenerate(e["text"]) else "no",
              e["text"].replace("\n", " ").replace("|", "\\|")[:150]] for e in examples]
-    lines += _table(["condition", "detected", "degenerate", "text"], rows) + [""]
+    lines += table(["condition", "detected", "degenerate", "text"], rows) + [""]
   return lines
 
 
@@ -207,7 +187,8 @@ def pick_examples(records: Sequence[dict], ns: Sequence[int], per_condition: int
 
 
 def write_report(workdir: str, *, find, control=None, config: dict, timings: dict) -> str:
-  """Writes ``{workdir}/report.md`` and copies the figures beside it.
+  """Writes ``{workdir}/report.md``, linking the figures where their stages drew them
+  (``find/overlap_top.png``, ``control/share_vs_n.png``, ...): one copy of each PNG.
 
   Args:
     find: The find stage's :class:`~lang_neuron_jax.find.stage.FindResult`.
@@ -216,12 +197,8 @@ def write_report(workdir: str, *, find, control=None, config: dict, timings: dic
     config: The run's settings (shown, and the counts the control section states).
     timings: Seconds per stage.
   """
-  images = {}
-  for name, src in {**find.figures, **(control.figures if control else {})}.items():
-    dst = os.path.join(workdir, f"{name}.png")
-    if os.path.abspath(src) != os.path.abspath(dst):
-      shutil.copyfile(src, dst)
-    images[name] = f"{name}.png"
+  images = {name: os.path.relpath(path, workdir) for name, path in
+            {**find.figures, **(control.figures if control else {})}.items()}
   lines = ["# Language-specific neurons: report", "",
            f"Model: `{config.get('model')}`. Generated by `{config.get('command', '')}`.",
            ""]
@@ -230,13 +207,13 @@ def write_report(workdir: str, *, find, control=None, config: dict, timings: dic
       "dropped_texts": find.dropped_texts}}, images)
   if control:
     metrics = control.metrics
-    counts = artifacts.to_jsonable(config.get("control", {}))
+    counts = artifacts.to_jsonable(control.config)
     both = [c["n"] for c in metrics["unconditional"].values() if c["kind"] == "both"]
-    shown = {max(both, default=0), min(counts.get("main_n", 0), max(both, default=0))}
+    shown = {max(both, default=0), control.config.main_n}
     lines += _control_section({"metrics": metrics, "counts": counts, "examples": pick_examples(
         control.records["unconditional"], shown)}, images)
   lines += ["## Run", "", "Timings (seconds):", ""]
-  lines += _table(["stage", "seconds"], [[k, f"{v:.0f}"] for k, v in timings.items()]) + [""]
+  lines += table(["stage", "seconds"], [[k, f"{v:.0f}"] for k, v in timings.items()]) + [""]
   lines += ["Configuration:", "", "```json",
             json.dumps(artifacts.to_jsonable(config), indent=1, ensure_ascii=False), "```", ""]
   path = os.path.join(workdir, "report.md")

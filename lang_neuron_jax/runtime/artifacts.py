@@ -112,6 +112,19 @@ def read_jsonl(path: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+class Timings(dict):
+  """Seconds per named step, ``{name: seconds}`` (what ``run.json`` and the reports show),
+  measured with ``with timings.measure("find"): ...``."""
+
+  @contextlib.contextmanager
+  def measure(self, name: str):
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self[name] = time.perf_counter() - start
+
+
 def command_line() -> str:
   """How this process was started, as one shell-quoted line (``python <script> <flags>``):
   what reports and ``run.json`` record so that a run can be repeated."""

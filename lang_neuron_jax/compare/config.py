@@ -1,0 +1,146 @@
+"""What the method comparison runs: the methods by name, and :class:`CompareConfig`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from lang_neuron_jax.data import corpora as data
+from lang_neuron_jax.errors import ConfigError, UserError
+from lang_neuron_jax.find import stage as find
+from lang_neuron_jax.methods import ap, base, diffmean, lape, probe
+
+METHODS: Mapping[str, type[base.Method]] = {
+    "ap": ap.APNeurons, "lape": lape.LAPE, "diffmean": diffmean.DiffMean,
+    "probe": probe.LinearProbe}
+# Compared unless ``methods`` says otherwise: with the probe the default comparison runs
+# past its time budget on a 2-core CPU (docs/performance.md has the measurements).
+DEFAULT_METHODS = ("ap", "lape", "diffmean")
+
+
+def make_method(name: str, config: "CompareConfig | None" = None) -> base.Method:
+  """The method called ``name`` with the options ``config`` gives it (defaults without);
+  a ValueError names the known methods."""
+  if name not in METHODS:
+    raise ConfigError(f"Unknown method {name!r}; use one of {sorted(METHODS)}.")
+  return METHODS[name](**(dict(config.options).get(name, {}) if config else {}))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CompareConfig:
+  """What the comparison does.
+
+  Attributes:
+    languages: Target languages (scored by the find stage).
+    methods: Names in :data:`METHODS` (default :data:`DEFAULT_METHODS`).
+    strengths: ``((method, (strength, ...)), ...)`` overriding a method's default sweep
+      (``Method.strengths``).
+    samples: Unconditional samples per condition.
+    max_new_tokens, temperature: Unconditional sampling, as the paper's (64, 0.8).
+    perplexity_samples: Samples per condition whose perplexity under the unintervened
+      model is computed (the first ones by index).
+    fluency_cost: A setting is within the fluency cost when its median perplexity is at
+      most this many times the baseline's.
+    batch_size: Generation rows per compiled call.
+    translation_sets: ``(dataset, language)`` sets translated into; None for the
+      FLORES-200 set of every target language that has one (the shipped sets' only
+      dataset with all five non-English languages). English has none.
+    translation_pairs: Pairs per set (0: no translation). Each method translates at the
+      strength :func:`translation_strengths` chooses from the unconditional results.
+    translation_tokens, translation_slots: Greedy new tokens (the paper: 128; rows stop
+      after their first line) and rows decoded together, as in the control stage.
+    seed: Base seed.
+    options: ``((method, {argument: value}), ...)``: constructor arguments of a method
+      (``("diffmean", {"layer": 9})``, ``("lape", {"intervention": "deactivate_others"})``).
+  """
+
+  languages: tuple[str, ...] = data.PAPER_LANGUAGES
+  methods: tuple[str, ...] = DEFAULT_METHODS
+  strengths: tuple[tuple[str, tuple[float, ...]], ...] = ()
+  samples: int = 16
+  max_new_tokens: int = 64
+  temperature: float = 0.8
+  perplexity_samples: int = 16
+  fluency_cost: float = 2.0
+  batch_size: int = 128
+  translation_sets: tuple[tuple[str, str], ...] | None = None
+  translation_pairs: int = 8
+  translation_tokens: int = 128
+  translation_slots: int = 64
+  seed: int = 0
+  options: tuple[tuple[str, Mapping], ...] = ()
+
+  def methods_built(self) -> dict[str, base.Method]:
+    """``{name: Method}`` of every method compared, with its options."""
+    return {m: make_method(m, self) for m in self.methods}
+
+  def sweep(self) -> dict[str, tuple[float, ...]]:
+    """``{method: strengths}`` of every method compared."""
+    override = dict(self.strengths)
+    return {m: tuple(override.get(m, make_method(m).strengths)) for m in self.methods}
+
+  def validate(self, scored_languages: Sequence[str], num_layers: int) -> None:
+    """Raises a ValueError saying what to fix (before any forward pass)."""
+    for m in dict(self.options):
+      if m not in self.methods:
+        raise ConfigError(f"Options given for {m!r}, which is not compared ({list(self.methods)}).")
+    for method in self.methods_built().values():
+      method.check_model(num_layers)
+    unknown = set(self.languages) - set(scored_languages)
+    if unknown or not self.languages:
+      raise ConfigError(f"Target languages {sorted(unknown) or '(none)'} are not among the "
+                       f"scored languages {list(scored_languages)}.")
+    if not self.methods:
+      raise ConfigError("Give at least one method.")
+    for m, values in dict(self.strengths).items():
+      if m not in self.methods:
+        raise ConfigError(f"Strengths given for {m!r}, which is not compared ({list(self.methods)}).")
+      if not values:
+        raise ConfigError(f"Give at least one strength for {m!r}.")
+    for m, values in self.sweep().items():
+      for v in values:
+        make_method(m).check_strength(v)
+    for name in ("samples", "max_new_tokens", "batch_size", "translation_tokens",
+                 "translation_slots"):
+      if getattr(self, name) < 1:
+        raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+    # Checked here, not after the generation that needs them: a NaN, infinite or
+    # sub-1 cost makes every setting fail (or pass) the limit, and no perplexity sample
+    # leaves the baseline without the median the limit is relative to.
+    if not np.isfinite(self.fluency_cost) or self.fluency_cost < 1:
+      raise UserError(f"fluency_cost must be a finite number of at least 1 (times the "
+                      f"baseline's median perplexity), got {self.fluency_cost}.")
+    if self.perplexity_samples < 1:
+      raise UserError(f"perplexity_samples must be at least 1 (the fluency cost compares "
+                      f"median perplexities), got {self.perplexity_samples}.")
+    if self.translation_pairs < 0:
+      raise ConfigError(f"translation_pairs must not be negative, got {self.translation_pairs}.")
+    shipped = data.available_translation_sets()
+    for dataset, lang in self.sets():
+      if (dataset, lang) not in shipped:
+        raise ConfigError(f"No translation set {dataset}_en_{lang}; shipped: "
+                         f"{[f'{d}_en_{l}' for d, l in shipped]}.")
+      if lang not in self.languages:
+        raise ConfigError(f"Translation set {dataset}_en_{lang} targets {lang!r}, which is "
+                         f"not a target language ({list(self.languages)}).")
+
+  def sets(self) -> list[tuple[str, str]]:
+    """The ``(dataset, language)`` translation sets used (none when translation_pairs is 0)."""
+    if not self.translation_pairs:
+      return []
+    if self.translation_sets is not None:
+      return list(self.translation_sets)
+    return [(d, l) for d, l in data.available_translation_sets()
+            if d == "flores200" and l in self.languages]
+
+
+def find_config(config: find.FindConfig, model_config, methods: Sequence[str]) -> find.FindConfig:
+  """``config`` recording what every method needs, in the one forward pass."""
+  sites, positive = [], []
+  for m in methods:
+    s, p = make_method(m).needs(model_config)
+    sites += [x for x in s if x not in model_config.neuron_sites and x not in sites]
+    positive += [x for x in p if x not in positive]
+  return dataclasses.replace(config, extra_sites=tuple(sites), positive_sites=tuple(positive))

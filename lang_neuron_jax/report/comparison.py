@@ -1,0 +1,154 @@
+"""The comparison's figures and ``comparison.md``, from ``comparison.json``'s summary."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import numpy as np
+
+from lang_neuron_jax.report import figures
+from lang_neuron_jax.report.tables import share
+from lang_neuron_jax.runtime import artifacts
+
+
+def _share(v: dict, key: str) -> str:
+  """A share cell of ``v`` (``key`` "valid_share" or "target_share") with its interval and
+  its test's mark (:func:`~lang_neuron_jax.report.tables.share`)."""
+  return share(v[key], v[f"{key}_ci"], v.get(f"significant_{key.removesuffix('_share')}", False))
+
+
+def draw(summary: dict, workdir: str) -> None:
+  """pareto.png, method_layers.png and the translation figures."""
+  by_condition = summary["conditions"]
+  base_ppl = by_condition["baseline"]["median_perplexity"]
+  curves = {}
+  for v in by_condition.values():
+    if v["kind"] is None:
+      continue
+    curves.setdefault(v["language"], {}).setdefault(v["kind"], []).append(
+        (v["median_perplexity"] / base_ppl if v["median_perplexity"] else np.nan,
+         v["valid_share"], v["valid_share_ci"], v["strength"]))
+  baseline_valid = {l: b["valid_share"] for l, b in by_condition["baseline"]["by_language"].items()}
+  figures.pareto(curves, os.path.join(workdir, "pareto.png"), cost=summary["fluency_cost"],
+                 baseline=baseline_valid)
+  figures.layer_distribution({m: np.asarray(c) for m, c in summary["layers"].items()},
+                             os.path.join(workdir, "method_layers.png"),
+                             title="Units edited per layer, all target languages, middle strength")
+  for key, label in (("bleu", "BLEU"), ("valid_share", "valid share in target language")):
+    if summary["translation"]:
+      figures.paired_bars({k: {m: (v[key], v[f"{key}_ci"]) for m, v in t.items()}
+                           for k, t in summary["translation"].items()},
+                          os.path.join(workdir, f"translation_{key}.png"), ylabel=label,
+                          title=f"Translation: {label} per method (95% CI)")
+
+
+def translation_lines(summary: dict, config) -> list[str]:
+  """The report's translation section: per set, each method's valid share, BLEU and chrF
+  next to no intervention's."""
+  if not summary["translation"]:
+    return []
+  roles = ["baseline", *config.methods]
+  strengths = summary["translation_strengths"]
+  lines = ["", "## Translation", "",
+           f"English->X, greedy, the first {config.translation_pairs} pairs of each set; each "
+           "method at its best setting within the fluency cost (its weakest where none is): "
+           + "; ".join(f"`{m}` " + ", ".join(f"{l} {v:g}" for l, v in strengths[m].items()
+                                             if any(k.endswith(f'_en_{l}') for k in summary['translation']))
+                       for m in config.methods) + ". Cells: valid share [95% interval] "
+           "(`*`: differs from no intervention, McNemar, Holm), BLEU, chrF.", "",
+           "| set | " + " | ".join("none" if r == "baseline" else r for r in roles) + " |",
+           "|---|" + "---|" * len(roles)]
+  for key, by_role in summary["translation"].items():
+    cells = []
+    for r in roles:
+      v = by_role.get(r)
+      cells.append("-" if v is None else
+                   f"{_share(v, 'valid_share')}, "
+                   f"BLEU {v['bleu']:.1f}, chrF {v['chrf']:.1f}")
+    lines.append(f"| {key} | " + " | ".join(cells) + " |")
+  lines += ["", "![translation BLEU](translation_bleu.png)"]
+  return lines
+
+
+def write_report(workdir: str, result, config, *,
+                 model_id: str, command: str = "", timings: Mapping[str, float] | None = None
+                 ) -> str:
+  """``comparison.md``: the best setting of each method per language within the fluency
+  cost, every condition, overlaps and where each method edits.
+
+  Args:
+    result: The :class:`~lang_neuron_jax.compare.stage.CompareResult`.
+    config: Its :class:`~lang_neuron_jax.compare.config.CompareConfig`.
+  """
+  s = result.summary
+  names = {m: method.strength_name for m, method in config.methods_built().items()}
+  cond = s["conditions"]
+  base_ppl = cond["baseline"]["median_perplexity"]
+  lines = [
+      "# Finding and steering a language: AP neurons, LAPE neurons, mean-difference directions",
+      "",
+      f"Model `{model_id}`; {config.samples} unconditional samples of {config.max_new_tokens} "
+      f"tokens per condition at temperature {config.temperature}, the same random numbers "
+      f"in every condition; perplexity under the unintervened model of the first "
+      f"{config.perplexity_samples} samples per condition.",
+      "",
+      "Methods and strengths: " + "; ".join(
+          f"`{m}` {names[m]} in {list(v)}" for m, v in s["sweep"].items()),
+      "",
+      "*Valid*: in the target language (language ID) and not degenerate (see metrics.py). "
+      "Intervals: 95% Wilson; `*`: differs from no intervention by McNemar's exact test on "
+      "the same samples, Holm-adjusted over all conditions.",
+      "",
+      f"## Best setting per method within the fluency cost (median perplexity at most "
+      f"{config.fluency_cost:g} x the baseline's {base_ppl:.1f})",
+      "",
+      "| method | " + " | ".join(config.languages) + " |",
+      "|---|" + "---|" * len(config.languages),
+  ]
+  for m in config.methods:
+    cells = []
+    for lang in config.languages:
+      b = s["best"][m][lang]
+      cells.append("none within cost" if b is None else
+                   f"{_share(b, 'valid_share')} "
+                   f"@ {b['strength']:g}")
+    lines.append(f"| {m} | " + " | ".join(cells) + " |")
+  base_valid = cond["baseline"]["by_language"]
+  lines += ["| none | " + " | ".join(
+      share(base_valid[l]["valid_share"], base_valid[l]["valid_share_ci"]) if l in base_valid
+      else "-"
+      for l in config.languages) + " |", "",
+            "![pareto](pareto.png)", "", "## Every condition", "",
+            "| condition | target share | valid share | degenerate | median perplexity |",
+            "|---|---|---|---|---|"]
+  for name, v in cond.items():
+    if v["kind"] is None:
+      continue
+    ppl = "-" if v["median_perplexity"] is None else f"{v['median_perplexity']:.1f}"
+    lines.append(f"| {name} | {_share(v, 'target_share')}"
+                 f" | {_share(v, 'valid_share')}"
+                 f" | {v['degenerate_share']:.0%} | {ppl} |")
+  lines += translation_lines(s, config)
+  lines += ["", "## Overlap of the neuron sets", "",
+            "LAPE's units are the MLP nonlinearity's outputs; they are matched to the "
+            "projection they transform (`gate`), where AP scores the projection's output.", ""]
+  for pair, by_lang in s["overlap"].items():
+    lines.append(f"- {pair}: " + ", ".join(
+        f"{l} Jaccard {v['jaccard']:.1%}, overlap {v['overlap']:.1%} (sizes {v['sizes'][0]}, "
+        f"{v['sizes'][1]})" for l, v in by_lang.items()))
+  lines += ["", "## Where each method edits", "",
+            "Units edited per layer, summed over the target languages, at the middle strength:",
+            ""]
+  for m, counts in s["layers"].items():
+    lines.append(f"- {m}: {counts}")
+  lines += ["", "![layers](method_layers.png)", ""]
+  for m, f in s["fits"].items():
+    lines.append(f"- `{m}` fit: `{f}`")
+  if timings:
+    lines += ["", "Timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())]
+  if command:
+    lines += ["", f"Command: `{command}`"]
+  path = os.path.join(workdir, "comparison.md")
+  artifacts.write_text(path, "\n".join(lines) + "\n")
+  return path
