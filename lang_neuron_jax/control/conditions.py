@@ -86,9 +86,17 @@ def unconditional_conditions(languages: Sequence[str], num_neurons: int, *,
 
 
 def unconditional_prompt(config) -> list[int]:
-  """The family's prompt for unconditional generation: its BOS, or EOS if it has none
-  (BLOOM starts from ``</s>``)."""
-  return [config.bos_token_id if config.bos_token_id is not None else config.eos_token_id]
+  """The family's prompt for unconditional generation: the token that starts a document.
+
+  The authors' prompt is the tokenizer's BOS alone. A family names its own start in
+  ``config.document_start_token_id`` where that is not BOS (Qwen has no BOS; it starts
+  from ``<|endoftext|>``, its pre-training's document separator); otherwise it is BOS,
+  or EOS for a family without one (BLOOM starts from ``</s>``).
+  """
+  for token in (config.document_start_token_id, config.bos_token_id):
+    if token is not None:
+      return [token]
+  return [config.eos_token_id]
 
 
 @dataclasses.dataclass(frozen=True)

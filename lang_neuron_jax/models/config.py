@@ -74,6 +74,9 @@ class DecoderConfig:
       to the residual stream (``x + attn(n(x)) + mlp(n(x))``, Cohere; GPT-J), instead of
       the MLP reading the stream after attention's update.
     attention_bias: Whether the attention projections have biases.
+    attention_out_bias: Whether the attention output projection has one too when
+      ``attention_bias`` is set (Qwen2: biases on q, k and v only, not on o). Default
+      True: every earlier family with attention biases has them on all four.
     mlp_bias: Whether the MLP projections have biases.
     position_kind: "rope", "alibi" (BLOOM) or "sinusoidal" (XGLM, added to the
       embeddings at ``position + position_offset``).
@@ -83,7 +86,11 @@ class DecoderConfig:
       them per head (BLOOM's ``query_key_value``: ``[head][q, k, v][head_dim]``).
     embed_norm: Whether the embeddings are normed before the first block (BLOOM).
     bos_token_id: Token the family's tokenizer puts first, or None. (XGLM's tokenizer
-      puts ``</s>`` first; BLOOM's puts nothing.)
+      puts ``</s>`` first; BLOOM's and Qwen's put nothing.)
+    document_start_token_id: Token unconditional generation starts from when it is not
+      ``bos_token_id`` (or EOS when there is no BOS): the authors' prompt is the
+      tokenizer's BOS alone, and a family without BOS names what began a document in its
+      pre-training (Qwen: ``<|endoftext|>``). None: BOS, else EOS.
     eos_token_id: End-of-sequence token.
     pad_token_id: Padding token.
   """
@@ -120,6 +127,7 @@ class DecoderConfig:
   norm_bias: bool = True
   parallel_block: bool = False
   attention_bias: bool = False
+  attention_out_bias: bool = True
   mlp_bias: bool = False
   position_kind: str = "rope"
   position_offset: int = 0
@@ -127,6 +135,7 @@ class DecoderConfig:
   fused_qkv: bool = False
   embed_norm: bool = False
   bos_token_id: int | None = None
+  document_start_token_id: int | None = None
   eos_token_id: int = 1
   pad_token_id: int = 0
 

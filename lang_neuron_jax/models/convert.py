@@ -50,6 +50,30 @@ def minus_one(w: np.ndarray) -> np.ndarray:
   return w - 1.0
 
 
+def reverse_llama_rope_permutation(w: np.ndarray, num_heads: int) -> np.ndarray:
+  """Undoes the row permutation llama.cpp's converter applies to Llama's q and k.
+
+  llama.cpp rotates Llama in the interleaved layout (pairs ``(2j, 2j+1)`` of a head),
+  while transformers' checkpoints, and our :func:`~lang_neuron_jax.models.decoder.rope`,
+  use the half-split one (pairs ``(j, j + H/2)``). Its ``convert_hf_to_gguf.py`` therefore
+  reorders each head's rows from ``[half, pair]`` to ``[pair, half]``
+  (``LlamaModel.permute``); we put them back (transformers' ``_reverse_permute_weights``).
+  Only the ``llama`` architecture is permuted: Qwen, Gemma and the NeoX-style families
+  keep the half-split rows in GGUF.
+
+  Args:
+    w: ``[heads * H, ...]`` rows of q (``num_heads`` = N) or k (``num_heads`` = K), a
+      weight ``[out, in]`` or a bias ``[out]``, in PyTorch order.
+    num_heads: Heads the rows belong to.
+
+  Returns:
+    ``w`` with each head's rows in transformers' order; same shape.
+  """
+  half = w.shape[0] // num_heads // 2
+  return np.ascontiguousarray(
+      w.reshape(num_heads, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
+
+
 class TensorSource:
   """Read-only access to a checkpoint's tensors, one at a time, as numpy arrays."""
 

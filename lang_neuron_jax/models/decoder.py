@@ -326,7 +326,9 @@ class Attention(_LayerModule):
     probs = jax.nn.softmax(logits, axis=-1).astype(x.dtype)
     out = jnp.einsum("BKGTS,BKSH->BKGTH", probs, values.astype(x.dtype))
     out = out.transpose(0, 3, 1, 2, 4).reshape(B, T, N * H)
-    out = tap("o", dense(cfg.width, "o_proj")(out))  # [B, T, D]
+    o_proj = _dense(cfg.width, "o_proj", self.param_dtype,
+                    cfg.attention_bias and cfg.attention_out_bias)
+    out = tap("o", o_proj(out))  # [B, T, D]
     return out, new_cache
 
 

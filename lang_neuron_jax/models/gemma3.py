@@ -128,12 +128,14 @@ def config_from_hf(hf: Mapping) -> DecoderConfig:
   )
 
 
-def config_from_gguf(metadata: Mapping) -> DecoderConfig:
-  """Builds the config from GGUF metadata.
+def config_from_gguf(metadata: Mapping, tensor_names=()) -> DecoderConfig:
+  """Builds the config from GGUF metadata (Gemma 3 always ties its head, so the tensor
+  names are not needed).
 
   The GGUF does not record the local RoPE base or the layer pattern; Gemma 3 uses
   10,000 and a global layer every 6th for every published size.
   """
+  del tensor_names
   a = GGUF_ARCHITECTURE
   n = int(metadata[f"{a}.block_count"])
   width = int(metadata[f"{a}.embedding_length"])
@@ -201,3 +203,8 @@ GGUF_RULES = (
     Rule(_GGUF_LAYER + "post_ffw_norm.weight", "layer_{i}/post_mlp_norm/scale", minus_one),
 )
 GGUF_IGNORED = ()
+
+
+def gguf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
+  del config  # Gemma 3 GGUF files have one layout.
+  return GGUF_RULES

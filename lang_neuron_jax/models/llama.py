@@ -30,11 +30,12 @@ from typing import Mapping
 
 from lang_neuron_jax.errors import UserError
 from lang_neuron_jax.models.config import DecoderConfig
-from lang_neuron_jax.models.convert import Rule, linear_to_kernel
+from lang_neuron_jax.models.convert import Rule, linear_to_kernel, reverse_llama_rope_permutation
+from lang_neuron_jax.models.sources import gguf_float
 
 FAMILY = "llama"
 HF_MODEL_TYPES = ("llama",)
-GGUF_ARCHITECTURE = None  # Llama GGUF files permute q/k for interleaved RoPE; not supported.
+GGUF_ARCHITECTURE = "llama"  # q/k rows un-permuted on load (gguf_rules).
 
 
 def _preset(*, width, num_layers, num_heads, num_kv_heads, mlp_width) -> DecoderConfig:
@@ -172,3 +173,74 @@ def hf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
 
 
 HF_IGNORED = (r"lm_head\.weight", r".*rotary_emb\.inv_freq")
+
+
+def config_from_gguf(metadata: Mapping, tensor_names=()) -> DecoderConfig:
+  """Builds the config from the metadata llama.cpp writes for ``llama`` and the file's
+  tensor names (a tied model has no ``output.weight``; q/k biases show as tensors).
+
+  Raises:
+    UserError: a file with Llama 3.1's frequency factors (``rope_freqs.weight``) or a
+      RoPE scaling other than linear, which are not read, named.
+  """
+  a = GGUF_ARCHITECTURE
+  if "rope_freqs.weight" in tensor_names:
+    raise UserError(
+        "This llama GGUF stores Llama 3.1-style RoPE frequency factors (rope_freqs.weight), "
+        "which are not read from GGUF; load the transformers checkpoint directory instead.")
+  rope_kind = metadata.get(f"{a}.rope.scaling.type", "none")
+  if rope_kind not in ("none", "linear"):
+    raise UserError(f"GGUF asks for RoPE scaling {rope_kind!r} ({a}.rope.scaling.type); "
+                    "only none and linear are implemented.")
+  tokens = metadata["tokenizer.ggml.tokens"]
+  width, heads = int(metadata[f"{a}.embedding_length"]), int(metadata[f"{a}.attention.head_count"])
+  head_dim = int(metadata.get(f"{a}.attention.key_length",
+                              metadata.get(f"{a}.rope.dimension_count", width // heads)))
+  n = int(metadata[f"{a}.block_count"])
+  scale = float(metadata.get(f"{a}.rope.scaling.factor", 1.0)) if rope_kind == "linear" else 1.0
+  # llama.cpp adds BOS unless the file says not to (SentencePiece files often do not say).
+  adds_bos = metadata.get("tokenizer.ggml.add_bos_token",
+                          metadata.get("tokenizer.ggml.model") == "llama")
+  bos = metadata.get("tokenizer.ggml.bos_token_id")
+  return DecoderConfig(
+      family=FAMILY, vocab_size=len(tokens), width=width, num_layers=n, num_heads=heads,
+      num_kv_heads=int(metadata.get(f"{a}.attention.head_count_kv", heads)), head_dim=head_dim,
+      mlp_width=int(metadata[f"{a}.feed_forward_length"]), layer_kinds=("global",) * n,
+      rope_base_global=gguf_float(metadata.get(f"{a}.rope.freq_base", 10_000.0)),
+      rope_scale_global=scale, query_scale=head_dim ** -0.5,
+      norm_eps=gguf_float(metadata.get(f"{a}.attention.layer_norm_rms_epsilon", 1e-6)),
+      activation="silu", tie_embeddings="output.weight" not in tensor_names,
+      attention_bias="blk.0.attn_q.bias" in tensor_names,
+      attention_out_bias="blk.0.attn_output.bias" in tensor_names,
+      bos_token_id=int(bos) if bos is not None and adds_bos else None,
+      eos_token_id=int(metadata.get("tokenizer.ggml.eos_token_id", 2)),
+      pad_token_id=int(metadata.get("tokenizer.ggml.padding_token_id", 0)))
+
+
+def gguf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
+  """The key table of a llama.cpp ``llama`` GGUF: q and k rows (weights and biases) are
+  put back from llama.cpp's interleaved-RoPE order (:func:`reverse_llama_rope_permutation`)."""
+  layer = "blk.{i}."
+  unpermute = {"q": config.num_heads, "k": config.num_kv_heads}
+  rules = [Rule("token_embd.weight", "embed/embedding"),
+           Rule("output_norm.weight", "final_norm/scale"),
+           Rule(layer + "attn_norm.weight", "layer_{i}/pre_attn_norm/scale"),
+           Rule(layer + "ffn_norm.weight", "layer_{i}/pre_mlp_norm/scale")]
+  if not config.tie_embeddings:
+    rules.append(Rule("output.weight", "lm_head"))
+  for g, p in (("q", "q"), ("k", "k"), ("v", "v"), ("output", "o")):
+    heads = unpermute.get(p)
+    rows = ((lambda w, h=heads: reverse_llama_rope_permutation(w, h)) if heads
+            else (lambda w: w))
+    rules.append(Rule(layer + f"attn_{g}.weight", f"layer_{{i}}/attn/{p}_proj/kernel",
+                      lambda w, rows=rows: linear_to_kernel(rows(w))))
+    has_bias = config.attention_bias and (p != "o" or config.attention_out_bias)
+    if has_bias:
+      rules.append(Rule(layer + f"attn_{g}.bias", f"layer_{{i}}/attn/{p}_proj/bias", rows))
+  for p in ("gate", "up", "down"):
+    rules.append(Rule(layer + f"ffn_{p}.weight", f"layer_{{i}}/mlp/{p}_proj/kernel",
+                      linear_to_kernel))
+  return tuple(rules)
+
+
+GGUF_IGNORED = ()

@@ -89,6 +89,12 @@ def open_gguf(path: str):
         "truncated or another format. Re-download or re-assemble it.") from e
 
 
+def gguf_float(value) -> float:
+  """A float of GGUF metadata, which stores float32: 1e-6 reads back as 1e-6, not as
+  9.99999997e-07, so configs built from GGUF equal the published ones."""
+  return float(str(np.float32(value)))
+
+
 def gguf_metadata(reader) -> dict:
   """GGUF key/value metadata as Python values (token lists included)."""
   out = {}
