@@ -24,8 +24,8 @@ Neuron sites (per layer) and the transformers modules they mirror (``Qwen3Decode
 Tokenizer policy: as Qwen2's (see ``qwen2.py``): the tokenizer adds no BOS
 (``bos_token_id`` is None here, although config.json names one), and unconditional
 generation starts from ``<|endoftext|>`` (151643), the separator between documents in
-pre-training: the EOS of the base models the presets describe (the post-trained models'
-config.json names ``<|im_end|>``, 151645).
+pre-training (``document_start_token_id``), not from the post-trained models' EOS
+``<|im_end|>`` (151645), which chat markup follows.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _preset(*, width, num_layers, num_heads, num_kv_heads, mlp_width,
       layer_kinds=("global",) * num_layers, rope_base_global=1_000_000.0,
       rope_base_local=1_000_000.0, query_scale=128 ** -0.5, norm_eps=1e-6, qk_norm=True,
       activation="silu", tie_embeddings=tie_embeddings, bos_token_id=None,
-      eos_token_id=ENDOFTEXT, pad_token_id=ENDOFTEXT)
+      eos_token_id=ENDOFTEXT, pad_token_id=ENDOFTEXT, document_start_token_id=ENDOFTEXT)
 
 
 PRESETS: Mapping[str, DecoderConfig] = {
@@ -102,7 +102,8 @@ def config_from_hf(hf: Mapping) -> DecoderConfig:
       tie_embeddings=hf.get("tie_word_embeddings", False),
       attention_bias=hf.get("attention_bias", False), bos_token_id=None,
       eos_token_id=llama.first_id(hf.get("eos_token_id"), ENDOFTEXT),
-      pad_token_id=llama.first_id(hf.get("pad_token_id"), ENDOFTEXT))
+      pad_token_id=llama.first_id(hf.get("pad_token_id"), ENDOFTEXT),
+      document_start_token_id=ENDOFTEXT)
 
 
 def hf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
