@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from lang_neuron_jax.runtime import artifacts, cache
 from lang_neuron_jax import tokenizer as tokenizer_lib
-from lang_neuron_jax.errors import UserError
+from lang_neuron_jax.errors import MissingFileError, UserError
 from lang_neuron_jax.models import bloom, cohere, gemma2, gemma3, llama, mistral, qwen2, qwen3, xglm
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import convert
@@ -211,7 +211,7 @@ def load_config(source: str = DEFAULT_MODEL) -> DecoderConfig:
     reader = open_gguf(source)
     metadata = gguf_metadata(reader)
     return _family_for_gguf(metadata).config_from_gguf(metadata, _tensor_names(reader))
-  raise ValueError(f"Unknown model {source!r}: not a preset ({sorted(all_presets())}), a "
+  raise UserError(f"Unknown model {source!r}: not a preset ({sorted(all_presets())}), a "
                    "checkpoint directory or a .gguf file.")
 
 
@@ -243,7 +243,7 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
   """
   dtype = jnp.dtype(dtype)
   if dtype not in (jnp.float32, jnp.bfloat16):
-    raise ValueError(f"dtype must be float32 or bfloat16, not {dtype}.")
+    raise UserError(f"dtype must be float32 or bfloat16, not {dtype}.")
   cache_dir = cache_dir or default_cache_dir()
   source = os.fspath(source)
   place = None
@@ -258,12 +258,12 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
     return _load_gguf(source, dtype, place)
   presets = sorted(all_presets())
   if source in presets:
-    raise ValueError(
+    raise UserError(
         f"Preset {source!r} has no embedded weights; pass its transformers checkpoint "
         f"directory or .gguf file instead. Embedded: {sorted(EMBEDDED_PRESETS)}.")
   if os.path.exists(source):
-    raise ValueError(f"{source!r} is neither a checkpoint directory nor a .gguf file.")
-  raise ValueError(
+    raise UserError(f"{source!r} is neither a checkpoint directory nor a .gguf file.")
+  raise UserError(
       f"Unknown model {source!r}: not an embedded preset ({sorted(EMBEDDED_PRESETS)}), "
       "and no such file or directory. Pass a preset name, a .gguf file or a transformers "
       "checkpoint directory.")
@@ -274,7 +274,7 @@ def _family_for_gguf(metadata) -> Any:
   for fam in FAMILIES.values():
     if fam.GGUF_ARCHITECTURE is not None and fam.GGUF_ARCHITECTURE == arch:
       return fam
-  raise ValueError(
+  raise UserError(
       f"Unsupported GGUF architecture {arch!r}; supported: "
       f"{sorted(f.GGUF_ARCHITECTURE for f in FAMILIES.values() if f.GGUF_ARCHITECTURE)}.")
 
@@ -303,7 +303,7 @@ def _hf_family(directory: str):
   """The family module and the parsed config.json of a transformers checkpoint directory."""
   config_path = os.path.join(directory, "config.json")
   if not os.path.exists(config_path):
-    raise FileNotFoundError(f"{directory!r} has no config.json; is it a transformers checkpoint?")
+    raise MissingFileError(f"{directory!r} has no config.json; is it a transformers checkpoint?")
   try:
     with open(config_path) as f:
       hf_config = json.load(f)
@@ -316,7 +316,7 @@ def _hf_family(directory: str):
   family = next((f for f in FAMILIES.values() if model_type in f.HF_MODEL_TYPES), None)
   if family is None:
     supported = sorted(t for f in FAMILIES.values() for t in f.HF_MODEL_TYPES)
-    raise ValueError(f"Unsupported model_type {model_type!r} in {config_path}; supported: {supported}.")
+    raise UserError(f"Unsupported model_type {model_type!r} in {config_path}; supported: {supported}.")
   return family, hf_config
 
 

@@ -22,7 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import numpy as np
 
 from lang_neuron_jax.activations import pooled_taps
-from lang_neuron_jax.errors import UserError
+from lang_neuron_jax.errors import ConfigError, UserError
 from lang_neuron_jax.generation import sampling
 from lang_neuron_jax.loading import abstract_params
 from lang_neuron_jax.models.config import DecoderConfig
@@ -162,7 +162,7 @@ def plan_memory(config: DecoderConfig, *, devices: int, dtype=jnp.float32, texts
     generation_length: Prompt + new tokens of a generation row.
   """
   if devices < 1:
-    raise ValueError(f"devices must be positive, got {devices}.")
+    raise ConfigError(f"devices must be positive, got {devices}.")
   params = abstract_params(config, dtype)
   leaves = jax.tree_util.tree_leaves_with_path(params)
   total = sum(_bytes(p.shape, p.dtype) for _, p in leaves)

@@ -336,3 +336,16 @@ def test_only_the_librarys_own_errors_are_user_facing():
   # A ValueError from inside numpy is a bug somewhere, not bad input: keep its traceback.
   assert not cli.is_user_facing(raised(lambda: np.zeros(3).reshape(2)))
   assert not cli.is_user_facing(raised(lambda: {}["k"]))
+  # The type decides, not where it was raised: a plain ValueError is a bug even in the
+  # package, and every error that errors.py lists is the user's (the binaries test it).
+  from lang_neuron_jax import data, errors
+  from lang_neuron_jax.models import convert
+  from lang_neuron_jax.runtime import stages
+  assert not cli.is_user_facing(ValueError("from inside the package"))
+  for kind in (errors.ConfigError, errors.CorpusError, errors.CheckpointMismatchError,
+               errors.MissingFileError, errors.NonFiniteError, errors.StageMismatchError,
+               errors.LockedError, data.CorpusError, convert.CheckpointMismatchError,
+               stages.StageMismatchError):
+    assert cli.is_user_facing(kind("x")), kind
+  assert isinstance(raised(lambda: loading.load_model("/no/such/model.gguf")),
+                    FileNotFoundError)  # MissingFileError is a FileNotFoundError too

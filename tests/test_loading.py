@@ -63,15 +63,17 @@ def test_truncated_or_foreign_gguf(tmp_path):
 def test_unsupported_gguf_architecture(tmp_path):
   import gguf
 
-  path = str(tmp_path / "llama.gguf")
-  writer = gguf.GGUFWriter(path, "llama")
+  from lang_neuron_jax.errors import UserError
+
+  path = str(tmp_path / "falcon.gguf")  # llama, qwen2 and gemma3 are supported
+  writer = gguf.GGUFWriter(path, "falcon")
   writer.add_block_count(1)
   writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
   writer.write_header_to_file()
   writer.write_kv_data_to_file()
   writer.write_tensors_to_file()
   writer.close()
-  with pytest.raises(ValueError, match="Unsupported GGUF architecture 'llama'"):
+  with pytest.raises(UserError, match="Unsupported GGUF architecture 'falcon'.*'llama'"):
     lnj.load_model(path)
 
 

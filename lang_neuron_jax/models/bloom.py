@@ -19,6 +19,7 @@ from typing import Mapping
 
 from lang_neuron_jax.models.config import DecoderConfig, hf_value
 from lang_neuron_jax.models.convert import Rule, linear_to_kernel
+from lang_neuron_jax.errors import UserError
 
 FAMILY = "bloom"
 HF_MODEL_TYPES = ("bloom",)
@@ -47,7 +48,7 @@ PRESETS: Mapping[str, DecoderConfig] = {
 def config_from_hf(hf: Mapping) -> DecoderConfig:
   """Builds the config from a transformers ``config.json`` dict."""
   if hf.get("apply_residual_connection_post_layernorm"):
-    raise ValueError("BLOOM with apply_residual_connection_post_layernorm is not supported.")
+    raise UserError("BLOOM with apply_residual_connection_post_layernorm is not supported.")
   return _config(vocab_size=hf["vocab_size"], width=hf.get("hidden_size", hf.get("n_embed")),
                  num_layers=hf.get("n_layer", hf.get("num_hidden_layers")),
                  num_heads=hf.get("n_head", hf.get("num_attention_heads")),

@@ -34,7 +34,6 @@ from typing import Mapping
 
 from lang_neuron_jax.models import llama
 from lang_neuron_jax.models.config import DecoderConfig
-from lang_neuron_jax.models.convert import Rule, linear_to_kernel
 
 FAMILY = "cohere"
 HF_MODEL_TYPES = ("cohere",)
@@ -85,26 +84,6 @@ def config_from_hf(hf: Mapping) -> DecoderConfig:
       pad_token_id=llama.first_id(hf.get("pad_token_id"), 0))
 
 
-def hf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
-  """The key table: Llama's projections, one weight-only norm per block."""
-  layer = "model.layers.{i}."
-  rules = [Rule("model.embed_tokens.weight", "embed/embedding"),
-           Rule("model.norm.weight", "final_norm/scale"),
-           Rule(layer + "input_layernorm.weight", "layer_{i}/pre_attn_norm/scale")]
-  if not config.tie_embeddings:
-    rules.append(Rule("lm_head.weight", "lm_head"))
-  for p in "qkvo":
-    rules.append(Rule(layer + f"self_attn.{p}_proj.weight", f"layer_{{i}}/attn/{p}_proj/kernel",
-                      linear_to_kernel))
-    if config.attention_bias:
-      rules.append(Rule(layer + f"self_attn.{p}_proj.bias", f"layer_{{i}}/attn/{p}_proj/bias"))
-  for p in ("gate", "up", "down"):
-    rules.append(Rule(layer + f"mlp.{p}_proj.weight", f"layer_{{i}}/mlp/{p}_proj/kernel",
-                      linear_to_kernel))
-  if config.qk_norm:
-    rules += [Rule(layer + f"self_attn.{p}_norm.weight", f"layer_{{i}}/attn/{p}_norm/scale")
-              for p in "qk"]
-  return tuple(rules)
-
-
+# Llama's key table: it leaves out the post-attention norm of a parallel block.
+hf_rules = llama.hf_rules
 HF_IGNORED = llama.HF_IGNORED

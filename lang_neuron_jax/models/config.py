@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Mapping
 
+from lang_neuron_jax.errors import ConfigError
+
 LayerKind = Literal["global", "local"]
 
 
@@ -141,43 +143,43 @@ class DecoderConfig:
 
   def __post_init__(self):
     if len(self.layer_kinds) != self.num_layers:
-      raise ValueError(
+      raise ConfigError(
           f"layer_kinds has {len(self.layer_kinds)} entries but num_layers is "
           f"{self.num_layers}; give one kind per layer."
       )
     if self.num_heads % self.num_kv_heads:
-      raise ValueError(
+      raise ConfigError(
           f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
           f"({self.num_kv_heads})."
       )
     if "local" in self.layer_kinds and not self.sliding_window:
-      raise ValueError("local layers need a positive sliding_window.")
+      raise ConfigError("local layers need a positive sliding_window.")
     for name, value, allowed in (("norm_kind", self.norm_kind, ("rms", "layer")),
                                  ("position_kind", self.position_kind,
                                   ("rope", "alibi", "sinusoidal")),
                                  ("mlp_kind", self.mlp_kind, ("gated", "plain"))):
       if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, not {value!r}.")
+        raise ConfigError(f"{name} must be one of {allowed}, not {value!r}.")
     if self.fused_qkv and self.num_kv_heads != self.num_heads:
-      raise ValueError("A fused query_key_value projection needs num_kv_heads == num_heads.")
+      raise ConfigError("A fused query_key_value projection needs num_kv_heads == num_heads.")
     if not self.norm_bias and self.norm_kind != "layer":
-      raise ValueError("norm_bias=False is for LayerNorms (norm_kind='layer'); RMSNorms "
+      raise ConfigError("norm_bias=False is for LayerNorms (norm_kind='layer'); RMSNorms "
                        "have no bias.")
     if self.qk_norm_per_head and not self.qk_norm:
-      raise ValueError("qk_norm_per_head needs qk_norm.")
+      raise ConfigError("qk_norm_per_head needs qk_norm.")
     if self.parallel_block and self.sandwich_norms:
-      raise ValueError("parallel_block has one norm per block; it cannot have sandwich_norms.")
+      raise ConfigError("parallel_block has one norm per block; it cannot have sandwich_norms.")
     if self.rope_llama3 is not None:
       factor, low, high, original = self.rope_llama3
       if not (factor > 0 and high > low > 0 and original > 0):
-        raise ValueError(
+        raise ConfigError(
             "rope_llama3 is (factor, low_freq_factor, high_freq_factor, "
             "original_max_position_embeddings), all positive with high_freq_factor > "
             f"low_freq_factor; got {self.rope_llama3}.")
       if self.rope_scale_global != 1.0 or self.rope_scale_local != 1.0:
-        raise ValueError("rope_llama3 replaces linear RoPE scaling; leave the rope_scale_* at 1.")
+        raise ConfigError("rope_llama3 replaces linear RoPE scaling; leave the rope_scale_* at 1.")
     if (self.rope_interleaved or self.rope_llama3 is not None) and self.position_kind != "rope":
-      raise ValueError("rope_interleaved and rope_llama3 need position_kind='rope'.")
+      raise ConfigError("rope_interleaved and rope_llama3 need position_kind='rope'.")
 
   @property
   def neuron_sites(self) -> tuple[str, ...]:

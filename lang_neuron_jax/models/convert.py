@@ -17,11 +17,8 @@ import flax.traverse_util
 import jax
 import numpy as np
 
+from lang_neuron_jax.errors import CheckpointMismatchError  # re-exported: its old home
 from lang_neuron_jax.models.config import DecoderConfig
-
-
-class CheckpointMismatchError(ValueError):
-  """A checkpoint's tensors do not match the model its config describes."""
 
 
 @dataclasses.dataclass(frozen=True)

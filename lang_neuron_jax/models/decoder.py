@@ -54,7 +54,7 @@ class KVCache:
 
   These layouts (with queries as ``[B, K, G, T, H]``) are the ones the attention matmuls
   read without a transposing copy; the fastest measured on XLA:CPU
-  (``benchmarks/generation.py``; the figures are in docs/performance.md, 2026-11-30).
+  (``benchmarks/generation.py``; the figures are in docs/performance.md).
   """
 
   keys: tuple[jax.Array, ...]
@@ -391,8 +391,8 @@ def output_logits(config: DecoderConfig, params, hidden: jax.Array) -> jax.Array
   out = jnp.einsum("...D,VD->...V", hidden, table.astype(hidden.dtype),
                    preferred_element_type=jnp.float32)
   # Keeps XLA:CPU from fusing the sampler's max and exp into this matmul, a slower kernel
-  # than the matmul and a separate pass (benchmarks/generation.py; docs/performance.md,
-  # 2026-11-30). An optimization barrier does not (XLA:CPU removes barriers before
+  # than the matmul and a separate pass (benchmarks/generation.py; the figures are in
+  # docs/performance.md). An optimization barrier does not (XLA:CPU removes barriers before
   # fusion); a reduce_precision to float32's own bits does and changes no bit
   # (tests/test_decoder.py checks both).
   out = jax.lax.reduce_precision(out, exponent_bits=8, mantissa_bits=23)

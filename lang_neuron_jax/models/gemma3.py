@@ -25,6 +25,7 @@ import numpy as np
 
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import Rule, linear_to_kernel, minus_one
+from lang_neuron_jax.errors import UserError
 
 FAMILY = "gemma3"
 # Architecture names in transformers' config.json ("model_type") and GGUF metadata.
@@ -94,7 +95,7 @@ def config_from_hf(hf: Mapping) -> DecoderConfig:
     loc = {"rope_theta": hf.get("rope_local_base_freq", 10_000.0)}
   for params in (glob, loc):
     if params.get("rope_type", "default") not in ("default", "linear"):
-      raise ValueError(f"Unsupported RoPE type {params['rope_type']!r} in config.json.")
+      raise UserError(f"Unsupported RoPE type {params['rope_type']!r} in config.json.")
   width = hf["hidden_size"]
   head_dim = hf.get("head_dim", width // hf["num_attention_heads"])
   eos = hf.get("eos_token_id", 1)

@@ -151,24 +151,31 @@ def activation_from_hf(hf: Mapping, model: str, key: str = "hidden_act",
 
 
 def hf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
-  """The key table; biases only when the config has them."""
+  """The key table of every Llama-layout checkpoint (Llama, Mistral, Qwen2, Qwen3, Cohere):
+  biases where the config has them (Qwen2: q, k, v but not o), the post-attention norm
+  unless the block is parallel (Cohere: one norm), q/k norms where it has them (Qwen3,
+  Command-R+)."""
   layer = "model.layers.{i}."
   rules = [Rule("model.embed_tokens.weight", "embed/embedding"),
            Rule("model.norm.weight", "final_norm/scale"),
-           Rule(layer + "input_layernorm.weight", "layer_{i}/pre_attn_norm/scale"),
-           Rule(layer + "post_attention_layernorm.weight", "layer_{i}/pre_mlp_norm/scale")]
+           Rule(layer + "input_layernorm.weight", "layer_{i}/pre_attn_norm/scale")]
+  if not config.parallel_block:
+    rules.append(Rule(layer + "post_attention_layernorm.weight", "layer_{i}/pre_mlp_norm/scale"))
   if not config.tie_embeddings:
     rules.append(Rule("lm_head.weight", "lm_head"))
   for p in "qkvo":
     rules.append(Rule(layer + f"self_attn.{p}_proj.weight", f"layer_{{i}}/attn/{p}_proj/kernel",
                       linear_to_kernel))
-    if config.attention_bias:
+    if config.attention_bias and (p != "o" or config.attention_out_bias):
       rules.append(Rule(layer + f"self_attn.{p}_proj.bias", f"layer_{{i}}/attn/{p}_proj/bias"))
   for p in ("gate", "up", "down"):
     rules.append(Rule(layer + f"mlp.{p}_proj.weight", f"layer_{{i}}/mlp/{p}_proj/kernel",
                       linear_to_kernel))
     if config.mlp_bias:
       rules.append(Rule(layer + f"mlp.{p}_proj.bias", f"layer_{{i}}/mlp/{p}_proj/bias"))
+  if config.qk_norm:
+    rules += [Rule(layer + f"self_attn.{p}_norm.weight", f"layer_{{i}}/attn/{p}_norm/scale")
+              for p in "qk"]
   return tuple(rules)
 
 

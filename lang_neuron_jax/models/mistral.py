@@ -10,15 +10,8 @@ position t attends to keys t - W < s <= t, the window of transformers'
 attention). transformers' MistralConfig ignores ``layer_types`` (it warns and points to
 Ministral), so we do too.
 
-Neuron sites (per layer) and the transformers modules they mirror (``MistralDecoderLayer``):
-
-  q     self_attn.q_proj   N*H  (before RoPE)    k     self_attn.k_proj   K*H (before RoPE)
-  v     self_attn.v_proj   K*H                   o     self_attn.o_proj   D
-  gate  mlp.gate_proj      F                     up    mlp.up_proj        F
-  down  mlp.down_proj      D
-  gate_act  mlp.act_fn output, silu(gate) (LAPE's activation site)       F
-  act   input of mlp.down_proj, silu(gate) * up                         F
-  resid output of the decoder layer                                     D
+Neuron sites: Llama's (the table in ``llama.py``; every family in docs/tap_sites.md), the
+modules of ``MistralDecoderLayer``. LAPE's activation site is ``gate_act``, silu(gate).
 
 Tokenizer policy: the tokenizer prepends ``<s>`` (id 1); unconditional generation starts
 from ``[<s>]``.

@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from lang_neuron_jax.errors import UserError
+from lang_neuron_jax.models import llama
 from lang_neuron_jax.models.config import DecoderConfig, hf_value
 from lang_neuron_jax.models.convert import Rule, linear_to_kernel
 from lang_neuron_jax.models.sources import gguf_float
@@ -132,24 +133,8 @@ def config_from_hf(hf: Mapping) -> DecoderConfig:
       eos_token_id=eos, pad_token_id=hf_value(hf, "pad_token_id", start if start else 0))
 
 
-def hf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
-  """The key table of a transformers ``Qwen2ForCausalLM`` checkpoint."""
-  layer = "model.layers.{i}."
-  rules = [Rule("model.embed_tokens.weight", "embed/embedding"),
-           Rule("model.norm.weight", "final_norm/scale"),
-           Rule(layer + "input_layernorm.weight", "layer_{i}/pre_attn_norm/scale"),
-           Rule(layer + "post_attention_layernorm.weight", "layer_{i}/pre_mlp_norm/scale")]
-  if not config.tie_embeddings:
-    rules.append(Rule("lm_head.weight", "lm_head"))
-  for p in "qkvo":
-    rules.append(Rule(layer + f"self_attn.{p}_proj.weight", f"layer_{{i}}/attn/{p}_proj/kernel",
-                      linear_to_kernel))
-  for p in "qkv":
-    rules.append(Rule(layer + f"self_attn.{p}_proj.bias", f"layer_{{i}}/attn/{p}_proj/bias"))
-  for p in ("gate", "up", "down"):
-    rules.append(Rule(layer + f"mlp.{p}_proj.weight", f"layer_{{i}}/mlp/{p}_proj/kernel",
-                      linear_to_kernel))
-  return tuple(rules)
+# Llama's key table: q, k and v biases, none on o (attention_out_bias=False).
+hf_rules = llama.hf_rules
 
 
 # A tied checkpoint may still store the head; transformers 4.x saved RoPE buffers.

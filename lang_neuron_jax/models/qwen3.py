@@ -10,16 +10,9 @@ layers ``layer_types`` marks ``"sliding_attention"`` (by default those from
 ``max_window_layers`` on) attend to the last ``sliding_window`` tokens, as transformers'
 ``Qwen3Config`` decides. Qwen3-MoE (``qwen3_moe``) is another model type, not this one.
 
-Neuron sites (per layer) and the transformers modules they mirror (``Qwen3DecoderLayer``):
-
-  q     self_attn.q_proj   N*H  (before q_norm and RoPE)
-  k     self_attn.k_proj   K*H  (before k_norm and RoPE)
-  v     self_attn.v_proj   K*H          o     self_attn.o_proj   D
-  gate  mlp.gate_proj      F            up    mlp.up_proj        F
-  down  mlp.down_proj      D
-  gate_act  mlp.act_fn output, silu(gate) (LAPE's activation site)   F
-  act   input of mlp.down_proj, silu(gate) * up                     F
-  resid output of the decoder layer                                 D
+Neuron sites: Llama's (the table in ``llama.py``; every family in docs/tap_sites.md), the
+modules of ``Qwen3DecoderLayer``; q and k are read before q_norm/k_norm and RoPE. LAPE's
+activation site is ``gate_act``, silu(gate).
 
 Tokenizer policy: as Qwen2's (see ``qwen2.py``): the tokenizer adds no BOS
 (``bos_token_id`` is None here, although config.json names one), and unconditional
@@ -35,7 +28,6 @@ from typing import Mapping
 from lang_neuron_jax.errors import UserError
 from lang_neuron_jax.models import llama
 from lang_neuron_jax.models.config import DecoderConfig
-from lang_neuron_jax.models.convert import Rule
 
 FAMILY = "qwen3"
 HF_MODEL_TYPES = ("qwen3",)
@@ -106,12 +98,8 @@ def config_from_hf(hf: Mapping) -> DecoderConfig:
       document_start_token_id=ENDOFTEXT)
 
 
-def hf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
-  """Llama's key table plus the per-head q/k norms."""
-  layer = "model.layers.{i}."
-  return llama.hf_rules(config) + (
-      Rule(layer + "self_attn.q_norm.weight", "layer_{i}/attn/q_norm/scale"),
-      Rule(layer + "self_attn.k_norm.weight", "layer_{i}/attn/k_norm/scale"))
+# Llama's key table, with the q/k norms (qk_norm).
+hf_rules = llama.hf_rules
 
 
 HF_IGNORED = llama.HF_IGNORED

@@ -13,6 +13,7 @@ from typing import Iterable
 import numpy as np
 
 from lang_neuron_jax.models.convert import TensorSource
+from lang_neuron_jax.errors import MissingFileError, UserError
 
 
 class SafetensorsSource(TensorSource):
@@ -30,7 +31,7 @@ class SafetensorsSource(TensorSource):
     else:
       files = sorted(f for f in os.listdir(directory) if f.endswith(".safetensors"))
       if not files:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"No *.safetensors files in {directory!r}; save the model with "
             "save_pretrained(..., safe_serialization=True).")
       self._file_of = {}
@@ -40,7 +41,7 @@ class SafetensorsSource(TensorSource):
           self._file_of.update({k: path for k in f.keys()})
     for path in set(self._file_of.values()):
       if not os.path.exists(path):
-        raise FileNotFoundError(f"The index names {path!r}, which is missing.")
+        raise MissingFileError(f"The index names {path!r}, which is missing.")
 
   def keys(self) -> Iterable[str]:
     return self._file_of.keys()
@@ -80,11 +81,11 @@ def open_gguf(path: str):
   import gguf
 
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"GGUF file {path!r} does not exist.")
+    raise MissingFileError(f"GGUF file {path!r} does not exist.")
   try:
     return gguf.GGUFReader(path)
   except Exception as e:  # gguf raises ValueError/IndexError/struct errors on bad files.
-    raise ValueError(
+    raise UserError(
         f"{path!r} is not a readable GGUF file ({type(e).__name__}: {e}); it may be "
         "truncated or another format. Re-download or re-assemble it.") from e
 

@@ -43,6 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lang_neuron_jax.errors import UserError
+
 # The reference method's neurons in Gemma and Llama: outputs of every linear projection
 # inside a block. Other families have other sets (``DecoderConfig.neuron_sites``): XGLM
 # has no gate, BLOOM one fused "qkv" projection.
@@ -111,10 +113,10 @@ class Intervention:
   def __post_init__(self):
     unknown = set(self.edits) - set(ALL_SITES)
     if unknown:
-      raise ValueError(f"Unknown tap sites {sorted(unknown)}; sites are {ALL_SITES}.")
+      raise UserError(f"Unknown tap sites {sorted(unknown)}; sites are {ALL_SITES}.")
     for site, edit in self.edits.items():
       if not isinstance(edit, SiteEdit):
-        raise ValueError(f"The edit of site {site!r} must be a SiteEdit, got {type(edit).__name__}.")
+        raise UserError(f"The edit of site {site!r} must be a SiteEdit, got {type(edit).__name__}.")
 
   def for_layer(self, layer: int) -> dict[str, SiteEdit]:
     """``{site: SiteEdit}`` of one layer, each array ``[U]`` or ``[B, U]``."""

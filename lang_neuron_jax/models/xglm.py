@@ -19,6 +19,7 @@ from typing import Mapping
 
 from lang_neuron_jax.models.config import DecoderConfig, hf_value
 from lang_neuron_jax.models.convert import Rule, linear_to_kernel
+from lang_neuron_jax.errors import UserError
 
 FAMILY = "xglm"
 HF_MODEL_TYPES = ("xglm",)
@@ -55,7 +56,7 @@ def config_from_hf(hf: Mapping) -> DecoderConfig:
   """Builds the config from a transformers ``config.json`` dict."""
   act = hf.get("activation_function", "gelu")
   if act not in _ACTIVATIONS:
-    raise ValueError(f"Unsupported XGLM activation {act!r}; supported: {sorted(_ACTIVATIONS)}.")
+    raise UserError(f"Unsupported XGLM activation {act!r}; supported: {sorted(_ACTIVATIONS)}.")
   return _config(vocab_size=hf["vocab_size"], width=hf["d_model"], num_layers=hf["num_layers"],
                  num_heads=hf["attention_heads"], mlp_width=hf["ffn_dim"],
                  scale_embedding=hf.get("scale_embedding", True), activation=_ACTIVATIONS[act],
