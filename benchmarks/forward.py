@@ -26,8 +26,8 @@ import numpy as np
 
 from lang_neuron_jax.runtime import cli
 import lang_neuron_jax as lnj
-from lang_neuron_jax.activations import pooled_taps
-from lang_neuron_jax.loading import embedded_gguf_path
+from lang_neuron_jax.models.activations import pooled_taps
+from lang_neuron_jax.models.loading import embedded_gguf_path
 from lang_neuron_jax.generation.batching import bucket_length
 
 _TEXTS = flags.DEFINE_integer("texts", 64, "Texts to run (distinct corpus sentences).")

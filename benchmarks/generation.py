@@ -36,7 +36,7 @@ from lang_neuron_jax.runtime import cli
 import lang_neuron_jax as lnj
 from lang_neuron_jax.generation import batching, sampling
 from lang_neuron_jax.neurons import selection
-from lang_neuron_jax.loading import embedded_gguf_path
+from lang_neuron_jax.models.loading import embedded_gguf_path
 
 _SAMPLES = flags.DEFINE_integer("samples", 100, "Samples per condition.")
 _TOKENS = flags.DEFINE_integer("max_new_tokens", 64, "New tokens per sample.")

@@ -58,9 +58,9 @@ class LengthTokenizer:
 
 def write_lengths() -> None:
   import numpy as np
-  from lang_neuron_jax import tokenizer as tokenizer_lib
+  from lang_neuron_jax.models import tokenizer as tokenizer_lib
   from lang_neuron_jax.data.corpora import load_corpus
-  from lang_neuron_jax.loading import default_cache_dir, embedded_gguf_path
+  from lang_neuron_jax.models.loading import default_cache_dir, embedded_gguf_path
   from lang_neuron_jax.models.sources import gguf_metadata, open_gguf
 
   tok = tokenizer_lib.cached_gguf_tokenizer(

@@ -23,7 +23,7 @@ from lang_neuron_jax.runtime import cli
 import lang_neuron_jax as lnj
 from lang_neuron_jax.data import corpora as data
 from lang_neuron_jax.find import responses
-from lang_neuron_jax.loading import embedded_gguf_path
+from lang_neuron_jax.models.loading import embedded_gguf_path
 
 _OURS = flags.DEFINE_integer("our_texts", 640, "Distinct sentences timed with ours.")
 _REF = flags.DEFINE_integer("reference_texts", 48, "Texts timed with the reference procedure.")

@@ -22,7 +22,8 @@ import study_flags
 from lang_neuron_jax.runtime import artifacts, cli, distributed, locks
 from lang_neuron_jax import compare
 from lang_neuron_jax.find import stage as find
-from lang_neuron_jax import loading, study as presets
+from lang_neuron_jax.models import loading
+from lang_neuron_jax import study as presets
 from lang_neuron_jax.errors import UserError
 
 _MODEL, _DTYPE, _SEED = study_flags.model(), study_flags.dtype(), study_flags.seed()

@@ -19,7 +19,7 @@ import study_flags
 from lang_neuron_jax.data import corpora as data
 from lang_neuron_jax.runtime import distributed, locks
 from lang_neuron_jax.find import stage as find
-from lang_neuron_jax import loading, planning
+from lang_neuron_jax.models import loading, planning
 
 _MODEL, _DTYPE, _SEED, _N = (study_flags.model(), study_flags.dtype(), study_flags.seed(),
                              study_flags.n())

@@ -2,7 +2,8 @@
 
 The package is a map of the study (``ls lang_neuron_jax/``):
 
-  models/      one Flax decoder, the family files, checkpoint conversion, taps
+  models/      one Flax decoder, family files, conversion, taps, loading, tokenizers,
+               activations, the memory plan
   data/        the paper's corpora and translation sets, TFDS builders
   find/        responses of every neuron, AP scoring, the find stage
   neurons/     neuron index and scores, the paper's selections, analyses
@@ -40,12 +41,12 @@ Errors
 """
 
 # Loading.
-from lang_neuron_jax.loading import DEFAULT_MODEL, LanguageModel, load_model
+from lang_neuron_jax.models.loading import DEFAULT_MODEL, LanguageModel, load_model
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.decoder import Decoder, DecoderOutput, KVCache, init_cache
 
 # Activations.
-from lang_neuron_jax.activations import capture_taps, pooled_taps
+from lang_neuron_jax.models.activations import capture_taps, pooled_taps
 from lang_neuron_jax.models.taps import (ALL_SITES, NEURON_SITES, Intervention, SiteEdit, Tap,
                                          collect_taps, tap_filter)
 

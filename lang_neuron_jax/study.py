@@ -18,7 +18,7 @@ import os
 
 from absl import logging
 
-from lang_neuron_jax import loading
+from lang_neuron_jax.models import loading
 from lang_neuron_jax.compare import config as compare_config
 from lang_neuron_jax.compare import stage as compare_stage
 from lang_neuron_jax.compare.config import CompareConfig
@@ -126,7 +126,7 @@ def run_study(model: str, study: Study, workdir: str, *, dtype: str = "float32",
   Finished stages are reused and an interrupted one continues (``runtime/stages.py``).
 
   Args:
-    model: A model source for :func:`lang_neuron_jax.loading.load_model`.
+    model: A model source for :func:`lang_neuron_jax.models.loading.load_model`.
     study: The find and control configs (a preset of this module, maybe replaced).
     workdir: Output directory: ``find/``, ``control/``, ``report.md``, ``compare/``.
     dtype: Parameter dtype, "float32" or "bfloat16".

@@ -89,8 +89,8 @@ def tiny_gemma3_with_tokenizer(tmp_path_factory):
   """A tiny random Gemma 3 with the real Gemma tokenizer (vocabulary 262,144) saved beside
   it, so binaries run end to end on real text quickly."""
   import lang_neuron_jax as lnj
-  from lang_neuron_jax import tokenizer as tokenizer_lib
-  from lang_neuron_jax.loading import default_cache_dir, embedded_gguf_path
+  from lang_neuron_jax.models import tokenizer as tokenizer_lib
+  from lang_neuron_jax.models.loading import default_cache_dir, embedded_gguf_path
   from lang_neuron_jax.models.sources import gguf_metadata, open_gguf
 
   directory = str(tmp_path_factory.mktemp("tiny_gemma3_tok"))

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from lang_neuron_jax.runtime import cache, cli, locks
-from lang_neuron_jax import loading
+from lang_neuron_jax.models import loading
 from lang_neuron_jax.errors import LockedError, UserError
 from tests.conftest import write_small_corpus
 

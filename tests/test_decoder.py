@@ -9,7 +9,7 @@ import pytest
 
 import lang_neuron_jax as lnj
 from lang_neuron_jax.generation import sampling
-from lang_neuron_jax.activations import capture_taps, pooled_taps
+from lang_neuron_jax.models.activations import capture_taps, pooled_taps
 from lang_neuron_jax.models import gemma3
 from lang_neuron_jax.models.decoder import output_logits
 

@@ -11,7 +11,7 @@ import pytest
 
 import lang_neuron_jax as lnj
 from lang_neuron_jax.data import corpora as data
-from lang_neuron_jax.loading import embedded_gguf_path
+from lang_neuron_jax.models.loading import embedded_gguf_path
 from tests.conftest import greedy_by_full_forward, right_padded
 
 PROMPTS = data.EXAMPLE_PROMPTS

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax.loading import abstract_params, all_presets
+from lang_neuron_jax.models.loading import abstract_params, all_presets
 from lang_neuron_jax.models.convert import CheckpointMismatchError
 from tests.test_gemma3_parity import assert_close
 

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax.activations import capture_taps
+from lang_neuron_jax.models.activations import capture_taps
 from lang_neuron_jax.control import conditions
 from lang_neuron_jax.errors import UserError
-from lang_neuron_jax.loading import abstract_params, all_presets, load_config
+from lang_neuron_jax.models.loading import abstract_params, all_presets, load_config
 from tests.test_gemma3_parity import assert_close
 
 # transformers classes per family; every one names its modules as Llama does.

@@ -9,7 +9,7 @@ import pytest
 import jax.numpy as jnp
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax.activations import capture_taps
+from lang_neuron_jax.models.activations import capture_taps
 from tests.conftest import save_tiny_gemma3
 
 CONFIGS = {

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax.loading import load_config
+from lang_neuron_jax.models.loading import load_config
 from lang_neuron_jax.models.convert import CheckpointMismatchError, reverse_llama_rope_permutation
 from tests import test_families, test_qwen2_family
 from tests.test_gemma3_parity import assert_close

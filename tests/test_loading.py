@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import lang_neuron_jax as lnj
-from lang_neuron_jax.loading import abstract_params, all_presets
+from lang_neuron_jax.models.loading import abstract_params, all_presets
 from lang_neuron_jax.models.convert import CheckpointMismatchError
 from tests.conftest import save_tiny_gemma3
 

@@ -8,7 +8,7 @@ import pytest
 
 import lang_neuron_jax as lnj
 from lang_neuron_jax.generation import sampling
-from lang_neuron_jax.activations import capture_taps, pooled_taps
+from lang_neuron_jax.models.activations import capture_taps, pooled_taps
 from lang_neuron_jax.methods import base, diffmean
 from tests.test_decoder import tiny_config
 

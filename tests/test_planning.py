@@ -6,7 +6,7 @@ import sys
 
 import jax.numpy as jnp
 
-from lang_neuron_jax import loading, planning
+from lang_neuron_jax.models import loading, planning
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,8 +46,8 @@ def test_dry_run_binary_prints_a_plan_without_weights():
 CHILD_SHARDED_PLAN = r"""
 import sys, jax, jax.numpy as jnp
 sys.path.insert(0, sys.argv[1])
-from lang_neuron_jax import planning
-from lang_neuron_jax.loading import abstract_params
+from lang_neuron_jax.models import planning
+from lang_neuron_jax.models.loading import abstract_params
 from tests.test_decoder import tiny_config
 assert jax.local_device_count() == 8
 cfg = tiny_config(width=64, mlp_width=256, num_layers=4)

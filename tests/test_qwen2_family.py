@@ -14,7 +14,7 @@ import pytest
 
 import lang_neuron_jax as lnj
 from lang_neuron_jax.errors import UserError
-from lang_neuron_jax.loading import abstract_params, all_presets
+from lang_neuron_jax.models.loading import abstract_params, all_presets
 from lang_neuron_jax.models import qwen2
 from tests.test_gemma3_parity import assert_close
 

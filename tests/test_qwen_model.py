@@ -20,7 +20,7 @@ from lang_neuron_jax import data
 from lang_neuron_jax.errors import UserError
 from lang_neuron_jax.generation import sampling
 from lang_neuron_jax.generation.batching import pad_prompts
-from lang_neuron_jax.loading import EMBEDDED_PRESETS, all_presets, embedded_gguf_path
+from lang_neuron_jax.models.loading import EMBEDDED_PRESETS, all_presets, embedded_gguf_path
 from tests.conftest import right_padded
 
 PRESET = "qwen2.5-coder-0.5b"

@@ -9,7 +9,7 @@ import lang_neuron_jax as lnj
 from lang_neuron_jax.generation import batching
 from lang_neuron_jax.find import responses
 from lang_neuron_jax.runtime import stages
-from lang_neuron_jax.activations import capture_taps
+from lang_neuron_jax.models.activations import capture_taps
 from tests.test_decoder import tiny_config
 
 

@@ -3,7 +3,7 @@
 A text's *response* at a neuron is the neuron's mean over the text's tokens (BOS
 included, as in the reference). Texts are tokenized, sorted by length and run in
 right-padded batches whose width is a bucket length, through the jitted
-:func:`~lang_neuron_jax.activations.pooled_taps`; only ``[B, L, U]`` per site leaves the
+:func:`~lang_neuron_jax.models.activations.pooled_taps`; only ``[B, L, U]`` per site leaves the
 device. Each site's responses go to ``{site}.npy`` (float32 ``[M, L, U]``, M texts in
 the caller's order) as the batches finish.
 
@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from lang_neuron_jax.generation import batching
 from lang_neuron_jax.runtime import distributed, sharding, stages
-from lang_neuron_jax.activations import POSITIVE_SUFFIX, pooled_taps
+from lang_neuron_jax.models.activations import POSITIVE_SUFFIX, pooled_taps
 from lang_neuron_jax.errors import NonFiniteError, UserError
 
 class Responses(dict):
