@@ -87,7 +87,7 @@ class CompareConfig:
       if m not in self.methods:
         raise ConfigError(f"Options given for {m!r}, which is not compared ({list(self.methods)}).")
     for method in self.methods_built().values():
-      method.check_model(num_layers)
+      method.check_layers(num_layers)
     unknown = set(self.languages) - set(scored_languages)
     if unknown or not self.languages:
       raise ConfigError(f"Target languages {sorted(unknown) or '(none)'} are not among the "

@@ -223,7 +223,7 @@ class Method(abc.ABC):
   def fit(self, stats: CorpusStatistics) -> Fitted:
     """Fits the method to the corpora's statistics."""
 
-  def check_model(self, num_layers: int) -> None:
+  def check_layers(self, num_layers: int) -> None:
     """Raises a ValueError saying what to fix if the method's options do not fit a model
     of ``num_layers`` layers (checked before any forward pass)."""
 
@@ -251,7 +251,7 @@ class DirectionMethod(Method):
   def needs(self, model_config):
     return (FittedDirection.site,), ()
 
-  def check_model(self, num_layers: int) -> None:
+  def check_layers(self, num_layers: int) -> None:
     if self.layer is not None and not 0 <= self.layer < num_layers:
       raise ConfigError(f"{self.name}: layer {self.layer} is out of range; the model has "
                        f"layers 0 to {num_layers - 1}.")

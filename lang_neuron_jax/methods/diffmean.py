@@ -88,7 +88,7 @@ class DiffMean(DirectionMethod):
   strengths = (1.0, 2.0, 4.0)
 
   def fit(self, stats: CorpusStatistics) -> FittedDiffMean:
-    self.check_model(stats.num_layers)
+    self.check_layers(stats.num_layers)
     resid = np.asarray(stats.responses[SITE])
     directions = mean_differences(resid, stats.language_of_text, len(stats.languages))
     return FittedDiffMean(stats.languages, directions,

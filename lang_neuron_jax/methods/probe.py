@@ -157,7 +157,7 @@ class LinearProbe(DirectionMethod):
     self.c, self.max_iter = float(c), int(max_iter)
 
   def fit(self, stats: CorpusStatistics) -> FittedProbe:
-    self.check_model(stats.num_layers)
+    self.check_layers(stats.num_layers)
     resid = stats.responses[SITE]
     held_out = validation_mask(stats.language_of_text)
     for c, lang in enumerate(stats.languages):
