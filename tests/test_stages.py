@@ -79,3 +79,19 @@ def test_journal_of_another_config_is_ignored_or_refused(tmp_path):
   assert stage(tmp_path).journal().read() == {}
   with pytest.raises(stages.StageMismatchError, match="partial work"):
     stage(tmp_path, keep_other=False).journal().start()
+
+
+def test_model_identity_ignores_fields_left_at_their_defaults():
+  """A DecoderConfig field added with a default that changes nothing must not change
+  existing models' ids (their work directories would all be recomputed)."""
+  import dataclasses
+
+  from lang_neuron_jax.models.loading import all_presets
+
+  cfg = all_presets()["gemma3-270m"]
+  ident = cfg.identity()
+  assert "family" in ident and "vocab_size" in ident  # fields without defaults
+  assert "logit_scale" not in ident and "parallel_block" not in ident  # left at defaults
+  assert ident["qk_norm"] is True  # set by the family, so part of it
+  changed = dataclasses.replace(cfg, logit_scale=0.5).identity()
+  assert changed["logit_scale"] == 0.5 and changed != ident

@@ -217,5 +217,17 @@ class DecoderConfig:
   def replace(self, **changes) -> "DecoderConfig":
     return dataclasses.replace(self, **changes)
 
+  def identity(self) -> dict:
+    """The fields that make this model what it is: those without a default and those that
+    differ from theirs. A field added later, whose default leaves existing families
+    unchanged, then leaves their identity (``LanguageModel.model_id``) and so their
+    finished work directories as they were."""
+    out = {}
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if field.default is dataclasses.MISSING or value != field.default:
+        out[field.name] = value
+    return out
+
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)

@@ -176,9 +176,10 @@ class LanguageModel:
   @property
   def model_id(self) -> str:
     """The model's identity in work-directory fingerprints and neuron indices: its
-    source, parameter dtype and a hash of its config (``"gemma3-270m|float32|8762..."``)."""
+    source, parameter dtype and a hash of its config's identity
+    (:meth:`DecoderConfig.identity`, ``"gemma3-270m|float32|1f3a..."``)."""
     dtype = jnp.dtype(jax.tree.leaves(self.params)[0].dtype).name
-    return f"{self.source}|{dtype}|{artifacts.fingerprint(config=self.config.to_dict())}"
+    return f"{self.source}|{dtype}|{artifacts.fingerprint(config=self.config.identity())}"
 
 
 def default_cache_dir() -> str:
