@@ -618,6 +618,7 @@ def part_responses(ctx) -> dict:
   from lang_neuron_jax.activations import pooled_taps
   from lang_neuron_jax.find import responses
   from lang_neuron_jax.generation import batching
+  from lang_neuron_jax.runtime import sharding
 
   cfg = _gemma_shape()
   corpus, lengths = corpus_lengths()
@@ -643,16 +644,27 @@ def part_responses(ctx) -> dict:
     share_end = time.perf_counter() + (ctx["part_end"] - time.perf_counter()) / (len(dtypes) - d)
     row = {}
     lm = random_model(cfg, getattr(jnp, dtype_name), source=f"random-gemma3-270m-{dtype_name}")
+    # Inputs split over the devices as the stage splits them (another placement would
+    # compile another program, and the stage's time would include compiling it).
+    by_text = sharding.split_along(sharding.local_mesh())
+    put = lambda a: jax.device_put(a, by_text)
     for ids, ln in {ids.shape: (ids, ln) for ids, ln in padded}.values():  # compile each width
       mask = np.arange(ids.shape[1]) < ln[:, None]
-      jax.block_until_ready(pooled_taps(cfg, lm.params, jnp.asarray(ids), jnp.asarray(mask)))
+      jax.block_until_ready(pooled_taps(cfg, lm.params, put(ids), put(mask)))
     start = time.perf_counter()
     for ids, ln in padded:  # The device's part alone: forward and pooling.
       mask = np.arange(ids.shape[1]) < ln[:, None]
-      res = pooled_taps(cfg, lm.params, jnp.asarray(ids), jnp.asarray(mask))
+      res = pooled_taps(cfg, lm.params, put(ids), put(mask))
     jax.block_until_ready(res)
     row["ours_forward_seconds"] = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
+      # The stage's own calls compile their own programs (its static arguments differ from
+      # the calls above): one text of each width first, so that no compilation is timed.
+      for width, (ids, ln) in {ids.shape[1]: (ids, ln) for ids, ln in padded}.items():
+        longest = int(np.argmax(ln))  # its own bucket is this batch's width
+        responses.compute_responses(lm, [ids[longest, :ln[longest]].tolist()],
+                                    os.path.join(tmp, f"w{width}"), batch_size=batch,
+                                    progress=False)
       start = time.perf_counter()
       responses.compute_responses(lm, tokens, os.path.join(tmp, "r"), batch_size=batch,
                                   progress=False)
