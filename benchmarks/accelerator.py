@@ -31,7 +31,7 @@ Parts, in this order (``--parts`` picks a subset):
   from ``llama2-7b`` while that preset does not exist) with random bfloat16 weights built
   on the device (no checkpoint), through ``find_neurons`` on a few hundred of the paper's
   texts and one intervened generation, with the device's ``memory_stats()`` against the
-  memory plan (:mod:`lang_neuron_jax.planning`, what ``--dry_run`` prints).
+  memory plan (:mod:`lang_neuron_jax.models.planning`, what ``--dry_run`` prints).
 * ``responses``: every neuron's responses to the paper's 5,873 distinct sentences on a
   random-weight model of Gemma 3 270M's shape (ours: the responses stage, files
   included), against transformers + forward hooks on every linear on the same device
@@ -209,7 +209,7 @@ def random_model(config, dtype, *, seed: int = 0, source: str = "random"):
 def eight_b_config(layers: int | None, shrink: int = 1):
   """``(name, config)``: Llama-3.1-8B's shape (preset if present) with ``layers`` layers,
   width, MLP width and heads divided by ``shrink``."""
-  from lang_neuron_jax.loading import all_presets
+  from lang_neuron_jax.models.loading import all_presets
 
   presets = all_presets()
   if "llama3.1-8b" in presets:
@@ -485,7 +485,7 @@ def part_big(ctx) -> dict:
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from lang_neuron_jax import planning
+  from lang_neuron_jax.models import planning
   from lang_neuron_jax.data.corpora import load_corpus
   from lang_neuron_jax.find import stage as find_stage
   from lang_neuron_jax.generation import batching, sampling
@@ -581,7 +581,7 @@ def part_big(ctx) -> dict:
 
 
 def _gemma_shape():
-  from lang_neuron_jax.loading import all_presets
+  from lang_neuron_jax.models.loading import all_presets
 
   return all_presets()["gemma3-270m"]
 
@@ -615,7 +615,7 @@ def part_responses(ctx) -> dict:
   import jax.numpy as jnp
   import numpy as np
   import torch
-  from lang_neuron_jax.activations import pooled_taps
+  from lang_neuron_jax.models.activations import pooled_taps
   from lang_neuron_jax.find import responses
   from lang_neuron_jax.generation import batching
   from lang_neuron_jax.runtime import sharding
@@ -875,7 +875,7 @@ def smoke(ctx) -> dict:
   import jax.numpy as jnp
   import numpy as np
   import lang_neuron_jax as lnj
-  from lang_neuron_jax.activations import pooled_taps
+  from lang_neuron_jax.models.activations import pooled_taps
   from lang_neuron_jax.find import scoring
   from lang_neuron_jax.generation import sampling
 

@@ -7,7 +7,7 @@ scaling; 1.24B parameters) with random weights in bfloat16 is written as a trans
 checkpoint directory (``config.json`` + sharded bfloat16 safetensors, written with
 ``safetensors`` directly: no torch), then:
 
-1. the memory plan (:func:`lang_neuron_jax.planning.plan_memory`, what ``--dry_run``
+1. the memory plan (:func:`lang_neuron_jax.models.planning.plan_memory`, what ``--dry_run``
    prints) for the mesh, with its verdict against ``--device_memory_gb`` (default: the
    device's own limit; on a CPU host, the host's available memory shared by the devices):
    a model that does not fit stops here, in one line, before anything is loaded;
@@ -235,12 +235,12 @@ def main(argv):
   from jax.sharding import Mesh
 
   import lang_neuron_jax as lnj
-  from lang_neuron_jax import planning
+  from lang_neuron_jax.models import planning
   from lang_neuron_jax.data.corpora import load_corpus
   from lang_neuron_jax.errors import UserError
   from lang_neuron_jax.find import stage as find_stage
   from lang_neuron_jax.generation import batching, sampling
-  from lang_neuron_jax.loading import all_presets
+  from lang_neuron_jax.models.loading import all_presets
   from lang_neuron_jax.neurons import selection
   from real_lengths import LengthTokenizer, corpus_lengths
 
