@@ -14,7 +14,7 @@ import pytest
 import lang_neuron_jax as lnj
 from lang_neuron_jax.models.loading import abstract_params, all_presets
 from lang_neuron_jax.models.convert import CheckpointMismatchError
-from tests.test_gemma3_parity import assert_close
+from tests.test_gemma3_parity import assert_close, assert_prefill_decode_equals_forward
 
 # Per family: transformers class and config, the layer list, and site -> module path.
 FAMILIES = {
@@ -112,14 +112,7 @@ def test_logits_taps_and_cache_match(tmp_path, name):
     assert taps[site].shape[-1] == lm.config.site_widths[site]
     assert_close(taps[site], ref_taps[site], f"site {site}")
   # Full forward == prefill + token-by-token decode.
-  cache = lnj.init_cache(lm.config, 2, 16)
-  out = lm.module.apply({"params": lm.params}, jnp.asarray(ids[:, :5]), cache=cache)
-  steps = [out.logits]
-  for t in range(5, 11):
-    out = lm.module.apply({"params": lm.params}, jnp.asarray(ids[:, t:t + 1]),
-                          positions=jnp.full((2, 1), t), cache=out.cache)
-    steps.append(out.logits)
-  assert_close(jnp.concatenate(steps, 1), logits, "prefill + decode")
+  assert_prefill_decode_equals_forward(lm, ids, logits)
 
 
 @pytest.mark.parametrize("preset,units_per_layer,total", [

@@ -21,7 +21,7 @@ from lang_neuron_jax.models.activations import capture_taps
 from lang_neuron_jax.control import conditions
 from lang_neuron_jax.errors import UserError
 from lang_neuron_jax.models.loading import abstract_params, all_presets, load_config
-from tests.test_gemma3_parity import assert_close
+from tests.test_gemma3_parity import assert_close, assert_prefill_decode_equals_forward
 
 # transformers classes per family; every one names its modules as Llama does.
 CLASSES = {"llama": ("LlamaForCausalLM", "LlamaConfig"),
@@ -194,15 +194,7 @@ def test_logits_taps_cache_and_edits_match(tmp_path, name):
     assert_close(taps[site], ref_taps[site], f"site {site}")
 
   # Full forward == prefill + token-by-token decode (past every sliding window).
-  step = jax.jit(lambda params, ids, positions, cache: lm.module.apply(
-      {"params": params}, ids, positions=positions, cache=cache))
-  positions = jnp.broadcast_to(jnp.arange(5), (2, 5))
-  out = step(lm.params, ids[:, :5], positions, lnj.init_cache(cfg, 2, 16))
-  steps = [out.logits]
-  for t in range(5, T):
-    out = step(lm.params, ids[:, t:t + 1], jnp.full((2, 1), t), out.cache)
-    steps.append(out.logits)
-  assert_close(jnp.concatenate(steps, 1), logits, "prefill + decode")
+  assert_prefill_decode_equals_forward(lm, ids, logits)
 
   # Forcing one unit of `up` in layer 1 changes only that unit up to layer 1: nothing in
   # layer 0, nothing of layer 1's attention (which a parallel block computes from the same

@@ -59,6 +59,27 @@ def torch_taps(model, ids):
                   for s in found if found[s]}
 
 
+def assert_prefill_decode_equals_forward(lm, ids, logits, prefill: int = 5):
+  """Prefill ``ids[:, :prefill]`` into a cache, then decode the rest token by token; the
+  logits must equal the full forward's ``logits`` [B, T, V] (sliding windows included)."""
+  import jax
+  import jax.numpy as jnp
+
+  import lang_neuron_jax as lnj
+
+  B, T = ids.shape
+  step = jax.jit(lambda params, ids, positions, cache: lm.module.apply(
+      {"params": params}, ids, positions=positions, cache=cache))
+  positions = jnp.broadcast_to(jnp.arange(prefill), (B, prefill))
+  out = step(lm.params, jnp.asarray(ids[:, :prefill]), positions,
+             lnj.init_cache(lm.config, B, max(16, T)))
+  steps = [out.logits]
+  for t in range(prefill, T):
+    out = step(lm.params, jnp.asarray(ids[:, t:t + 1]), jnp.full((B, 1), t), out.cache)
+    steps.append(out.logits)
+  assert_close(jnp.concatenate(steps, 1), logits, "prefill + decode")
+
+
 def assert_close(actual, expected, what, tol=1e-5):
   """Max abs difference within ``tol`` times the reference's scale (at least 1).
 

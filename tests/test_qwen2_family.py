@@ -16,7 +16,7 @@ import lang_neuron_jax as lnj
 from lang_neuron_jax.errors import UserError
 from lang_neuron_jax.models.loading import abstract_params, all_presets
 from lang_neuron_jax.models import qwen2
-from tests.test_gemma3_parity import assert_close
+from tests.test_gemma3_parity import assert_close, assert_prefill_decode_equals_forward
 
 _SITES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
           "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
@@ -104,14 +104,7 @@ def test_logits_taps_and_cache_match(tmp_path, name):
     assert taps[site].shape[-1] == cfg.site_widths[site]
     assert_close(taps[site], ref_taps[site], f"site {site}")
   # Full forward == prefill + token-by-token decode (through the sliding window too).
-  cache = lnj.init_cache(cfg, 2, 16)
-  out = lm.module.apply({"params": lm.params}, jnp.asarray(ids[:, :5]), cache=cache)
-  steps = [out.logits]
-  for t in range(5, 11):
-    out = lm.module.apply({"params": lm.params}, jnp.asarray(ids[:, t:t + 1]),
-                          positions=jnp.full((2, 1), t), cache=out.cache)
-    steps.append(out.logits)
-  assert_close(jnp.concatenate(steps, 1), logits, "prefill + decode")
+  assert_prefill_decode_equals_forward(lm, ids, logits)
 
 
 def test_bfloat16_checkpoint_loads(tmp_path):
