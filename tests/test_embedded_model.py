@@ -94,7 +94,7 @@ def test_second_load_is_cached(ours, caplog):
   # Our own INFO line shows; orbax's dozen INFO lines per restore do not, and the mute
   # does not outlive the load.
   sources = [r.pathname for r in caplog.records]
-  assert any(p.endswith(os.path.join("lang_neuron_jax", "loading.py")) for p in sources)
+  assert any(p.endswith(os.path.join("lang_neuron_jax", "models", "loading.py")) for p in sources)
   assert not [p for p in sources if os.sep + "orbax" + os.sep in p]
   assert not logging.getLogger("absl").filters
   assert np.array_equal(np.asarray(again.params["final_norm"]["scale"]),
