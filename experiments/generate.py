@@ -4,7 +4,7 @@
   python experiments/generate.py --model=/path/to/checkpoint --max_new_tokens=48
 
 A smoke test of the model, tokenizer and KV-cache sampler; the full study is
-``experiments/reproduce.py`` once the find and control stages land.
+``experiments/reproduce.py``.
 """
 
 import json

@@ -1,7 +1,8 @@
 """The one configuration type every decoder family fills in.
 
-A family file (``gemma3.py``, later ``llama.py``, ``xglm.py``, ``bloom.py``) turns its
-checkpoint's own config into a :class:`DecoderConfig`; the :class:`~lang_neuron_jax.models.
+A family file (``gemma3.py``, ``gemma2.py``, ``llama.py``, ``mistral.py``, ``qwen2.py``,
+``qwen3.py``, ``cohere.py``, ``xglm.py``, ``bloom.py``) turns its checkpoint's own config
+into a :class:`DecoderConfig`; the :class:`~lang_neuron_jax.models.
 decoder.Decoder` reads nothing else. Every field is plain data, so a config can be hashed
 (it is a static argument of jitted functions) and written to ``run.json``.
 """
