@@ -21,6 +21,14 @@ Neuron sites (per layer) and the transformers modules they mirror (``Gemma2Decod
   act   input of mlp.down_proj, gelu_tanh(gate) * up                     F
   resid output of the decoder layer                                      D
 
+GGUF (llama.cpp's ``gemma2`` architecture, written by ``Gemma2Model`` in its
+``convert_hf_to_gguf.py``, ``conversion/gemma.py`` in recent trees): every
+``*norm.weight`` stored as ``1 + w``; no ``output.weight`` (the head is always tied);
+metadata with the head dimension (``key_length``), both soft caps and the sliding window,
+but neither the RoPE base (10,000 unless the file says otherwise) nor
+``query_pre_attn_scalar`` nor a layer pattern, which llama.cpp fixes for the
+architecture (see :func:`config_from_gguf`).
+
 Tokenizer policy: the tokenizer prepends ``<bos>`` (id 2); unconditional generation starts
 from ``[<bos>]``.
 """
@@ -29,14 +37,15 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from lang_neuron_jax.errors import UserError
+from lang_neuron_jax.errors import CheckpointMismatchError, UserError
 from lang_neuron_jax.models import gemma3, llama
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import Rule
+from lang_neuron_jax.models.sources import gguf_float, gguf_head_dim, gguf_required
 
 FAMILY = "gemma2"
 HF_MODEL_TYPES = ("gemma2",)
-GGUF_ARCHITECTURE = None
+GGUF_ARCHITECTURE = "gemma2"
 
 
 def layer_kinds(num_layers: int) -> tuple[str, ...]:
@@ -116,3 +125,90 @@ def hf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
 
 
 HF_IGNORED = (r"lm_head\.weight",)
+
+
+# llama.cpp's defaults when a gemma2 GGUF lacks the soft caps (llama_hparams in
+# src/llama-hparams.h); its graph applies both caps to every gemma2 model.
+_GGUF_DEFAULT_ATTN_CAP, _GGUF_DEFAULT_FINAL_CAP = 50.0, 30.0
+# llama.cpp's block count of Gemma 2 27B, the one size whose query scale is not H ** -0.5.
+_GGUF_27B_LAYERS = 46
+
+
+def gguf_query_scale(num_layers: int, width: int, num_heads: int, head_dim: int) -> float:
+  """The query scale llama.cpp uses for a gemma2 GGUF, which does not store
+  ``query_pre_attn_scalar``.
+
+  llama.cpp's ``load_hparams`` (``LLM_ARCH_GEMMA2``) takes ``(D / N) ** -0.5`` for the 27B
+  (46 layers, D / N = 144, its published ``query_pre_attn_scalar``) and ``H ** -0.5``
+  otherwise (2B and 9B: H = 256 = their ``query_pre_attn_scalar``). transformers' own GGUF
+  loader instead keeps ``Gemma2Config``'s default 256, which is wrong for the 27B.
+  """
+  if num_layers == _GGUF_27B_LAYERS:
+    return float(width // num_heads) ** -0.5
+  return float(head_dim) ** -0.5
+
+
+def config_from_gguf(metadata: Mapping, tensor_names=()) -> DecoderConfig:
+  """Builds the config from the metadata llama.cpp's ``Gemma2Model.set_gguf_parameters``
+  writes (no ``super()`` call: context and embedding length, block count, feed-forward
+  length, head counts, RMS epsilon, key/value length, both soft caps, sliding window).
+
+  What the file does not say is llama.cpp's for ``gemma2``: sliding layers first and
+  alternating (``set_swa_pattern(2)``), RoPE base 10,000 for both kinds of layer (or
+  ``rope.freq_base`` / ``rope.freq_base_swa`` if present), the query scale of
+  :func:`gguf_query_scale`, soft caps 50 and 30. The head is tied: llama.cpp writes no
+  ``output.weight`` for gemma2, so the tensor names are not needed.
+
+  Raises:
+    CheckpointMismatchError: a required key missing, no positive sliding window (llama.cpp
+      would mask every key), or key and value head dimensions that differ.
+    UserError: a RoPE scaling, which llama.cpp's converter never writes for Gemma 2.
+  """
+  del tensor_names
+  a = GGUF_ARCHITECTURE
+  n = int(gguf_required(metadata, f"{a}.block_count"))
+  width = int(gguf_required(metadata, f"{a}.embedding_length"))
+  heads = int(gguf_required(metadata, f"{a}.attention.head_count"))
+  head_dim = gguf_head_dim(metadata, a, width, heads)
+  window = int(gguf_required(metadata, f"{a}.attention.sliding_window"))
+  if window <= 0:
+    raise CheckpointMismatchError(
+        f"This gemma2 GGUF has {a}.attention.sliding_window = {window}; Gemma 2's sliding "
+        "layers need a positive window.")
+  if metadata.get(f"{a}.rope.scaling.type", "none") != "none":
+    raise UserError(f"gemma2 GGUF asks for RoPE scaling {metadata[f'{a}.rope.scaling.type']!r} "
+                    f"({a}.rope.scaling.type); Gemma 2 has none and none is implemented.")
+  base = gguf_float(metadata.get(f"{a}.rope.freq_base", 10_000.0))
+  add_bos = metadata.get("tokenizer.ggml.add_bos_token",
+                         metadata.get("tokenizer.ggml.model") == "llama")
+  bos = metadata.get("tokenizer.ggml.bos_token_id", 2)
+  return DecoderConfig(
+      family=FAMILY, vocab_size=len(gguf_required(metadata, "tokenizer.ggml.tokens")),
+      width=width, num_layers=n, num_heads=heads,
+      num_kv_heads=int(metadata.get(f"{a}.attention.head_count_kv", heads)), head_dim=head_dim,
+      mlp_width=int(gguf_required(metadata, f"{a}.feed_forward_length")),
+      layer_kinds=layer_kinds(n), sliding_window=window, rope_base_global=base,
+      rope_base_local=gguf_float(metadata.get(f"{a}.rope.freq_base_swa", base)),
+      query_scale=gguf_query_scale(n, width, heads, head_dim),
+      norm_eps=gguf_float(gguf_required(metadata, f"{a}.attention.layer_norm_rms_epsilon")),
+      norm_plus_one=True, sandwich_norms=True, embed_scale=width ** 0.5,
+      activation="gelu_tanh", tie_embeddings=True,
+      attn_logit_softcap=gguf_float(
+          metadata.get(f"{a}.attn_logit_softcapping", _GGUF_DEFAULT_ATTN_CAP)),
+      final_logit_softcap=gguf_float(
+          metadata.get(f"{a}.final_logit_softcapping", _GGUF_DEFAULT_FINAL_CAP)),
+      bos_token_id=int(bos) if add_bos else None,
+      eos_token_id=int(metadata.get("tokenizer.ggml.eos_token_id", 1)),
+      pad_token_id=int(metadata.get("tokenizer.ggml.padding_token_id", 0)))
+
+
+def gguf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
+  """Gemma 3's GGUF table without its q/k norms: the same names for the four norms per
+  block (``attn_norm``, ``post_attention_norm``, ``ffn_norm``, ``post_ffw_norm``), each
+  with the ``1 + w`` that ``Gemma2Model.modify_tensors`` adds taken off again."""
+  del config  # llama.cpp writes one gemma2 layout (tied, no biases).
+  return tuple(r for r in gemma3.GGUF_RULES
+               if r.target.split("/")[-2] not in ("q_norm", "k_norm"))
+
+
+GGUF_IGNORED = ()

@@ -43,7 +43,7 @@ from lang_neuron_jax.errors import UserError
 from lang_neuron_jax.models import llama
 from lang_neuron_jax.models.config import DecoderConfig, hf_value
 from lang_neuron_jax.models.convert import Rule, linear_to_kernel
-from lang_neuron_jax.models.sources import gguf_float
+from lang_neuron_jax.models.sources import gguf_float, gguf_head_dim, gguf_required
 
 FAMILY = "qwen2"
 HF_MODEL_TYPES = ("qwen2",)
@@ -143,16 +143,29 @@ HF_IGNORED = (r"lm_head\.weight", r".*rotary_emb\.inv_freq")
 
 def config_from_gguf(metadata: Mapping, tensor_names: Sequence[str] = ()) -> DecoderConfig:
   """Builds the config from the metadata llama.cpp writes for ``qwen2`` and the file's
-  tensor names (a tied model has no ``output.weight``).
+  tensor names (a tied model has no ``output.weight``); see :func:`gguf_config`."""
+  return gguf_config(metadata, tensor_names, GGUF_ARCHITECTURE)
+
+
+def gguf_config(metadata: Mapping, tensor_names: Sequence[str], arch: str) -> DecoderConfig:
+  """The Qwen config of a llama.cpp GGUF whose keys sit under ``arch`` (``qwen2``; Qwen3
+  reads the same keys under ``qwen3``, which writes them through the same converter
+  code, ``TextModel.set_gguf_parameters``).
 
   The document start is looked up by its spelling in the file's vocabulary, not taken
   from ``tokenizer.ggml.bos_token_id``, so a file that names another BOS cannot move it.
+
+  Raises:
+    UserError: a RoPE scaling other than none or linear, named with its key.
+    CheckpointMismatchError: a required key missing, or key and value head dimensions
+      that differ (:func:`~lang_neuron_jax.models.sources.gguf_required`).
   """
-  a = GGUF_ARCHITECTURE
-  tokens = metadata["tokenizer.ggml.tokens"]
-  width, heads = int(metadata[f"{a}.embedding_length"]), int(metadata[f"{a}.attention.head_count"])
-  head_dim = int(metadata.get(f"{a}.attention.key_length", width // heads))
-  n = int(metadata[f"{a}.block_count"])
+  a = arch
+  tokens = gguf_required(metadata, "tokenizer.ggml.tokens")
+  width = int(gguf_required(metadata, f"{a}.embedding_length"))
+  heads = int(gguf_required(metadata, f"{a}.attention.head_count"))
+  head_dim = gguf_head_dim(metadata, a, width, heads)
+  n = int(gguf_required(metadata, f"{a}.block_count"))
   if metadata.get(f"{a}.rope.scaling.type", "none") not in ("none", "linear"):
     raise UserError(f"GGUF asks for RoPE scaling {metadata[f'{a}.rope.scaling.type']!r} "
                     f"({a}.rope.scaling.type); only none and linear are implemented.")
@@ -167,7 +180,8 @@ def config_from_gguf(metadata: Mapping, tensor_names: Sequence[str] = ()) -> Dec
   return DecoderConfig(
       family=FAMILY, vocab_size=len(tokens), width=width, num_layers=n, num_heads=heads,
       num_kv_heads=int(metadata.get(f"{a}.attention.head_count_kv", heads)), head_dim=head_dim,
-      mlp_width=int(metadata[f"{a}.feed_forward_length"]), layer_kinds=("global",) * n,
+      mlp_width=int(gguf_required(metadata, f"{a}.feed_forward_length")),
+      layer_kinds=("global",) * n,
       rope_base_global=base, rope_base_local=base, rope_scale_global=scale,
       rope_scale_local=scale, query_scale=head_dim ** -0.5,
       norm_eps=gguf_float(metadata.get(f"{a}.attention.layer_norm_rms_epsilon", 1e-6)),
@@ -181,22 +195,28 @@ def config_from_gguf(metadata: Mapping, tensor_names: Sequence[str] = ()) -> Dec
 
 
 def gguf_rules(config: DecoderConfig) -> tuple[Rule, ...]:
-  """The key table of a llama.cpp ``qwen2`` GGUF (rows as in transformers)."""
+  """The key table of a llama.cpp ``qwen2`` or ``qwen3`` GGUF: rows as in transformers
+  (``Qwen2Model.modify_tensors`` permutes nothing), biases where the config has them
+  (Qwen2: q, k and v), Qwen3's q/k norms (``attn_q_norm``/``attn_k_norm``) stored as
+  they are (``Qwen3RMSNorm`` multiplies by ``w``, so no ``1 + w`` to undo)."""
   layer = "blk.{i}."
   rules = [Rule("token_embd.weight", "embed/embedding"),
            Rule("output_norm.weight", "final_norm/scale"),
            Rule(layer + "attn_norm.weight", "layer_{i}/pre_attn_norm/scale"),
-           Rule(layer + "ffn_norm.weight", "layer_{i}/pre_mlp_norm/scale"),
-           Rule(layer + "attn_output.weight", "layer_{i}/attn/o_proj/kernel", linear_to_kernel)]
+           Rule(layer + "ffn_norm.weight", "layer_{i}/pre_mlp_norm/scale")]
   if not config.tie_embeddings:
     rules.append(Rule("output.weight", "lm_head"))
-  for p in "qkv":
-    rules.append(Rule(layer + f"attn_{p}.weight", f"layer_{{i}}/attn/{p}_proj/kernel",
+  for g, p in (("q", "q"), ("k", "k"), ("v", "v"), ("output", "o")):
+    rules.append(Rule(layer + f"attn_{g}.weight", f"layer_{{i}}/attn/{p}_proj/kernel",
                       linear_to_kernel))
-    rules.append(Rule(layer + f"attn_{p}.bias", f"layer_{{i}}/attn/{p}_proj/bias"))
+    if config.attention_bias and (p != "o" or config.attention_out_bias):
+      rules.append(Rule(layer + f"attn_{g}.bias", f"layer_{{i}}/attn/{p}_proj/bias"))
   for p in ("gate", "up", "down"):
     rules.append(Rule(layer + f"ffn_{p}.weight", f"layer_{{i}}/mlp/{p}_proj/kernel",
                       linear_to_kernel))
+  if config.qk_norm:
+    rules += [Rule(layer + f"attn_{p}_norm.weight", f"layer_{{i}}/attn/{p}_norm/scale")
+              for p in "qk"]
   return tuple(rules)
 
 

@@ -14,6 +14,12 @@ Neuron sites: Llama's (the table in ``llama.py``; every family in docs/tap_sites
 modules of ``Qwen3DecoderLayer``; q and k are read before q_norm/k_norm and RoPE. LAPE's
 activation site is ``gate_act``, silu(gate).
 
+GGUF (llama.cpp's ``qwen3`` architecture, written by ``Qwen3Model`` in its
+``convert_hf_to_gguf.py``, ``conversion/qwen.py`` in recent trees): Qwen2's layout and
+metadata keys under ``qwen3.`` plus the ``attn_q_norm``/``attn_k_norm`` tensors;
+``attention.key_length`` carries ``head_dim``. The converter writes no sliding window, so
+every layer of a GGUF is global, as llama.cpp runs it.
+
 Tokenizer policy: as Qwen2's (see ``qwen2.py``): the tokenizer adds no BOS
 (``bos_token_id`` is None here, although config.json names one), and unconditional
 generation starts from ``<|endoftext|>`` (151643), the separator between documents in
@@ -23,15 +29,15 @@ pre-training (``document_start_token_id``), not from the post-trained models' EO
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from lang_neuron_jax.errors import UserError
-from lang_neuron_jax.models import llama
+from lang_neuron_jax.models import llama, qwen2
 from lang_neuron_jax.models.config import DecoderConfig
 
 FAMILY = "qwen3"
 HF_MODEL_TYPES = ("qwen3",)
-GGUF_ARCHITECTURE = None
+GGUF_ARCHITECTURE = "qwen3"
 # <|endoftext|> in every Qwen3 vocabulary.
 ENDOFTEXT = 151_643
 
@@ -103,3 +109,26 @@ hf_rules = llama.hf_rules
 
 
 HF_IGNORED = llama.HF_IGNORED
+
+
+def config_from_gguf(metadata: Mapping, tensor_names: Sequence[str] = ()) -> DecoderConfig:
+  """Builds the config from the metadata llama.cpp writes for ``qwen3`` and the file's
+  tensor names.
+
+  llama.cpp's ``Qwen3Model`` subclasses ``Qwen2Model`` and adds no metadata of its own
+  (``TextModel.set_gguf_parameters`` writes both), so Qwen2's reader applies under the
+  ``qwen3.`` prefix (:func:`~lang_neuron_jax.models.qwen2.gguf_config`); then the q/k
+  norms, and biases only where the file has them (transformers' ``attention_bias`` puts
+  them on q, k, v and o alike, so ``attention_out_bias`` stays True as in
+  :func:`config_from_hf`). A tied model has no ``output.weight``.
+  """
+  return qwen2.gguf_config(metadata, tensor_names, GGUF_ARCHITECTURE).replace(
+      family=FAMILY, qk_norm=True, attention_bias="blk.0.attn_q.bias" in tensor_names,
+      attention_out_bias=True)
+
+
+# Qwen2's GGUF table: it adds the q/k norms and o's bias for a Qwen3 config.
+gguf_rules = qwen2.gguf_rules
+
+
+GGUF_IGNORED = ()

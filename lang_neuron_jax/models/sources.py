@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 
 from lang_neuron_jax.models.convert import TensorSource
-from lang_neuron_jax.errors import MissingFileError, UserError
+from lang_neuron_jax.errors import CheckpointMismatchError, MissingFileError, UserError
 
 
 class SafetensorsSource(TensorSource):
@@ -104,3 +104,37 @@ def gguf_metadata(reader) -> dict:
       continue
     out[key] = field.contents()
   return out
+
+
+def gguf_required(metadata: Mapping, key: str):
+  """A metadata value the loader cannot build the model without.
+
+  Raises:
+    CheckpointMismatchError: naming the key and the file's architecture, rather than a
+      bare ``KeyError``: llama.cpp's converter always writes these keys, so a file without
+      one is incomplete or was written by another tool.
+  """
+  if key not in metadata:
+    raise CheckpointMismatchError(
+        f"This {metadata.get('general.architecture')!r} GGUF has no metadata key {key!r}, "
+        "which llama.cpp's convert_hf_to_gguf.py writes and the loader needs; the file is "
+        "incomplete or was written by another tool. Re-convert it with llama.cpp, or load "
+        "the transformers checkpoint directory instead.")
+  return metadata[key]
+
+
+def gguf_head_dim(metadata: Mapping, arch: str, width: int, num_heads: int) -> int:
+  """The head dimension H of a GGUF: ``{arch}.attention.key_length``, else ``D / N``
+  (llama.cpp's default for ``n_embd_head_k``).
+
+  Raises:
+    CheckpointMismatchError: a ``value_length`` other than ``key_length``; the decoder has
+      one head dimension for q, k and v.
+  """
+  head_dim = int(metadata.get(f"{arch}.attention.key_length", width // num_heads))
+  value_dim = int(metadata.get(f"{arch}.attention.value_length", head_dim))
+  if value_dim != head_dim:
+    raise CheckpointMismatchError(
+        f"This {arch!r} GGUF has attention.key_length {head_dim} but attention.value_length "
+        f"{value_dim}; only equal key and value head dimensions are implemented.")
+  return head_dim
