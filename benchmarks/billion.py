@@ -48,6 +48,9 @@ _DTYPE = flags.DEFINE_enum("dtype", "bfloat16", ["float32", "bfloat16"], "Parame
 _DEVICES = flags.DEFINE_integer("devices", None, "Devices in the mesh (default: all local).")
 _DEVICE_MEMORY_GB = flags.DEFINE_float("device_memory_gb", None, "Memory per device for the "
                                        "plan's verdict (default: see the module docstring).")
+_LAYOUT = flags.DEFINE_enum("layout", "auto", ["auto", "data", "model"], "Where a batch's "
+                            "rows go (lang_neuron_jax.runtime.sharding): auto is model on "
+                            "several CPU devices of one host, else data.")
 _POSITIVES = flags.DEFINE_integer("positives", 10, "Positives per language in find (10 gives "
                                   "a few hundred distinct texts).")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Texts per forward pass.")
@@ -203,24 +206,6 @@ def llama32_1b(llama2):
   return cfg
 
 
-def default_device_memory_gb(devices: int) -> tuple[float, str]:
-  """Memory per device for the verdict: the device's limit, or on a CPU host the host's
-  available memory shared by the devices."""
-  import jax
-
-  dev = jax.local_devices()[0]
-  try:
-    stats = dev.memory_stats()
-  except Exception:  # pylint: disable=broad-except
-    stats = None
-  if stats and stats.get("bytes_limit"):
-    return stats["bytes_limit"] / GB, f"{dev.device_kind}'s limit"
-  with open("/proc/meminfo") as f:
-    available = next(int(l.split()[1]) * 1024 for l in f if l.startswith("MemAvailable:"))
-  return available / devices / GB, (f"the host's available {available / GB:.1f} GB shared by "
-                                    f"{devices} CPU devices")
-
-
 def main(argv):
   if len(argv) > 1:
     fail(f"Unexpected arguments {argv[1:]}; every setting is a --flag.")
@@ -254,8 +239,11 @@ def main(argv):
   if not 1 <= devices <= jax.local_device_count():
     fail(f"--devices={devices}, but this process has {jax.local_device_count()} devices.")
   dtype = jnp.dtype(_DTYPE.value)
+  layout = _LAYOUT.value
+  if layout == "auto":
+    layout = "model" if jax.default_backend() == "cpu" and devices > 1 else "data"
   memory_gb, memory_source = ((_DEVICE_MEMORY_GB.value, "--device_memory_gb")
-                              if _DEVICE_MEMORY_GB.value else default_device_memory_gb(devices))
+                              if _DEVICE_MEMORY_GB.value else planning.device_memory_gb(devices))
   corpus, lengths = corpus_lengths()
   length_of = dict(zip(corpus.texts, lengths))
   texts = load_corpus(positives_per_language=_POSITIVES.value).texts
@@ -263,8 +251,9 @@ def main(argv):
   batch = -(-_BATCH.value // devices) * devices
   plan = planning.plan_memory(cfg, devices=devices, dtype=dtype, texts=len(texts),
                               max_length=widest, batch_per_device=batch // devices,
-                              generation_rows=_ROWS.value, generation_length=1 + _TOKENS.value)
-  print(f"{_PRESET.value}, {dtype.name}, {devices} devices, {len(texts)} texts, "
+                              generation_rows=_ROWS.value, generation_length=1 + _TOKENS.value,
+                              layout=layout)
+  print(f"{_PRESET.value}, {dtype.name}, {devices} devices ({layout} layout), {len(texts)} texts, "
         f"{plan.neurons:,} neurons per text; memory per device {memory_gb:.1f} GB "
         f"({memory_source})")
   memory_gb = round(memory_gb, 2)
@@ -273,13 +262,10 @@ def main(argv):
   try:
     planning.check_fits(plan, memory_gb, what=f"{_PRESET.value} in {dtype.name}")
   except UserError as e:
-    if jax.default_backend() == "cpu" and devices > 1:  # they share one memory
-      e = UserError(f"{e} On one host's CPU devices every device holds the weights its "
-                    "forward gathers, so fewer --devices (down to 1) need less memory.")
     fail(str(e))
 
   work = _WORKDIR.value or tempfile.mkdtemp(prefix="billion_")
-  report = {"preset": _PRESET.value, "dtype": dtype.name, "devices": devices,
+  report = {"preset": _PRESET.value, "dtype": dtype.name, "devices": devices, "layout": layout,
             "device_kind": jax.local_devices()[0].device_kind, "texts": len(texts),
             "device_memory_gb": memory_gb, "device_memory_source": memory_source,
             "plan": {"table": plan.table(memory_gb), "peak_per_device": plan.peak_per_device,
@@ -302,7 +288,7 @@ def main(argv):
     mesh = Mesh(np.array(jax.local_devices()[:devices]), ("data",))
     sampler.enter("load")
     start = time.perf_counter()
-    lm = lnj.load_model(ckpt, dtype=dtype, mesh=mesh)
+    lm = lnj.load_model(ckpt, dtype=dtype, mesh=mesh, layout=layout)
     jax.block_until_ready(lm.params)
     report["seconds"]["load"] = time.perf_counter() - start
     report["parameters"] = int(sum(p.size for p in jax.tree.leaves(lm.params)))
@@ -325,7 +311,7 @@ def main(argv):
     german = selection.select(result.expertise, "de", 2000, "both")
     intervention = selection.build_intervention([german])
     ids, ln = batching.pad_prompts([[cfg.bos_token_id]] * _ROWS.value, cfg.pad_token_id)
-    tokens, counts = sampling.generate(cfg, lm.params, *sampling.shard_rows((ids, ln)),
+    tokens, counts = sampling.generate(cfg, lm.params, *sampling.shard_rows((ids, ln), lm.layout),
                                        max_new_tokens=_TOKENS.value,
                                        sampler=sampling.Sampler(temperature=0.8),
                                        intervention=intervention)

@@ -17,7 +17,7 @@ from lang_neuron_jax.runtime import cli
 import multihost_flags
 import study_flags
 from lang_neuron_jax.data import corpora as data
-from lang_neuron_jax.runtime import distributed, locks
+from lang_neuron_jax.runtime import distributed, locks, sharding
 from lang_neuron_jax.find import stage as find
 from lang_neuron_jax.models import loading, planning
 
@@ -35,7 +35,21 @@ _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the memory plan (parameter
 _MESH_DEVICES = flags.DEFINE_integer("mesh_devices", None, "Devices to plan for (default: "
                                      "the local device count).")
 _DEVICE_MEMORY_GB = flags.DEFINE_float("device_memory_gb", None,
-                                       "Memory per device, for the plan's verdict.")
+                                       "Memory per device, for the plan's verdict (default: "
+                                       "the device's limit; on CPU, the host's available "
+                                       "memory shared by its devices).")
+_LAYOUT = flags.DEFINE_enum("layout", "data", ["data", "model"], "With several devices, "
+                            "where a batch's texts go: split over them (data) or seen whole "
+                            "by each, the weights never moving (model: for a sharded model "
+                            "on one host's CPU devices). See lang_neuron_jax.runtime.sharding.")
+
+
+def plan(config, texts: int, devices: int):
+  """The memory plan of this run's forward on ``devices`` devices."""
+  return planning.plan_memory(config, devices=devices, dtype=_DTYPE.value, texts=texts,
+                              max_length=_MAX_LENGTH.value,
+                              batch_per_device=max(1, _BATCH.value // devices),
+                              layout=_LAYOUT.value)
 
 
 def dry_run():
@@ -44,12 +58,25 @@ def dry_run():
   config = loading.load_config(_MODEL.value)
   devices = _MESH_DEVICES.value or jax.local_device_count()
   corpus = data.load_corpus(_LANGUAGES.value, **study_flags.values(_CORPUS))
-  plan = planning.plan_memory(config, devices=devices, dtype=_DTYPE.value,
-                              texts=len(corpus.texts), max_length=_MAX_LENGTH.value,
-                              batch_per_device=max(1, _BATCH.value // devices))
+  memory_plan = plan(config, len(corpus.texts), devices)
   print(f"{_MODEL.value}, {_DTYPE.value}, {devices} devices, {len(corpus.texts)} texts, "
-        f"{plan.neurons:,} neurons per text")
-  print(plan.table(_DEVICE_MEMORY_GB.value))
+        f"{memory_plan.neurons:,} neurons per text")
+  print(memory_plan.table(_DEVICE_MEMORY_GB.value))
+
+
+def check_fits(config) -> None:
+  """With several local devices or ``--device_memory_gb``: stops (one line) before any
+  weight is read when the plan does not fit. A single device with no stated memory
+  skips the plan: its compilation costs seconds a small model's run need not pay."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  devices = jax.local_device_count()
+  if devices == 1 and _DEVICE_MEMORY_GB.value is None:
+    return
+  memory_gb = _DEVICE_MEMORY_GB.value or planning.device_memory_gb(devices)[0]
+  corpus = data.load_corpus(_LANGUAGES.value, **study_flags.values(_CORPUS))
+  planning.check_fits(plan(config, len(corpus.texts), devices), memory_gb,
+                      what=f"{_MODEL.value} in {_DTYPE.value}")
 
 
 def main(argv):
@@ -61,9 +88,13 @@ def main(argv):
   config = find.FindConfig(languages=tuple(_LANGUAGES.value), max_length=_MAX_LENGTH.value,
                            batch_size=_BATCH.value, n=_N.value, seed=_SEED.value,
                            **study_flags.values(_CORPUS))
-  config.validate(loading.load_config(_MODEL.value))  # Before loading weights.
+  model_config = loading.load_config(_MODEL.value)
+  config.validate(model_config)  # Before loading weights.
+  check_fits(model_config)
   with locks.hold_workdir(_WORKDIR.value):  # Before the weights load: a second run stops here.
-    lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value)
+    # Several devices: each weight is split over them as it is read (sharding.py).
+    mesh = sharding.local_mesh() if sharding.local_mesh().devices.size > 1 else None
+    lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value, mesh=mesh, layout=_LAYOUT.value)
     result = find.find_neurons(lm, config, _WORKDIR.value)
   if not distributed.is_leader():
     return

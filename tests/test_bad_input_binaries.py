@@ -26,6 +26,8 @@ def assert_one_line_error(out, binary, expected):
 @pytest.mark.parametrize("binary,flags,expected", [
     ("find_neurons.py", ["--n=-5"], "N must be an integer from 2 to 124416"),
     ("find_neurons.py", ["--n=7"], "N=7 is odd"),
+    # The memory plan's verdict, before the weights load.
+    ("find_neurons.py", ["--device_memory_gb=0.01"], "gemma3-270m in float32 does not fit"),
     ("reproduce.py", ["--n=3"], "N=3 is odd"),
     ("reproduce.py", ["--languages=en,de", "--targets=fr"], "Target languages ['fr']"),
     ("compare_methods.py", ["--methods=ap,pca"], "Unknown method 'pca'"),

@@ -144,7 +144,7 @@ def run_jobs(lm, steering: Steering | None, jobs: Sequence[Job], *, max_new_toke
     continuous.generate_continuously(
         lm.config, lm.params, [j.prompt for j in jobs], num_slots=size,
         row_ids=[j.sample_index for j in jobs], interventions=intervention if any_edits else None,
-        prompt_width=prompt_width, on_rows=finished, **settings)
+        prompt_width=prompt_width, on_rows=finished, layout=lm.layout, **settings)
   else:
     for start in range(0, len(jobs), size):
       rows = list(range(start, min(start + size, len(jobs))))
@@ -152,8 +152,8 @@ def run_jobs(lm, steering: Steering | None, jobs: Sequence[Job], *, max_new_toke
       ids, lengths = batching.pad_prompts([jobs[i].prompt for i in padded],
                                           lm.config.pad_token_id, prompt_width)
       row_ids = np.asarray([jobs[i].sample_index for i in padded], np.int32)
-      ids, lengths, row_ids, edits = sampling.shard_rows((ids, lengths, row_ids,
-                                                          intervention(padded)))
+      ids, lengths, row_ids, edits = sampling.shard_rows(
+          (ids, lengths, row_ids, intervention(padded)), lm.layout)
       tokens, counts = sampling.generate(lm.config, lm.params, ids, lengths, row_ids=row_ids,
                                          intervention=edits, **settings)
       tokens, counts = np.asarray(tokens), np.asarray(counts)

@@ -67,7 +67,8 @@ def compute_responses(lm, tokens: Sequence[Sequence[int]], workdir: str, *,
     positive_sites: Sites whose per-text counts of positive tokens are recorded too
       (``{site}.positive.npy``), from the same forward pass.
     batch_size: Texts per batch (rounded up to a multiple of the local device count;
-      batches are sharded over the devices along the batch axis).
+      batches are split over the devices along the batch axis, or with ``lm.layout ==
+      "model"`` seen whole by every device).
     config_id: Extra JSON-serialisable identity of the run, part of the fingerprint
       that guards the directory.
     progress: Show a progress bar.
@@ -113,7 +114,7 @@ def compute_responses(lm, tokens: Sequence[Sequence[int]], workdir: str, *,
   journal = stage.journal()
   done = journal.start()  # Every process refuses a journal of another configuration.
   arrays = {k: np.load(p, mmap_mode="r+") for k, p in paths.items()}
-  by_text = sharding.split_along(sharding.local_mesh())
+  by_text = sharding.rows_sharding(lm.layout)
   batches = batching.plan_batches(lengths, batch_size)
   mine = distributed.share([b for b in range(len(batches)) if b not in done])
   bar = tqdm(total=len(tokens), desc="responses", unit="text", disable=not progress,

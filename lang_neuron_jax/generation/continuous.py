@@ -151,7 +151,8 @@ def generate_continuously(
     interventions: Callable[[Sequence[int]], Intervention] | None = None,
     intervene_prompt: bool = True, line_stop: sampling.LineStop | None = None,
     prompt_width: int | None = None, steps_per_call: int = 4, fill_size: int = 16,
-    on_rows: Callable[[list[tuple[int, list[int]]]], None] | None = None) -> list[list[int]]:
+    on_rows: Callable[[list[tuple[int, list[int]]]], None] | None = None,
+    layout: str = "data") -> list[list[int]]:
   """Generates every prompt through ``num_slots`` slots that are refilled as rows stop.
 
   Args:
@@ -176,6 +177,7 @@ def generate_continuously(
     fill_size: Prompts prefilled per call (the last call's are padded to it, so one
       shape compiles); slots are refilled once this many are free or the queue fits.
     on_rows: Called with ``[(prompt index, new tokens)]`` as rows finish.
+    layout: Where the slots' rows go on the devices (:func:`sampling.shard_rows`).
 
   Returns:
     Each prompt's new tokens (the stopping EOS or newline token included).
@@ -193,7 +195,8 @@ def generate_continuously(
   fill_size = min(fill_size, num_slots)
   example = interventions([0]) if interventions else None  # Only its shapes are used.
   slots = sampling.shard_rows(empty_slots(config, params, num_slots,
-                                          prompt_width + max_new_tokens, max_new_tokens, example))
+                                          prompt_width + max_new_tokens, max_new_tokens, example),
+                             layout)
   queue = collections.deque(range(n))
   owner = np.full(num_slots, -1)  # Prompt index of each slot's row; -1 for a free slot.
   out: list[list[int] | None] = [None] * n

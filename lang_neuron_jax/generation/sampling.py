@@ -261,21 +261,23 @@ def generate(config: DecoderConfig, params, ids: jax.Array, lengths: jax.Array, 
   return state.tokens, state.num_tokens
 
 
-def shard_rows(tree):
+def shard_rows(tree, layout: str = "data"):
   """Places every array of ``tree`` (each with the rows as its leading axis) on the local
   devices, split along the rows, when the device count divides them; otherwise as is.
 
   The jitted sampler then runs data-parallel (GSPMD): each device holds its rows' KV
   cache, interventions and samples. Rows are independent, so results equal one device.
+  With ``layout="model"`` every device holds every row and its slice of the weights
+  (:mod:`lang_neuron_jax.runtime.sharding`).
   """
   devices = jax.local_devices()
   leaves = jax.tree.leaves(tree)
   rows = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
   if len(rows) > 1 or None in rows:
     raise ValueError(f"Every array needs the same leading (row) axis; got {sorted(map(str, rows))}.")
-  if len(devices) == 1 or not leaves or next(iter(rows)) % len(devices):
+  if layout == "data" and (len(devices) == 1 or not leaves or next(iter(rows)) % len(devices)):
     return jax.tree.map(jnp.asarray, tree)
-  by_row = sharding.split_along(sharding.local_mesh())
+  by_row = sharding.rows_sharding(layout)
   return jax.tree.map(lambda x: jax.device_put(x, by_row), tree)
 
 

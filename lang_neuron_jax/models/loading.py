@@ -31,13 +31,13 @@ import jax.numpy as jnp
 
 from lang_neuron_jax.runtime import artifacts, cache
 from lang_neuron_jax.models import tokenizer as tokenizer_lib
-from lang_neuron_jax.errors import MissingFileError, UserError
+from lang_neuron_jax.errors import ConfigError, MissingFileError, UserError
 from lang_neuron_jax.models import bloom, cohere, gemma2, gemma3, llama, mistral, qwen2, qwen3, xglm
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import convert
 from lang_neuron_jax.models.decoder import Decoder
 from lang_neuron_jax.models.sources import GGUFSource, SafetensorsSource, gguf_metadata, open_gguf
-from lang_neuron_jax.runtime.sharding import param_sharding, shard_params
+from lang_neuron_jax.runtime.sharding import LAYOUTS, param_sharding, shard_params
 
 DEFAULT_MODEL = "gemma3-270m"
 # Family modules by name. A family module provides PRESETS, HF_MODEL_TYPES,
@@ -165,6 +165,9 @@ class LanguageModel:
     config: The :class:`DecoderConfig`.
     tokenizer: A transformers tokenizer (None if the checkpoint ships none).
     source: What ``load_model`` was given.
+    layout: Where a batch's rows go on the devices, ``"data"`` (split) or ``"model"``
+      (every device, weights never move): :mod:`lang_neuron_jax.runtime.sharding`. It
+      does not change any result, only memory and speed, so it is not in ``model_id``.
   """
 
   module: Decoder
@@ -172,6 +175,11 @@ class LanguageModel:
   config: DecoderConfig
   tokenizer: Any
   source: str
+  layout: str = "data"
+
+  def __post_init__(self):
+    if self.layout not in LAYOUTS:
+      raise ConfigError(f"Unknown layout {self.layout!r}; use one of {', '.join(LAYOUTS)}.")
 
   @property
   def model_id(self) -> str:
@@ -217,7 +225,7 @@ def load_config(source: str = DEFAULT_MODEL) -> DecoderConfig:
 
 
 def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
-               cache_dir: str | None = None, mesh=None) -> LanguageModel:
+               cache_dir: str | None = None, mesh=None, layout: str = "data") -> LanguageModel:
   """Loads a model and its tokenizer.
 
   Args:
@@ -231,6 +239,9 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
     mesh: Optional ``jax.sharding.Mesh``: each tensor is placed on it as it is read
       (:mod:`lang_neuron_jax.runtime.sharding`), so host memory stays near one tensor and device
       memory near the model's share per device.
+    layout: ``"data"`` (default) or ``"model"``: where the stages put a batch's rows
+      (:mod:`lang_neuron_jax.runtime.sharding`; ``"model"`` for a sharded model on one
+      host's CPU devices, whose gathered weights would not fit).
 
   Returns:
     A :class:`LanguageModel`.
@@ -245,8 +256,14 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
   dtype = jnp.dtype(dtype)
   if dtype not in (jnp.float32, jnp.bfloat16):
     raise UserError(f"dtype must be float32 or bfloat16, not {dtype}.")
-  cache_dir = cache_dir or default_cache_dir()
-  source = os.fspath(source)
+  if layout not in LAYOUTS:
+    raise ConfigError(f"Unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}.")
+  lm = _load(os.fspath(source), dtype, cache_dir or default_cache_dir(), mesh)
+  return lm if layout == lm.layout else dataclasses.replace(lm, layout=layout)
+
+
+def _load(source: str, dtype, cache_dir: str, mesh) -> LanguageModel:
+  """:func:`load_model` once its arguments are checked."""
   place = None
   if mesh is not None:
     place = lambda path, value: jax.device_put(value, param_sharding(value.shape, mesh))

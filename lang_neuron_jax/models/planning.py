@@ -18,7 +18,7 @@ import re
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 import numpy as np
 
 from lang_neuron_jax.models.activations import pooled_taps
@@ -26,7 +26,8 @@ from lang_neuron_jax.errors import ConfigError, UserError
 from lang_neuron_jax.generation import sampling
 from lang_neuron_jax.models.loading import abstract_params
 from lang_neuron_jax.models.config import DecoderConfig
-from lang_neuron_jax.runtime.sharding import param_sharding, sharded_axis
+from lang_neuron_jax.runtime.sharding import (LAYOUTS, param_sharding, rows_sharding,
+                                              sharded_axis)
 
 GB = 1024**3
 
@@ -55,6 +56,7 @@ class MemoryPlan:
     response_files: Bytes of the float32 ``.npy`` response files for ``texts`` texts (host disk).
     neurons: Neurons recorded per text.
     forward_compiled_for: The backend and dtype ``forward_temp`` was compiled for.
+    layout: Where a batch's rows go (:data:`~lang_neuron_jax.runtime.sharding.LAYOUTS`).
   """
 
   devices: int
@@ -69,6 +71,7 @@ class MemoryPlan:
   neurons: int
   forward_compiled_for: str = ""
   generation_temp: int = 0
+  layout: str = "data"
 
   @property
   def peak_per_device(self) -> int:
@@ -111,10 +114,29 @@ class MemoryPlan:
     ]
     lines = [f"{name:48s} {b / GB:9.2f} GB" for name, b in rows]
     lines.append(f"{'forward compiled for':48s} {self.forward_compiled_for}")
+    lines.append(f"{'layout (where a batch goes)':48s} {self.layout}")
     if device_memory_gb is not None:
       verdict = "fits" if self.fits(device_memory_gb) else "does NOT fit"
       lines.append(f"{'verdict':48s} {verdict} in {device_memory_gb:g} GB per device")
     return "\n".join(lines)
+
+
+def device_memory_gb(devices: int) -> tuple[float, str]:
+  """Memory per device for a plan's verdict, and where the figure comes from: the
+  device's own limit (GPU, TPU), or on a CPU host its available memory (``MemAvailable``)
+  shared by ``devices`` CPU devices."""
+  device = jax.local_devices()[0]
+  try:
+    stats = device.memory_stats()
+  except Exception:  # pylint: disable=broad-except  # backends without memory stats
+    stats = None
+  if stats and stats.get("bytes_limit"):
+    return stats["bytes_limit"] / GB, f"{device.device_kind}'s limit"
+  with open("/proc/meminfo") as f:
+    available = next(int(line.split()[1]) * 1024 for line in f
+                     if line.startswith("MemAvailable:"))
+  return available / devices / GB, (f"the host's available {available / GB:.1f} GB shared by "
+                                    f"{devices} CPU devices")
 
 
 def check_fits(plan: MemoryPlan, device_memory_gb: float, *, what: str = "The model") -> None:
@@ -136,6 +158,9 @@ def check_fits(plan: MemoryPlan, device_memory_gb: float, *, what: str = "The mo
   else:
     advice.append(f"fewer generation rows (the sampler's working memory with its KV cache: "
                   f"{generation / GB:.2f} GB per device)")
+  if plan.layout == "data" and plan.devices > 1:
+    advice.append("--layout=model (every device sees the whole batch and gathers no "
+                  "weight: what a sharded model needs on one host's CPU devices)")
   raise UserError(
       f"{what} does not fit: the memory plan needs {plan.peak_per_device / GB:.2f} GB per "
       f"device on {plan.devices} device(s) (parameters {plan.params_per_device / GB:.2f} GB), "
@@ -148,7 +173,7 @@ def _bytes(shape, dtype) -> int:
 
 def plan_memory(config: DecoderConfig, *, devices: int, dtype=jnp.float32, texts: int = 5873,
                 max_length: int = 256, batch_per_device: int = 4, generation_rows: int = 64,
-                generation_length: int = 192) -> MemoryPlan:
+                generation_length: int = 192, layout: str = "data") -> MemoryPlan:
   """A :class:`MemoryPlan` (compiles the forward for the local backend; allocates nothing).
 
   Args:
@@ -160,9 +185,15 @@ def plan_memory(config: DecoderConfig, *, devices: int, dtype=jnp.float32, texts
     batch_per_device: Texts per device per forward pass.
     generation_rows: Generation rows per call (over all devices).
     generation_length: Prompt + new tokens of a generation row.
+    layout: ``"data"`` (rows split over the devices, weights gathered where used) or
+      ``"model"`` (every device sees every row; weights never move): see
+      :mod:`lang_neuron_jax.runtime.sharding`. The batch is ``batch_per_device * devices``
+      texts either way.
   """
   if devices < 1:
     raise ConfigError(f"devices must be positive, got {devices}.")
+  if layout not in LAYOUTS:
+    raise ConfigError(f"Unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}.")
   params = abstract_params(config, dtype)
   leaves = jax.tree_util.tree_leaves_with_path(params)
   total = sum(_bytes(p.shape, p.dtype) for _, p in leaves)
@@ -186,7 +217,7 @@ def plan_memory(config: DecoderConfig, *, devices: int, dtype=jnp.float32, texts
     # XLA:CPU's float32 copies of bfloat16 weights (it has no bfloat16 matmuls).
     forward_dtype = dtype
     mesh = Mesh(np.array(jax.local_devices()[:devices]), ("data",))
-    by_text = NamedSharding(mesh, PartitionSpec("data"))
+    by_text = rows_sharding(layout, mesh)
     forward_params = jax.tree.map(
         lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=param_sharding(p.shape, mesh)),
         params)
@@ -205,9 +236,12 @@ def plan_memory(config: DecoderConfig, *, devices: int, dtype=jnp.float32, texts
     if jax.default_backend() == "cpu" and jnp.dtype(dtype) == jnp.bfloat16:
       forward_dtype = jnp.float32
     forward_params = params if forward_dtype == dtype else abstract_params(config, forward_dtype)
-    ids = jax.ShapeDtypeStruct((batch_per_device, max_length), jnp.int32)
-    mask = jax.ShapeDtypeStruct((batch_per_device, max_length), jnp.bool_)
-    gathered = max(layer_bytes.values(), default=0)
+    # "model": every device sees the whole batch and gathers no weight (its working
+    # memory is then over-estimated by the other devices' share of any weight copies).
+    local_rows = batch_per_device * (devices if layout == "model" else 1)
+    ids = jax.ShapeDtypeStruct((local_rows, max_length), jnp.int32)
+    mask = jax.ShapeDtypeStruct((local_rows, max_length), jnp.bool_)
+    gathered = max(layer_bytes.values(), default=0) if layout == "data" else 0
     compiled_for = (f"{jax.default_backend()}, {jnp.dtype(forward_dtype).name}, one device "
                     "(estimate: one layer gathered at a time)")
   compiled = jax.jit(pooled_taps, static_argnums=0).lower(config, forward_params, ids,
@@ -218,7 +252,8 @@ def plan_memory(config: DecoderConfig, *, devices: int, dtype=jnp.float32, texts
   neurons = sum(config.site_widths[s] for s in config.neuron_sites) * config.num_layers
   # The sampler, compiled like the forward: its KV cache, logits and (XLA:CPU, bfloat16)
   # float32 weight copies, which the KV cache alone missed by 5 GB on Llama-3.2-1B.
-  rows = -(-generation_rows // devices) * (devices if ids.sharding is not None else 1)
+  whole = ids.sharding is not None or layout == "model"  # the rows of every device
+  rows = -(-generation_rows // devices) * (devices if whole else 1)
   prompts = jax.ShapeDtypeStruct((rows, 1), jnp.int32, sharding=ids.sharding)
   generation = sampling.generate.lower(
       config, forward_params, prompts, jax.ShapeDtypeStruct((rows,), jnp.int32,
@@ -226,7 +261,8 @@ def plan_memory(config: DecoderConfig, *, devices: int, dtype=jnp.float32, texts
       max_new_tokens=max(1, generation_length - 1),
       sampler=sampling.Sampler(temperature=1.0)).compile().memory_analysis()
   head_dim = config.head_dim
-  kv = _bytes((2, config.num_layers, -(-generation_rows // devices), generation_length,
+  kv_rows = generation_rows if layout == "model" else -(-generation_rows // devices)
+  kv = _bytes((2, config.num_layers, kv_rows, generation_length,
                config.num_kv_heads, head_dim), dtype)
   return MemoryPlan(
       devices=devices, dtype=jnp.dtype(dtype).name, params_total=total,
@@ -236,4 +272,4 @@ def plan_memory(config: DecoderConfig, *, devices: int, dtype=jnp.float32, texts
       forward_output=output,
       kv_cache_per_device=kv, response_files=int(np.int64(texts) * neurons * 4),
       neurons=neurons, forward_compiled_for=compiled_for,
-      generation_temp=int(generation.temp_size_in_bytes))
+      generation_temp=int(generation.temp_size_in_bytes), layout=layout)
