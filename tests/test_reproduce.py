@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 from tests import report_cells
 from tests.conftest import write_small_corpus
 
@@ -46,8 +48,36 @@ def test_reproduce_quick_writes_every_report_section(tiny_gemma3_with_tokenizer,
     summary = json.load(f)
   assert report_cells.check_comparison_report(
       comparison, summary, list(summary["sweep"]), ["en", "de", "ja"]) > 0
+  check_across_models(work, tmp_path)
   again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
   assert again.returncode == 0, again.stderr[-3000:]
   assert "Reusing the finished 'responses' stage" in again.stderr
   # responses, scores, both generation sets, the comparison's two generation stages
   assert again.stderr.count("Reusing") >= 6, again.stderr
+
+
+def check_across_models(work, tmp_path):
+  """experiments/across_models.py on the run (twice, under two names): its cells are the
+  run's own figures."""
+  from lang_neuron_jax.report import across, tables
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "across_models.py"),
+                        f"--run=one={work}", f"--run=two={work}",
+                        f"--out={tmp_path / 'across' / 'across.md'}"],
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert os.path.exists(tmp_path / "across" / "across_layers.png")
+  text = (tmp_path / "across" / "across.md").read_text()
+  with open(os.path.join(work, "find", "analysis.json")) as f:
+    analysis = json.load(f)
+  with open(os.path.join(work, "control", "metrics.json")) as f:
+    german = json.load(f)["unconditional"][f"de/both/{analysis['n']}"]
+  cell = tables.share(german["valid_share"], german["valid_share_ci"], german["significant_valid"])
+  row = next(l for l in text.splitlines() if l.startswith("| two | de | "))
+  assert [c.strip() for c in row.strip("|").split("|")][5] == cell, row  # valid at N
+  layers = np.asarray(analysis["layers"]["ja"])
+  centre = (np.arange(len(layers)) + 0.5) / len(layers)
+  expected = layers[centre < 0.2].sum() / layers.sum()
+  assert across.depth_bands(layers)[0] == expected
+  row = next(l for l in text.splitlines() if l.startswith("| one | first fifth"))
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells[2 + analysis["languages"].index("ja")] == f"{expected:.0%}", row
