@@ -68,38 +68,55 @@ def test_diffmean_vectors_equal_a_plain_mean_difference_and_the_layer_rule():
 
 
 def test_probe_equals_sklearn_logistic_regression_and_the_layer_rule():
-  """The optax L-BFGS probe reaches sklearn's LogisticRegression(C) optimum (ITI's probe);
-  the layer rule takes the layer where the language is separable; the steer adds
-  alpha * spread * unit direction at that layer only."""
+  """The optax L-BFGS probe reaches sklearn's LogisticRegression(C) optimum (ITI's probe),
+  also with class_weight="balanced"; the AUC equals sklearn's. On one language against
+  nine times as many others, beside a dimension 3,000 times wider (issue 30's residual
+  stream), the rule takes the layer where the language ranks above the others (AUC), not
+  the one where ITI's accuracy rule would go (layer 0, where a third of it stands out);
+  the direction leaves the wide dimension alone; the steer adds alpha * spread * unit
+  direction at that layer only."""
   from sklearn.linear_model import LogisticRegression
+  from sklearn.metrics import roc_auc_score
   from lang_neuron_jax.methods import probe
 
   rng = np.random.RandomState(0)
   x = rng.randn(300, 8).astype(np.float32)
-  y = (x @ rng.randn(8) + rng.randn(300) > 0).astype(np.float32)
-  for c in (1.0, 0.1):
-    w, b, count, largest = probe.train_probe(x, y, c, tol=1e-7)
-    want = LogisticRegression(C=c, tol=1e-10, max_iter=10_000).fit(x, y)
+  y = (x @ rng.randn(8) + rng.randn(300) > 1.5).astype(np.float32)  # about 1 in 7 positive
+  for c, weighting in ((1.0, None), (0.1, None), (1.0, "balanced")):
+    # Ones rather than None: one compilation serves all three fits.
+    weights = np.ones_like(y) if weighting is None else probe.balanced_weights(y)
+    w, b, count, largest = probe.train_probe(x, y, c, weights, tol=1e-7)
+    want = LogisticRegression(C=c, class_weight=weighting, tol=1e-10, max_iter=10_000).fit(x, y)
     assert 0 < int(count) < 1000 and float(largest) < 1e-6
     np.testing.assert_allclose(np.asarray(w), want.coef_[0], rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(float(b), want.intercept_[0], rtol=1e-3, atol=1e-4)
+  scores = np.round(x[:, 0], 1)  # with ties
+  assert probe.roc_auc(scores, y) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
 
-  M, L, D, C = 60, 3, 4, 3
-  lang = np.arange(M) % C
+  rng = np.random.RandomState(1)
+  M, L, D = 400, 3, 6
+  lang = np.where(np.arange(M) % 10 == 0, 1, 0)  # "b": one text in ten
   resid = rng.randn(M, L, D).astype(np.float32)
-  resid[lang == 1, 1, 2] += 5.0  # language 1 is separable at layer 1 only
+  resid[:, :, 0] *= 3000.0  # a wide dimension that carries nothing
+  b = np.flatnonzero(lang == 1)
+  resid[b[::3], 0, 4] += 8.0  # layer 0: a third of "b" stands out, the rest does not
+  resid[b, 2, 3] += 1.5  # layer 2: all of "b" shifted, overlapping the others
   held_out = probe.validation_mask(lang)
-  assert held_out.sum() == 12 and all(held_out[lang == c].sum() == 4 for c in range(C))
-  fitted = probe.LinearProbe().fit(stats_from({"resid": resid}, lang, ["a", "b", "c"],
+  assert held_out.sum() == 80 and held_out[lang == 1].sum() == 8
+  fitted = probe.LinearProbe().fit(stats_from({"resid": resid}, lang, ["a", "b"],
                                               {"resid": D}))
-  assert fitted.layer["b"] == 1 and fitted.accuracy[1, 1] == 1.0
-  unit = fitted.directions[1, 1]
-  assert np.isclose(np.linalg.norm(unit), 1.0) and np.argmax(np.abs(unit)) == 2 and unit[2] > 0
-  np.testing.assert_allclose(fitted.spread[1, 1], np.std(resid[:, 1] @ unit), rtol=1e-5)
+  # (ITI's unweighted probes on the raw stream, ranked by accuracy, chose layer 0 here:
+  # 0.94 there against 0.89 at layer 2.)
+  assert fitted.layer["b"] == 2 and fitted.auc[1, 2] > 0.8 > fitted.auc[1, 0]
+  unit = fitted.directions[1, 2]
+  assert np.isclose(np.linalg.norm(unit), 1.0) and np.argmax(np.abs(unit)) == 3 and unit[3] > 0
+  assert abs(unit[0]) < 1e-3  # the probe's normal in raw coordinates: w / scale
+  np.testing.assert_allclose(fitted.spread[1, 2], np.std(resid[:, 2] @ unit), rtol=1e-5)
   mask, scale, shift = fitted.steer("b", 3.0).edits["resid"]
-  assert mask[1].all() and not mask[[0, 2]].any() and (scale == 1).all()
-  np.testing.assert_allclose(shift[1], 3.0 * fitted.spread[1, 1] * unit, rtol=1e-6)
-  assert fitted.layers("b", 3.0).tolist() == [0, D, 0]
+  assert mask[2].all() and not mask[:2].any() and (scale == 1).all()
+  np.testing.assert_allclose(shift[2], 3.0 * fitted.spread[1, 2] * unit, rtol=1e-6)
+  assert fitted.layers("b", 3.0).tolist() == [0, 0, D]
+  assert set(fitted.summary()["validation_auc"]) == {"a", "b"}
 
 
 def test_probe_bad_input():

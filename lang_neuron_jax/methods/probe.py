@@ -12,22 +12,40 @@ direction.
 
 Here the site is the residual stream after block ``l`` (the ``resid`` tap, mean-pooled
 over a text's tokens, BOS included, as :mod:`~lang_neuron_jax.methods.diffmean` reads
-it), one probe per language (its texts against every other text) and layer. Each probe
-minimises sklearn's objective,
+it), one probe per language (its texts against every other text) and layer.
 
-    mean_i [log(1 + exp(z_i)) - y_i z_i] + |w|^2 / (2 C M),    z_i = x_i . w + b,
+Three changes from ITI, because one language against five is not ITI's balanced
+true/false data (issue 30: with 80 training texts of a language against about 2,200
+others on the raw residual stream, whose norms reach 13,000, no probe's validation
+accuracy beat predicting "other", and the accuracy rule fell back to layers 0-2):
+
+- Features are standardized per dimension with the training split's mean and standard
+  deviation (a dimension that does not vary keeps scale 1), so the optimizer and the L2
+  penalty see every dimension on one scale.
+- Classes are weighted as sklearn's ``class_weight="balanced"``: text ``i`` weighs
+  ``s_i = M / (2 M_{y_i})``, so each class carries half of the loss.
+- The layer rule ranks by validation ROC AUC (threshold-free and insensitive to the class
+  ratio), ties broken by the lower class-weighted validation log loss, then the lower layer.
+
+Each probe minimises sklearn's weighted objective (``sum_i s_i = M`` for balanced weights),
+
+    sum_i s_i [log(1 + exp(z_i)) - y_i z_i] / sum_i s_i + |w|^2 / (2 C sum_i s_i),
+    z_i = u_i . w + b,   u_i = (x_i - mean) / scale,
 
 with optax's L-BFGS from zero, stopping where sklearn's L-BFGS stops (largest gradient
 entry below ``tol``, or ``max_iter`` iterations; a probe that reaches ``max_iter`` is used
 as it stands, as ITI uses sklearn's). tests/test_methods.py checks ``coef_`` against
-sklearn's.
+sklearn's, with and without the class weights.
+
+The direction lives in the residual stream's own coordinates: the probe's logit is
+``x . (w / scale) + const``, so its normal there is ``w / scale`` (normalised to
+``w_hat``), the direction that raises the logit most per unit of added norm, as ITI's
+``coef_`` is for its unstandardized probes.
 
 Validation split: every fifth text of each language and of the texts of no scored
-language (positions 4, 9, 14, ... in corpus order; 20%). Layer rule: the layer whose
-probe has the highest validation accuracy (ITI's ranking), ties broken by the lower
-validation log loss, then the lower layer. Steering towards ``c`` adds
+language (positions 4, 9, 14, ... in corpus order; 20%). Steering towards ``c`` adds
 ``alpha * std_i(x_i . w_hat) * w_hat`` (``i`` over every text) to the residual stream
-after that layer at every position (prompt and new tokens).
+after the rule's layer at every position (prompt and new tokens).
 """
 
 from __future__ import annotations
@@ -49,23 +67,28 @@ VALIDATION_EVERY = 5  # Every fifth text is held out: ITI's val_ratio of 0.2.
 
 
 @functools.partial(jax.jit, static_argnames=("max_iter",))
-def train_probe(x: jax.Array, y: jax.Array, c: float = 1.0, *, max_iter: int = 1000,
-                tol: float = 1e-4) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-  """One L2-regularised logistic regression, as sklearn's ``LogisticRegression(C=c)``.
+def train_probe(x: jax.Array, y: jax.Array, c: float = 1.0, weights: jax.Array | None = None,
+                *, max_iter: int = 1000, tol: float = 1e-4
+                ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """One L2-regularised logistic regression, as sklearn's ``LogisticRegression(C=c)``
+  fitted with ``sample_weight=weights``.
 
   Args:
     x: float32 ``[M, D]`` features.
     y: float32 ``[M]`` labels in {0, 1}.
+    weights: float32 ``[M]`` sample weights (None: every sample weighs 1). sklearn scales
+      both the loss and the penalty by their sum, as here.
 
   Returns:
     ``(w [D], b [], iterations [], largest gradient entry [])``.
   """
-  n = x.shape[0]
+  s = jnp.ones_like(y) if weights is None else weights
+  total = jnp.sum(s)
 
   def objective(params):
     w, b = params
     z = x @ w + b
-    return jnp.mean(jnp.logaddexp(0.0, z) - y * z) + 0.5 * jnp.dot(w, w) / (c * n)
+    return jnp.sum(s * (jnp.logaddexp(0.0, z) - y * z)) / total + 0.5 * jnp.dot(w, w) / (c * total)
 
   solver = optax.lbfgs()
   value_and_grad = optax.value_and_grad_from_state(objective)
@@ -100,24 +123,54 @@ def validation_mask(language_of_text: np.ndarray) -> np.ndarray:
   return held_out
 
 
-def _log_loss(z: np.ndarray, y: np.ndarray) -> float:
-  return float(np.mean(np.logaddexp(0.0, z) - y * z))
+def standardization(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """float32 ``([D] mean, [D] scale)`` of features ``[M, D]``: per dimension, their mean
+  and standard deviation (float64 sums); a constant dimension gets scale 1, so it
+  stays 0 instead of dividing by 0."""
+  mean, std = x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64)
+  return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
+
+
+def balanced_weights(y: np.ndarray) -> np.ndarray:
+  """float32 ``[M]``: sklearn's ``class_weight="balanced"`` for labels ``y`` in {0, 1},
+  ``M / (2 M_class)``, so each class carries half of the loss (they sum to ``M``)."""
+  positive = y > 0
+  counts = np.array([np.sum(~positive), np.sum(positive)], np.float64)
+  return (len(y) / (2 * np.maximum(counts, 1)))[positive.astype(int)].astype(np.float32)
+
+
+def roc_auc(scores: np.ndarray, y: np.ndarray) -> float:
+  """Area under the ROC curve of ``scores`` ``[M]`` for labels ``y`` ``[M]`` (both classes
+  present): the probability that a positive outscores a negative, ties counting half
+  (the Mann-Whitney statistic, from average ranks)."""
+  positive = y > 0
+  n1, n0 = int(positive.sum()), int((~positive).sum())
+  _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+  # 1-based average rank of each distinct score, so tied scores share their mean rank.
+  average_rank = np.cumsum(counts) - (counts - 1) / 2
+  ranks = average_rank[inverse.reshape(-1)]
+  return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _log_loss(z: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
+  """Weighted mean logistic loss of logits ``z`` ``[M]`` (float64)."""
+  return float(np.sum(weights * (np.logaddexp(0.0, z) - y * z)) / np.sum(weights))
 
 
 class FittedProbe(FittedDirection):
-  """Unit directions ``[C, L, D]``, projection spreads ``[C, L]``, validation accuracy and
-  log loss ``[C, L]``, and each language's layer (the rule's, or the one given); strength
-  ``alpha`` adds ``alpha * spread[c, layer] * directions[c, layer]``."""
+  """Unit directions ``[C, L, D]``, projection spreads ``[C, L]``, validation ROC AUC and
+  class-weighted log loss ``[C, L]``, and each language's layer (the rule's, or the one
+  given); strength ``alpha`` adds ``alpha * spread[c, layer] * directions[c, layer]``."""
 
   def __init__(self, languages, directions: np.ndarray, spread: np.ndarray,
-               accuracy: np.ndarray, loss: np.ndarray, iterations: np.ndarray,
+               auc: np.ndarray, loss: np.ndarray, iterations: np.ndarray,
                layer: int | None = None):
     L = directions.shape[1]
-    # np.lexsort sorts by its last key first: accuracy (descending), loss, layer.
+    # np.lexsort sorts by its last key first: AUC (descending), loss, layer.
     super().__init__(languages, directions, {
-        lang: int(np.lexsort((np.arange(L), loss[c], -accuracy[c]))[0])
+        lang: int(np.lexsort((np.arange(L), loss[c], -auc[c]))[0])
         if layer is None else layer for c, lang in enumerate(languages)}, scale=spread)
-    self.accuracy, self.loss, self.iterations = accuracy, loss, iterations
+    self.auc, self.loss, self.iterations = auc, loss, iterations
 
   @property
   def spread(self) -> np.ndarray:
@@ -127,14 +180,15 @@ class FittedProbe(FittedDirection):
   def summary(self) -> dict:
     return {"layer": self.layer,
             "spread": {l: float(self.spread[c, self.layer[l]]) for c, l in enumerate(self.languages)},
-            "validation_accuracy": {l: self.accuracy[c].round(4).tolist()
-                                    for c, l in enumerate(self.languages)},
+            "validation_auc": {l: self.auc[c].round(4).tolist()
+                               for c, l in enumerate(self.languages)},
             "iterations": {l: self.iterations[c].tolist() for c, l in enumerate(self.languages)}}
 
 
 class LinearProbe(DirectionMethod):
   """ITI-style logistic-regression probe directions added to one layer's residual
-  stream; strength ``alpha`` in units of the texts' spread along the direction.
+  stream, from standardized, class-weighted probes; strength ``alpha`` in units of the
+  texts' spread along the direction.
 
   Args:
     layer: Steer at this layer for every language instead of the layer rule's choice.
@@ -143,9 +197,9 @@ class LinearProbe(DirectionMethod):
   """
 
   name = "probe"
-  # On the embedded model the languages' means lie about 2 spreads apart along their
-  # probe directions, so 2 moves the others' mean onto the language's; ITI's default
-  # alpha (15) lies inside the sweep.
+  # Chosen with ITI's unweighted probes on the raw stream (before issue 30), along whose
+  # directions the embedded model's languages' means lay about 2 spreads apart, so 2
+  # moved the others' mean onto the language's; ITI's default alpha (15) lies inside.
   strengths = (2.0, 8.0, 32.0)
 
   def __init__(self, layer: int | None = None, c: float = 1.0, max_iter: int = 1000):
@@ -167,17 +221,22 @@ class LinearProbe(DirectionMethod):
     C, (_, L, D) = len(stats.languages), resid.shape
     labels = [(stats.language_of_text == c).astype(np.float32) for c in range(C)]
     directions = np.zeros((C, L, D), np.float32)
-    spread, accuracy, loss, iterations = (np.zeros((C, L)) for _ in range(4))
+    spread, auc, loss, iterations = (np.zeros((C, L)) for _ in range(4))
     for l in tqdm(range(L), desc="probes (layers)", leave=False):
       x = np.asarray(resid[:, l], np.float32)
+      mean, scale = standardization(x[~held_out])
+      u = (x - mean) / scale
       for c, y in enumerate(labels):
-        w, b, count, _ = train_probe(x[~held_out], y[~held_out], self.c, max_iter=self.max_iter)
+        train, val = y[~held_out], y[held_out]
+        w, b, count, _ = train_probe(u[~held_out], train, self.c, balanced_weights(train),
+                                     max_iter=self.max_iter)
         w, b = np.asarray(w), float(b)
-        z = x[held_out] @ w + b
-        accuracy[c, l] = np.mean((z > 0) == (y[held_out] > 0))
-        loss[c, l] = _log_loss(z.astype(np.float64), y[held_out])
-        unit = w / max(float(np.linalg.norm(w)), 1e-30)
+        z = (u[held_out] @ w + b).astype(np.float64)
+        auc[c, l] = roc_auc(z, val)
+        loss[c, l] = _log_loss(z, val, balanced_weights(val))
+        normal = w / scale  # The probe's normal in the residual stream's coordinates.
+        unit = normal / max(float(np.linalg.norm(normal)), 1e-30)
         directions[c, l], spread[c, l] = unit, float(np.std(x @ unit))
         iterations[c, l] = int(count)
-    return FittedProbe(stats.languages, directions, spread, accuracy, loss, iterations,
+    return FittedProbe(stats.languages, directions, spread, auc, loss, iterations,
                        self.layer)
