@@ -3,13 +3,15 @@ neurons (the paper), LAPE neurons, mean-difference directions and linear-probe (
 directions.
 
   python experiments/compare_methods.py                      # embedded Gemma 3 270M
-  python experiments/compare_methods.py --paper              # every text, wide sweeps, 100 samples
+  python experiments/compare_methods.py --paper              # every text, wide sweeps, 100+100
   python experiments/compare_methods.py --quick              # minutes, for a check
   python experiments/compare_methods.py --methods=ap,diffmean --diffmean=1,2,4,8
   python experiments/compare_methods.py --methods=ap,lape,diffmean,probe   # with probes
 
-Writes into --workdir (find/ and the comparison; see lang_neuron_jax/compare/stage.py) and
-ends with comparison.md; a re-run resumes where it stopped.
+Each method's strength is chosen on one half of the samples and reported on the other
+(lang_neuron_jax/compare/choice.py). Writes into --workdir (find/ and the comparison; see
+lang_neuron_jax/compare/stage.py) and ends with comparison.md; a re-run resumes where it
+stopped.
 """
 
 import dataclasses
@@ -35,7 +37,11 @@ _METHODS = flags.DEFINE_list("methods", list(compare.DEFAULT_METHODS),
 _STRENGTHS = {m: flags.DEFINE_list(m, None, f"Strengths of {m} "
                                    f"({compare.METHODS[m].strength_name}; default: the preset's).")
               for m in compare.METHODS}
-_SAMPLES = flags.DEFINE_integer("samples", None, "Samples per condition (default: the preset's).")
+_SAMPLES = flags.DEFINE_integer("samples", None, "Held-out samples of each chosen setting and of "
+                                "the baseline, which the report's figures come from (default: "
+                                "the preset's).")
+_CHOOSE_SAMPLES = flags.DEFINE_integer("choose_samples", None, "Samples of every setting on which "
+                                       "each method's strength is chosen (default: the preset's).")
 _PAIRS = flags.DEFINE_integer("translation_pairs", None, "English->X pairs per translation set, "
                               "each method at its chosen strength (0: no translation; "
                               "default: the preset's).")
@@ -70,7 +76,8 @@ def configs(model_config) -> tuple[find.FindConfig, compare.CompareConfig]:
       preset.compare, languages=tuple(_LANGUAGES.value), methods=methods, seed=_SEED.value,
       strengths=tuple((m, v) for m, v in strengths.items() if m in methods),
       options=tuple((m, o) for m, o in options.items() if m in methods),
-      **{k: flag.value for k, flag in (("samples", _SAMPLES), ("translation_pairs", _PAIRS))
+      **{k: flag.value for k, flag in (("samples", _SAMPLES), ("choose_samples", _CHOOSE_SAMPLES),
+                                       ("translation_pairs", _PAIRS))
          if flag.value is not None})
   find_config = compare.find_config(
       dataclasses.replace(preset.find, languages=tuple(_LANGUAGES.value), seed=_SEED.value,

@@ -103,20 +103,22 @@ def check_study_report(text: str, metrics: dict) -> int:
 
 
 def check_comparison_report(text: str, summary: dict, methods, languages) -> int:
-  """Checks comparison.md's best-setting table and every-condition table against
-  ``comparison.json``; returns the number of cells checked."""
+  """Checks comparison.md's best-setting tables (held out: ``best``; choosing half:
+  ``chosen_on``) and every-condition table against ``comparison.json``; returns the
+  number of cells checked."""
   checked = 0
-  _, rows = table(text, "| method |")
-  for m in methods:
-    for lang, cell in zip(languages, rows[m][1:]):
-      b = summary["best"][m][lang]
-      if b is None:
-        assert cell == "none within cost", cell
-        continue
-      strength = check_share(cell, b["valid_share"], b["valid_share_ci"], b["significant_valid"],
-                             style="compare")
-      assert float(strength) == b["strength"], (cell, b)
-      checked += 1
+  for header, part in (("| method |", "best"), ("| method, choosing half |", "chosen_on")):
+    _, rows = table(text, header)
+    for m in methods:
+      for lang, cell in zip(languages, rows[m][1:]):
+        b = summary[part][m][lang]
+        if b is None:
+          assert cell == "none within cost", cell
+          continue
+        strength = check_share(cell, b["valid_share"], b["valid_share_ci"],
+                               b["significant_valid"], style="compare")
+        assert float(strength) == b["strength"], (cell, b)
+        checked += 1
   _, rows = table(text, "| condition |")
   cond = summary["conditions"]
   assert set(rows) == {k for k, v in cond.items() if v["kind"] is not None}

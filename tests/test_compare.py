@@ -85,6 +85,7 @@ def test_translation_strengths_fall_back_to_the_weakest():
     ("fluency_cost", math.nan, "fluency_cost"), ("fluency_cost", math.inf, "fluency_cost"),
     ("fluency_cost", -2.0, "fluency_cost"), ("fluency_cost", 0.5, "fluency_cost"),
     ("perplexity_samples", 0, "perplexity_samples"), ("samples", 0, "samples"),
+    ("choose_samples", 0, "choose_samples"),
     ("translation_pairs", -1, "translation_pairs")])
 def test_validate_refuses_bad_numbers_before_any_work(field, value, message):
   config = dataclasses.replace(compare.CompareConfig(), **{field: value})
@@ -106,7 +107,8 @@ def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):
   work = str(tmp_path / "work")
   preset = presets.COMPARE_QUICK
   config = dataclasses.replace(
-      preset.compare, languages=("en", "de", "ja"), samples=3, methods=tuple(compare.METHODS),
+      preset.compare, languages=("en", "de", "ja"), samples=3, choose_samples=3,
+      methods=tuple(compare.METHODS),
       strengths=(("ap", (4, 20)), ("lape", (0.1,)), ("diffmean", (1.0,)), ("probe", (8.0,))))
   find_config = compare.find_config(dataclasses.replace(
       preset.find, languages=("en", "de", "ja"), corpus_dir=corpus), lm.config, config.methods)
@@ -117,8 +119,8 @@ def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):
 
   result = run()
   compare.write_report(work, result, config, model_id=lm.model_id)
-  for name in ("comparison.md", "comparison.json", "comparison.jsonl", "pareto.png",
-               "method_layers.png", "find/expertise.npz", "find/responses/resid.npy",
+  for name in ("comparison.md", "comparison.json", "comparison.jsonl", "held_out.jsonl",
+               "pareto.png", "method_layers.png", "find/expertise.npz", "find/responses/resid.npy",
                "find/responses/gate_act.positive.npy", "translation.jsonl",
                "translation_bleu.png"):
     assert os.path.exists(os.path.join(work, name)), name
@@ -136,6 +138,23 @@ def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):
   for m in ("diffmean", "probe"):  # one layer per language
     assert sum(summary["layers"][m]) == 3 * lm.config.width
   assert set(summary["fits"]["probe"]["layer"]) == {"en", "de", "ja"}
+  # Chosen on one half, reported on the other: the held-out half holds the baseline and
+  # exactly the chosen settings, on the other sample indices.
+  choosing, held = config.split()
+  assert sorted(choosing + held) == list(range(6)) and summary["split"]["held_out"] == list(held)
+  assert {r["sample"] for r in result.records} == set(choosing)
+  assert {r["sample"] for r in result.held_out} == set(held)
+  chosen = {f"{l}/{m}/{b['strength']:g}" for m, by in summary["chosen_on"].items()
+            for l, b in by.items() if b}
+  assert set(summary["held_out"]) == {"baseline"} | chosen
+  assert all(v["samples"] == 3 for v in summary["held_out"].values())
+  for m, by in summary["best"].items():
+    for lang, b in by.items():
+      assert (b is None) == (summary["chosen_on"][m][lang] is None)
+      if b:
+        h = summary["held_out"][f"{lang}/{m}/{b['strength']:g}"]
+        assert b["valid_share"] == h["valid_share"]
+        assert b["strength"] == summary["chosen_on"][m][lang]["strength"]
   # Translation: FLORES-200 into de and ja (English has no set), 2 pairs, no intervention
   # and each method at the strength chosen from its unconditional results.
   assert set(summary["translation"]) == {"flores200_en_de", "flores200_en_ja"}
@@ -159,21 +178,122 @@ def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):
   with open(os.path.join(work, "comparison.jsonl")) as f:
     first = f.read()
   stamps = {n: os.path.getmtime(os.path.join(work, n)) for n in (
-      "comparison.jsonl", "comparison.stage.json", "translation.jsonl", "translation.stage.json")}
+      "comparison.jsonl", "comparison.stage.json", "held_out.jsonl", "held_out.stage.json",
+      "translation.jsonl", "translation.stage.json")}
   again = run()
   assert again.records == result.records and again.translations == result.translations
+  assert again.held_out == result.held_out
   for name, mtime in stamps.items():
     assert os.path.getmtime(os.path.join(work, name)) == mtime, name
   with open(os.path.join(work, "comparison.jsonl")) as f:
     assert f.read() == first
 
 
-def _records(condition, lang, kind, strength, detected, ppl, samples=10):
+def _records(condition, lang, kind, strength, detected, ppl, samples=10, first=0):
+  """Unconditional records of one condition, sample indices ``first, first + 1, ...``;
+  sample ``i`` is detected as ``detected[i]``."""
   text = "Die Stadt liegt am Fluss und hat viele alte Brücken aus Stein."
   return [{"condition": condition, "language": lang, "kind": kind, "n": None,
-           **({"strength": strength} if kind else {}), "sample": i, "text": text,
+           **({"strength": strength} if kind else {}), "sample": first + i, "text": text,
            "detected": d, "perplexity": ppl * (1 + i / 10)}
           for i, d in zip(range(samples), detected)]
+
+
+def _translations(by_role, pairs=10):
+  """Translation records: ``by_role`` is ``{(target, kind or None): gained}``, the first
+  ``gained`` pairs of each in the target language (English otherwise)."""
+  return [{"dataset": "flores200", "target": lang, "kind": kind, "strength": None,
+           "condition": "x", "sample": i, "reference": "Der Hund.",
+           "output": "Der Hund." if i < gained else "The dog.",
+           "detected": lang if i < gained else "en"}
+          for (lang, kind), gained in by_role.items() for i in range(pairs)]
+
+
+def _marks(summary, method):
+  """Every test field of ``method`` in a comparison summary."""
+  fields = ("p_valid_holm", "significant_valid", "p_target_holm", "significant_target")
+  out = {}
+  for part in ("conditions", "held_out"):
+    for name, v in summary[part].items():
+      if v["kind"] == method:
+        out[(part, name)] = [v[f] for f in fields]
+  for part in ("best", "chosen_on"):
+    out[part] = summary[part][method]
+  for key, by_role in summary["translation"].items():
+    out[("translation", key)] = [by_role[method].get(f) for f in fields]
+  return out
+
+
+def test_marks_do_not_change_when_a_method_is_added():
+  """Tests are Holm-adjusted within each method's own family, so adding the probe (six
+  null tests per table, as when it joined the real comparison) leaves AP's and LAPE's
+  choices and marks as they were; over the whole table, Holm would take AP's marks away
+  (de/ap/4 on the choosing half: p = 2/256, x 4 tests of AP = 0.031, x 11 of the whole
+  table = 0.086; held out and in translation: p = 2/128, x 2 = 0.031, x 5 = 0.078)."""
+  from lang_neuron_jax.evaluation import metrics as metrics_lib
+
+  two = compare.CompareConfig(languages=("de", "fr"), methods=("ap", "lape"),
+                              strengths=(("ap", (4, 20)), ("lape", (0.01,))),
+                              samples=10, choose_samples=10, translation_pairs=10)
+  three = dataclasses.replace(two, methods=("ap", "lape", "probe"),
+                              strengths=two.strengths + (("probe", (2, 8, 32)),))
+  assert two.split() == three.split()  # the samples do not depend on the methods
+  en, gained = ["en"] * 10, lambda lang, k: [lang] * k + ["en"] * (10 - k)
+  choosing_hits = {("de", "ap", 4): 8, ("fr", "lape", 0.01): 10}  # every other: none
+  held_hits = {("de", "ap", 4): 7, ("fr", "lape", 0.01): 10}
+
+  def summary(config):
+    sweep = config.sweep()
+    choosing = _records("baseline", None, None, None, en, 10.0) + [
+        r for lang in config.languages for m in config.methods for s in sweep[m]
+        for r in _records(f"{lang}/{m}/{s:g}", lang, m, s,
+                          gained(lang, choosing_hits.get((lang, m, s), 0)), 10.0)]
+    by_choosing = metrics_lib.summarize_unconditional(choosing)
+    chosen = compare.best_settings(by_choosing, config)
+    held = _records("baseline", None, None, None, en, 10.0, first=10) + [
+        r for lang in config.languages for m in config.methods
+        for s in [chosen[m][lang]["strength"]]
+        for r in _records(f"{lang}/{m}/{s:g}", lang, m, s,
+                          gained(lang, held_hits.get((lang, m, s), 0)), 10.0, first=10)]
+    translations = _translations({(lang, kind): {("de", "ap"): 7, ("fr", "lape"): 10}.get(
+        (lang, kind), 0) for lang in config.languages for kind in (None, *config.methods)})
+    return compare.summarize(by_choosing, metrics_lib.summarize_unconditional(held), {},
+                             config, translations)
+
+  before, after = summary(two), summary(three)
+  for m in ("ap", "lape"):
+    assert _marks(after, m) == _marks(before, m), m
+  assert after["chosen_on"]["ap"]["de"]["strength"] == 4
+  assert after["conditions"]["de/ap/4"]["significant_valid"] is True
+  assert after["held_out"]["de/ap/4"]["significant_valid"] is True
+  assert after["best"]["ap"]["de"]["significant_valid"] is True
+  assert after["translation"]["flores200_en_de"]["ap"]["significant_valid"] is True
+  assert not any(v["significant_valid"] for v in after["conditions"].values()
+                 if v["kind"] == "probe")
+
+
+def test_default_held_out_count_separates_shares_30_points_apart():
+  """The default's held-out count is the smallest from which any two shares at least 30
+  points apart have disjoint 95% Wilson intervals (CompareConfig's docstring)."""
+  from lang_neuron_jax.evaluation.uncertainty import wilson_interval
+
+  def separates(n):
+    gap = math.ceil(0.3 * n - 1e-9)
+    return all(wilson_interval(k, n)[1] < wilson_interval(k + gap, n)[0]
+               for k in range(n - gap + 1))
+
+  n = compare.CompareConfig().samples
+  assert separates(n) and not separates(n - 1)
+  assert all(separates(m) for m in range(n, 120))
+
+
+def test_split_is_fixed_by_the_seed_and_disjoint():
+  config = compare.CompareConfig()
+  choosing, held = config.split()
+  assert (len(choosing), len(held)) == (config.choose_samples, config.samples)
+  assert sorted(choosing + held) == list(range(config.choose_samples + config.samples))
+  assert config.split() == (choosing, held)
+  assert dataclasses.replace(config, seed=1).split() != (choosing, held)
 
 
 def test_comparison_report_cells_match_the_summary(tmp_path):
@@ -185,7 +305,7 @@ def test_comparison_report_cells_match_the_summary(tmp_path):
 
   config = compare.CompareConfig(languages=("de",), methods=("ap", "lape"),
                                  strengths=(("ap", (4, 20)), ("lape", (0.01,))),
-                                 translation_pairs=12)
+                                 translation_pairs=12, samples=10, choose_samples=10)
   records = (_records("baseline", None, None, None, ["en"] * 10, 10.0)
              + _records("de/ap/4", "de", "ap", 4, ["de"] * 10, 12.0)  # significant
              + _records("de/ap/20", "de", "ap", 20, ["de"] * 8, 40.0, samples=8)  # unpaired, over the cost
@@ -195,6 +315,9 @@ def test_comparison_report_cells_match_the_summary(tmp_path):
   by_condition = metrics_lib.summarize_unconditional(records)
   assert by_condition["de/ap/4"]["valid_share"] == 0.6
   assert compare.best_settings(by_condition, config)["ap"]["de"]["strength"] == 4
+  held = (_records("baseline", None, None, None, ["en"] * 10, 10.0, first=10)
+          + _records("de/ap/4", "de", "ap", 4, ["de"] * 7 + ["en"] * 3, 25.0, first=10)
+          + _records("de/lape/0.01", "de", "lape", 0.01, ["en"] * 10, 11.0, first=10))
   translations = [{"dataset": "flores200", "target": "de", "kind": kind, "strength": s,
                    "condition": "x", "sample": i, "output": out, "reference": "Der Hund.",
                    "detected": det}
@@ -202,11 +325,16 @@ def test_comparison_report_cells_match_the_summary(tmp_path):
                                             ("ap", 4, "Der Hund.", "de"),
                                             ("lape", 0.01, "The dog.", "en"))
                   for i in range(12)]
-  summary = {**compare.summarize(by_condition, {}, config, translations),
-             "sweep": config.sweep()}
-  result = compare.CompareResult(summary, records, translations, {}, None)
+  summary = compare.summarize(by_condition, metrics_lib.summarize_unconditional(held), {},
+                              config, translations)
+  assert summary["best"]["ap"]["de"]["valid_share"] == 0.7  # held out, not the chosen 0.6
+  # Held out, its median perplexity (36) is over the limit (2 x the baseline's 14.5).
+  assert summary["best"]["ap"]["de"]["within_cost"] is False
+  result = compare.CompareResult(summary, records, translations, {}, None, held)
   with open(compare.write_report(str(tmp_path), result, config, model_id="m")) as f:
     text = f.read()
+  assert report_cells.check_comparison_report(text, summary, config.methods, config.languages) > 0
+  assert "(over the cost)" in text
   marks = set()
   _, rows = report_cells.table(text, "| method |")
   for m in config.methods:
@@ -214,13 +342,13 @@ def test_comparison_report_cells_match_the_summary(tmp_path):
     strength = report_cells.check_share(rows[m][1], b["valid_share"], b["valid_share_ci"],
                                         b["significant_valid"], style="compare")
     assert float(strength) == b["strength"]
-  base = by_condition["baseline"]["by_language"]["de"]
+  base = summary["held_out"]["baseline"]["by_language"]["de"]
   report_cells.check_share(rows["none"][1], base["valid_share"], base["valid_share_ci"],
                            style="compare")
   header, rows = report_cells.table(text, "| condition |")
   assert set(rows) == set(by_condition) - {"baseline"}
   for name, row in rows.items():
-    c = by_condition[name]
+    c = summary["conditions"][name]
     for col, field in ((1, "target"), (2, "valid")):
       report_cells.check_share(row[col], c[f"{field}_share"], c[f"{field}_share_ci"],
                                c[f"significant_{field}"], style="compare")

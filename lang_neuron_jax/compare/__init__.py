@@ -1,7 +1,8 @@
 """The comparison of methods (AP neurons, LAPE neurons, DiffMean and probe directions) on
 one model, one set of texts and samples, and one evaluator: what it runs (``config``), the
-resumable stage (``stage``) and what its records say (``summary``); its report is
-:mod:`lang_neuron_jax.report.comparison`."""
+resumable stages (``stage``), how it chooses each method's strength on one half of the
+samples and tests it on the other (``choice``) and what its records say (``summary``);
+its report is :mod:`lang_neuron_jax.report.comparison`."""
 
 from lang_neuron_jax.compare.config import (DEFAULT_METHODS, METHODS, CompareConfig,
                                             find_config, make_method)

@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from lang_neuron_jax.compare import choice
 from lang_neuron_jax.data import corpora as data
 from lang_neuron_jax.errors import ConfigError, UserError
 from lang_neuron_jax.find import stage as find
@@ -30,17 +31,43 @@ def make_method(name: str, config: "CompareConfig | None" = None) -> base.Method
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CompareConfig:
-  """What the comparison does.
+  """What the comparison does. Its defaults are the default preset
+  (``study.COMPARE_DEFAULT``).
+
+  The default counts. The report's figures come from the held-out half, so its size sets
+  the intervals: ``samples = 41`` is the smallest n from which every two shares of n
+  samples at least 30 points apart have disjoint 95% Wilson intervals, whatever the
+  shares (the closest case is around 50%: 14/41 = 34% [21.6-49.5] against 27/41 = 66%
+  [50.5-78.4]; at n = 40, 14/40 [22.1-50.5] and 26/40 [49.5-77.9] still overlap;
+  ``tests/test_compare.py`` checks this), so two methods' best settings 30 points apart
+  are told apart by their intervals alone (about +-15 points each, against +-20 to 25
+  at the 16 samples per setting of before).
+
+  Only the chosen settings and the baseline are generated on the held-out half (19
+  conditions for three methods and six languages), every setting on the choosing half
+  (55), so the choosing half is the one that must be small to keep the default within 20
+  minutes on a 2-core CPU: measured there (docs/performance.md, 2026-12-03), an
+  unconditional row with its language ID and perplexity costs 0.61 s, a translation row
+  0.59 s, the find stage 210 s and loading 7 s. With ``choose_samples = 10``:
+  55 x 10 + 19 x 41 = 1,329 rows, about 810 s, plus 160 translation rows (95 s), the
+  find stage and the load, about 1,130 s (19 min); 16 would take 22 min. Ten samples per
+  setting (an interval of about +-25 points) can still tell a sweep's settings apart
+  where they differ most, and a worse choice only lowers the held-out figure; it does
+  not bias it.
 
   Attributes:
     languages: Target languages (scored by the find stage).
     methods: Names in :data:`METHODS` (default :data:`DEFAULT_METHODS`).
     strengths: ``((method, (strength, ...)), ...)`` overriding a method's default sweep
       (``Method.strengths``).
-    samples: Unconditional samples per condition.
+    samples: Held-out unconditional samples of each chosen setting and of the baseline:
+      the samples the report's best settings, intervals and tests come from.
+    choose_samples: Unconditional samples of every setting (and of the baseline) on which
+      each method's strength is chosen (:mod:`~lang_neuron_jax.compare.choice`).
     max_new_tokens, temperature: Unconditional sampling, as the paper's (64, 0.8).
-    perplexity_samples: Samples per condition whose perplexity under the unintervened
-      model is computed (the first ones by index).
+    perplexity_samples: Only samples of index below this get a perplexity under the
+      unintervened model (None: every sample; the indices of both halves run to
+      ``choose_samples + samples``).
     fluency_cost: A setting is within the fluency cost when its median perplexity is at
       most this many times the baseline's.
     batch_size: Generation rows per compiled call.
@@ -59,10 +86,11 @@ class CompareConfig:
   languages: tuple[str, ...] = data.PAPER_LANGUAGES
   methods: tuple[str, ...] = DEFAULT_METHODS
   strengths: tuple[tuple[str, tuple[float, ...]], ...] = ()
-  samples: int = 16
+  samples: int = 41
+  choose_samples: int = 10
   max_new_tokens: int = 64
   temperature: float = 0.8
-  perplexity_samples: int = 16
+  perplexity_samples: int | None = None
   fluency_cost: float = 2.0
   batch_size: int = 128
   translation_sets: tuple[tuple[str, str], ...] | None = None
@@ -102,7 +130,7 @@ class CompareConfig:
     for m, values in self.sweep().items():
       for v in values:
         make_method(m).check_strength(v)
-    for name in ("samples", "max_new_tokens", "batch_size", "translation_tokens",
+    for name in ("samples", "choose_samples", "max_new_tokens", "batch_size", "translation_tokens",
                  "translation_slots"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
@@ -112,7 +140,7 @@ class CompareConfig:
     if not np.isfinite(self.fluency_cost) or self.fluency_cost < 1:
       raise UserError(f"fluency_cost must be a finite number of at least 1 (times the "
                       f"baseline's median perplexity), got {self.fluency_cost}.")
-    if self.perplexity_samples < 1:
+    if self.perplexity_samples is not None and self.perplexity_samples < 1:
       raise UserError(f"perplexity_samples must be at least 1 (the fluency cost compares "
                       f"median perplexities), got {self.perplexity_samples}.")
     if self.translation_pairs < 0:
@@ -125,6 +153,15 @@ class CompareConfig:
       if lang not in self.languages:
         raise ConfigError(f"Translation set {dataset}_en_{lang} targets {lang!r}, which is "
                          f"not a target language ({list(self.languages)}).")
+
+  def split(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Sample indices ``(choosing, held_out)`` of every condition
+    (:func:`~lang_neuron_jax.compare.choice.split_samples`, fixed by ``seed``)."""
+    return choice.split_samples(self.choose_samples, self.samples, self.seed)
+
+  def perplexity_below(self) -> int:
+    """Samples of index below this get a perplexity (``perplexity_samples``, or all)."""
+    return self.perplexity_samples or self.choose_samples + self.samples
 
   def sets(self) -> list[tuple[str, str]]:
     """The ``(dataset, language)`` translation sets used (none when translation_pairs is 0)."""

@@ -5,21 +5,27 @@ Layout of ``workdir``::
 
     find/                 the find stage, with every method's statistics recorded in its
                           one forward pass over the corpora (lang_neuron_jax/find/stage.py)
-    comparison.jsonl      one record per unconditional sample (condition, method,
-                          strength, tokens, text, detected language, perplexity)
+    comparison.jsonl      one record per unconditional sample of the choosing half, every
+                          setting (condition, method, strength, sample, tokens, text,
+                          detected language, perplexity)
+    held_out.jsonl        the same for the held-out half: the baseline and each method's
+                          chosen setting per language
     translation.jsonl     one record per English->X translation, with no intervention and
                           with each method at its chosen strength (source, reference,
                           output, detected language)
-    comparison.json       per condition: shares with 95% intervals and exact paired tests,
-                          perplexity; per method and language: the best setting within the
-                          fluency cost; overlaps of neuron sets; where each method edits
+    comparison.json       per condition and half: shares with 95% intervals and exact
+                          paired tests, perplexity; per method and language: the setting
+                          chosen on the choosing half and its held-out figures; overlaps of
+                          neuron sets; where each method edits
     pareto.png, method_layers.png, translation_{bleu,valid_share}.png
     comparison.md         the report
-    {comparison,translation,summary}.stage.json   the stages' stamps
+    {comparison,held_out,translation,summary}.stage.json   the stages' stamps
 
 Every condition samples with the same keys (common random numbers), so each is compared
-with the baseline on the same samples, as in the control stage. The methods sit behind
-one interface (:mod:`lang_neuron_jax.methods`); nothing here branches on their names.
+with the baseline on the same samples, as in the control stage. Each method's strength
+is chosen on one half of the sample indices and reported on the other
+(:mod:`~lang_neuron_jax.compare.choice`). The methods sit behind one interface
+(:mod:`lang_neuron_jax.methods`); nothing here branches on their names.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from lang_neuron_jax.compare.config import CompareConfig
 from lang_neuron_jax.compare.summary import best_settings, summarize, translation_strengths
@@ -50,14 +56,31 @@ def corpus_statistics(lm, found: find.FindResult) -> base.CorpusStatistics:
       expertise=found.expertise)
 
 
+def unconditional_jobs(lm, conds: Sequence[conditions.Condition], samples: Sequence[int]
+                       ) -> list[conditions.Job]:
+  """Every condition at each of the sample indices ``samples`` (sample ``i`` shares its
+  random numbers across conditions)."""
+  prompt = tuple(conditions.unconditional_prompt(lm.config))
+  return [conditions.Job(c, prompt, i) for c in conds for i in samples]
+
+
 def comparison_jobs(lm, config: CompareConfig) -> list[conditions.Job]:
-  """The baseline and every (language, method, strength), ``samples`` rows each."""
-  return conditions.unconditional_jobs(
-      conditions.unconditional_prompt(lm.config),
-      [conditions.BASELINE] + [conditions.method_condition(lang, m, s)
-                               for lang in config.languages
-                               for m, values in config.sweep().items() for s in values],
-      config.samples)
+  """The choosing half: the baseline and every (language, method, strength)."""
+  return unconditional_jobs(
+      lm, [conditions.BASELINE] + [conditions.method_condition(lang, m, s)
+                                   for lang in config.languages
+                                   for m, values in config.sweep().items() for s in values],
+      config.split()[0])
+
+
+def held_out_jobs(lm, config: CompareConfig, chosen: Mapping[str, dict]) -> list[conditions.Job]:
+  """The held-out half: the baseline and each method's chosen setting per language
+  (``chosen``: :func:`best_settings` of the choosing half; none where it is None)."""
+  return unconditional_jobs(
+      lm, [conditions.BASELINE] + [
+          conditions.method_condition(lang, m, chosen[m][lang]["strength"])
+          for lang in config.languages for m in config.methods if chosen[m][lang]],
+      config.split()[1])
 
 
 def translation_jobs(lm, config: CompareConfig, strengths: Mapping[str, dict]
@@ -80,20 +103,37 @@ FIGURES = ("pareto", "method_layers", "translation_bleu", "translation_valid_sha
 @dataclasses.dataclass(frozen=True)
 class CompareResult:
   """What the comparison gives its report: ``comparison.json``'s summary, the evaluated
-  unconditional and translation records, the figures drawn and the unconditional
-  stage's stamp."""
+  unconditional records of the choosing half, the translation records, the figures
+  drawn, the choosing stage's stamp and the held-out half's records."""
 
   summary: dict
   records: list[dict]
   translations: list[dict]
   figures: dict[str, str]
   stamp: stages.Stamp
+  held_out: list[dict] = dataclasses.field(default_factory=list)
+
+
+def _unconditional_stage(lm, steering, config: CompareConfig, stage: stages.Stage, name: str,
+                         jobs: list[conditions.Job], progress: bool) -> list[dict]:
+  """One half's evaluated records (generated resumably, reused when finished)."""
+  return experiment.evaluated_records(
+      stage, name,
+      lambda: experiment.generate_resumable(
+          lm, steering, jobs, stage.journal(), batch_size=config.batch_size, seed=config.seed,
+          progress=progress,
+          **experiment.unconditional_settings(max_new_tokens=config.max_new_tokens,
+                                              temperature=config.temperature)),
+      functools.partial(experiment.evaluate_unconditional, lm,
+                        perplexity_samples=config.perplexity_below()))
 
 
 @workdir_locked  # A second run on the same workdir is refused (lang_neuron_jax/runtime/locks.py).
 def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: str, *,
                    progress: bool = True) -> CompareResult:
-  """Fits every method, generates every condition (resumable), evaluates, summarizes.
+  """Fits every method, generates every setting on the choosing half, chooses, generates
+  the chosen settings on the held-out half and translates (each resumable), evaluates,
+  summarizes.
 
   ``found``: a find stage run with :func:`find_config` (its responses hold every
   method's statistics).
@@ -111,21 +151,23 @@ def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: s
   with timings.measure("generation"):
     stage = stages.Stage(workdir, "comparison", config=config, model_id=lm.model_id,
                          inputs=[found.stamp])
-    records = experiment.evaluated_records(
-        stage, "comparison.jsonl",
-        lambda: experiment.generate_resumable(
-            lm, steering, comparison_jobs(lm, config), stage.journal(),
-            batch_size=config.batch_size, seed=config.seed, progress=progress,
-            **experiment.unconditional_settings(max_new_tokens=config.max_new_tokens,
-                                                temperature=config.temperature)),
-        functools.partial(experiment.evaluate_unconditional, lm,
-                          perplexity_samples=config.perplexity_samples))
+    records = _unconditional_stage(lm, steering, config, stage, "comparison.jsonl",
+                                   comparison_jobs(lm, config), progress)
+    choosing = metrics_lib.summarize_unconditional(records, seed=config.seed)
+    # The choice: one call per method and language (compare/choice.py's choose, which
+    # applies the fluency cost through within_cost), on the choosing half only.
+    chosen = best_settings(choosing, config)
 
-  # Translation: each method at the strength its unconditional results choose, so the
-  # stage's input is the unconditional stage (its stamp fixes those choices).
+  # The held-out half and the translation depend on the choice, so their stages' input
+  # is the choosing stage (its stamp fixes the choice).
+  with timings.measure("held_out"):
+    held = stages.Stage(workdir, "held_out", config=config, model_id=lm.model_id,
+                        inputs=[stage.stamp])
+    held_records = _unconditional_stage(lm, steering, config, held, "held_out.jsonl",
+                                        held_out_jobs(lm, config, chosen), progress)
+
   with timings.measure("translation"):
-    by_condition = metrics_lib.summarize_unconditional(records, seed=config.seed)
-    strengths = translation_strengths(best_settings(by_condition, config), config)
+    strengths = translation_strengths(chosen, config)
     translation = stages.Stage(workdir, "translation", config=config, model_id=lm.model_id,
                                inputs=[stage.stamp])
     jobs = translation_jobs(lm, config, strengths)
@@ -138,7 +180,8 @@ def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: s
         if jobs else [],
         experiment.evaluate_translation)
 
-  summary = summarize(by_condition, fits, config, translations)
+  summary = summarize(choosing, metrics_lib.summarize_unconditional(held_records, seed=config.seed),
+                      fits, config, translations)
 
   def write_summary():
     artifacts.write_json(os.path.join(workdir, "comparison.json"), summary)
@@ -148,7 +191,7 @@ def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: s
                                     "processes": distributed.process_count()})
     return summary
 
-  stages.Stage(workdir, "summary", inputs=[stage.stamp, translation.stamp]).commit(
+  stages.Stage(workdir, "summary", inputs=[stage.stamp, held.stamp, translation.stamp]).commit(
       write_summary, lambda: summary)
   return CompareResult(summary, records, translations, figures.existing(workdir, FIGURES),
-                       stage.stamp)
+                       stage.stamp, held_records)

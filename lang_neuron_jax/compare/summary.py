@@ -1,5 +1,6 @@
 """What the comparison's unconditional and translation records say, as ``comparison.json``:
-each method's best setting within the fluency cost, the strengths it translates with,
+each method's setting chosen on the choosing half of the samples and its figures on the
+held-out half (:mod:`~lang_neuron_jax.compare.choice`), the strengths it translates with,
 overlaps of the neuron sets and where each method edits."""
 
 from __future__ import annotations
@@ -8,13 +9,16 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from lang_neuron_jax.compare import choice
 from lang_neuron_jax.compare.config import CompareConfig
+from lang_neuron_jax.control import conditions
 from lang_neuron_jax.evaluation import metrics as metrics_lib
 from lang_neuron_jax.methods import base
 
+
 def translation_strengths(best: Mapping[str, dict], config: CompareConfig) -> dict:
-  """``{method: {language: strength}}`` each method translates with: its best setting
-  within the fluency cost (:func:`best_settings`), or its weakest strength (the smallest:
+  """``{method: {language: strength}}`` each method translates with: its setting chosen
+  on the choosing half (:func:`best_settings`), or its weakest strength (the smallest:
   every method's effect grows with its strength) where none is within the cost."""
   sweep = config.sweep()
   return {m: {lang: best[m][lang]["strength"] if best[m][lang] else min(sweep[m])
@@ -27,19 +31,25 @@ def translation_role(record: dict) -> str:
 
 
 def best_settings(metrics: Mapping[str, dict], config: CompareConfig) -> dict:
-  """Per method and language, the strength of highest valid share among those whose
-  median perplexity is within ``fluency_cost`` times the baseline's (None if none is)."""
-  limit = config.fluency_cost * metrics["baseline"]["median_perplexity"]
+  """Per method and language, the setting :func:`~lang_neuron_jax.compare.choice.choose`
+  picks from ``metrics`` (the choosing half's ``summarize_unconditional``): the highest
+  valid share within the fluency cost (None if no setting is within it)."""
+  return choice.best_settings(metrics, config.methods, config.languages, config.fluency_cost)
+
+
+def held_out_figures(chosen: Mapping[str, dict], held_out: Mapping[str, dict],
+                     config: CompareConfig) -> dict:
+  """``{method: {language: fields | None}}``: each chosen setting's figures on the held-out
+  half (``held_out``: its ``summarize_unconditional``, tests Holm-adjusted within each
+  method), with ``within_cost``: whether it is within the fluency cost there too."""
   out = {}
   for m in config.methods:
     for lang in config.languages:
-      rows = [v for v in metrics.values() if v["kind"] == m and v["language"] == lang]
-      ok = [v for v in rows if v["median_perplexity"] is not None
-            and v["median_perplexity"] <= limit]
-      best = max(ok, key=lambda v: (v["valid_share"], -v["strength"]), default=None)
-      out.setdefault(m, {})[lang] = None if best is None else {
-          k: best[k] for k in ("strength", "valid_share", "valid_share_ci", "target_share",
-                               "target_share_ci", "median_perplexity", "significant_valid")}
+      c = chosen[m][lang]
+      v = None if c is None else held_out[conditions.method_condition(lang, m, c["strength"]).name]
+      out.setdefault(m, {})[lang] = None if v is None else {
+          **{k: v[k] for k in choice.FIELDS},
+          "within_cost": choice.within_cost(v, held_out["baseline"], config.fluency_cost)}
   return out
 
 
@@ -72,15 +82,37 @@ def where_they_edit(fits: Mapping[str, base.Fitted], config: CompareConfig) -> d
                      for lang in config.languages], axis=0).tolist() for m in fits}
 
 
-def summarize(by_condition: Mapping[str, dict], fits: Mapping[str, base.Fitted],
-              config: CompareConfig, translations: Sequence[dict] = ()) -> dict:
-  """``comparison.json``: conditions, best settings, translation per method, overlaps,
-  layers, fits. ``by_condition``: ``metrics.summarize_unconditional`` of the records."""
-  best = best_settings(by_condition, config)
-  return {"conditions": by_condition, "best": best,
-          "translation_strengths": translation_strengths(best, config),
-          "translation": metrics_lib.summarize_translation(translations, seed=config.seed,
-                                                           role=translation_role),
+def summarize(choosing: Mapping[str, dict], held_out: Mapping[str, dict],
+              fits: Mapping[str, base.Fitted], config: CompareConfig,
+              translations: Sequence[dict] = ()) -> dict:
+  """``comparison.json``.
+
+  Args:
+    choosing: ``metrics.summarize_unconditional`` of the choosing half (every setting).
+    held_out: The same of the held-out half (the baseline and the chosen settings).
+    fits: The fitted methods (for overlaps, layers and their summaries).
+    translations: The evaluated translation records.
+
+  Returns:
+    ``conditions`` (the choosing half) and ``held_out``, their tests Holm-adjusted within
+    each method; ``chosen_on`` (each method's chosen setting on the choosing half) and
+    ``best`` (the same settings on the held-out half: the figures to report);
+    translation per method (tests Holm-adjusted within each method); the split,
+    overlaps, layers, fits, sweeps and the fluency cost.
+  """
+  choosing = choice.holm_within_methods(choosing)
+  held_out = choice.holm_within_methods(held_out)
+  chosen = best_settings(choosing, config)
+  choosing_indices, held_out_indices = config.split()
+  return {"conditions": choosing, "held_out": held_out, "chosen_on": chosen,
+          "best": held_out_figures(chosen, held_out, config),
+          "translation_strengths": translation_strengths(chosen, config),
+          "translation": choice.holm_within_roles(metrics_lib.summarize_translation(
+              translations, seed=config.seed, role=translation_role)),
+          "split": {"seed": config.seed, "choosing": list(choosing_indices),
+                    "held_out": list(held_out_indices)},
+          "tests": "McNemar's exact test against the baseline on the same samples, "
+                   "Holm-adjusted within each method's own tests of the table",
           "overlap": overlaps(fits, config), "layers": where_they_edit(fits, config),
           "fits": {m: f.summary() for m, f in fits.items()},
           "sweep": config.sweep(), "fluency_cost": config.fluency_cost}
