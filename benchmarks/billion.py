@@ -28,6 +28,7 @@ process before loading plus every device's share (``MemoryPlan.host_bytes``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -293,9 +294,11 @@ def main(argv):
     report["seconds"]["load"] = time.perf_counter() - start
     report["parameters"] = int(sum(p.size for p in jax.tree.leaves(lm.params)))
     report["loaded_config_equals_preset"] = lm.config == cfg
-    lm = type(lm)(lm.module, lm.params, lm.config,
-                  LengthTokenizer(length_of, cfg.vocab_size, cfg.bos_token_id), lm.source)
+    # dataclasses.replace keeps every other field (the layout among them).
+    lm = dataclasses.replace(
+        lm, tokenizer=LengthTokenizer(length_of, cfg.vocab_size, cfg.bos_token_id))
     report["rss"]["after_load"] = sampler.rss()
+    report["layout_used"] = lm.layout
 
     sampler.enter("find")
     start = time.perf_counter()
