@@ -48,7 +48,7 @@ def main(argv):
       lo, hi = m["target_share_ci"]
       print(f"{name:22s} target {m['target_share']:6.1%} [{lo:.0%}, {hi:.0%}]  valid "
             f"{m['valid_share']:6.1%}  degenerate {m['degenerate_share']:6.1%}  "
-            f"median ppl {m['median_perplexity']}")
+            f"incoherent {m['incoherent_share']:6.1%}  median ppl {m['median_perplexity']}")
   for key, t in metrics["translation"].items():
     print(key, {c: (round(v["bleu"], 1), f"{v['target_share']:.0%}") for c, v in t.items()})
   print(f"results in {_WORKDIR.value}")

@@ -10,7 +10,8 @@ The package is a map of the study (``ls lang_neuron_jax/``):
   methods/     AP, LAPE, DiffMean and probe behind one interface
   generation/  the jitted sampler, continuous batching, batching (method-agnostic)
   control/     conditions, rows under steering, the control stage
-  evaluation/  language ID, degeneration, BLEU/chrF, perplexity, metrics, intervals
+  evaluation/  language ID, loop and incoherence rules, BLEU/chrF, perplexity, metrics,
+               intervals, fluency cost
   compare/     the comparison of methods
   report/      figures and the markdown reports (on top of the stages)
   runtime/     stages, artifacts, cache, locks, multi-host, sharding, the binaries' errors

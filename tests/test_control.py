@@ -9,7 +9,7 @@ import lang_neuron_jax as lnj
 from lang_neuron_jax.generation import batching, sampling
 from lang_neuron_jax.control import conditions, rows as control
 from lang_neuron_jax.control import stage as control_stage
-from lang_neuron_jax.evaluation import measures as evaluation
+from lang_neuron_jax.evaluation import measures as evaluation, scoring
 from lang_neuron_jax.neurons import selection
 from tests.conftest import save_tiny_gemma3
 
@@ -236,6 +236,37 @@ def test_perplexity_matches_direct_computation():
   logp = jax.nn.log_softmax(logits[0], -1)
   ref = np.exp(-np.mean([float(logp[1, 7]), float(logp[2, 9]), float(logp[3, 11])]))
   assert ppl[0] == pytest.approx(ref, rel=1e-4)
+  # Coherence: tokens 2..n, each's log-likelihood in context minus after the prompt alone
+  # (column 1, the distribution after [2, 5]); NaN without two tokens.
+  coherence = scoring.score(lm, prompts, conts, batch_size=2).coherence
+  want = np.mean([float(logp[2, 9] - logp[1, 9]), float(logp[3, 11] - logp[1, 11])])
+  assert coherence[0] == pytest.approx(want, rel=1e-4, abs=1e-5) and np.isnan(coherence[1])
+
+
+def test_evaluate_unconditional_scores_every_sample(monkeypatch):
+  """Every sample gets its perplexity and coherence (not only the first of each
+  condition, issue 30), row for row as the batched scorer gives them after the
+  unconditional prompt; an empty one gets None (and a one-token one no coherence); the old
+  perplexity_samples argument warns and changes nothing."""
+  from lang_neuron_jax.control import experiment
+
+  # Language ID is not what this tests (test_evaluation.py does): skip loading its model.
+  monkeypatch.setattr(evaluation, "identify_language", lambda texts, **_: ["de"] * len(texts))
+  lm, _ = toy_setup()
+  tokens = [[7, 9, 11], [4] * 6, [], [8]]
+  records = lambda: [{"condition": "baseline", "sample": i, "text": "x" * len(t), "tokens": t}
+                     for i, t in enumerate(tokens)]
+  scored = experiment.evaluate_unconditional(lm, records())
+  prompt = conditions.unconditional_prompt(lm.config)
+  direct = scoring.score(lm, [prompt] * len(tokens), tokens)
+  assert [r["perplexity"] for r in scored] == [direct.perplexity[0], direct.perplexity[1], None,
+                                               direct.perplexity[3]]
+  assert [r["coherence"] for r in scored] == [direct.coherence[0], direct.coherence[1], None, None]
+  assert all(r["detected"] == "de" for r in scored)
+  with pytest.warns(DeprecationWarning, match="ignored"):
+    again = experiment.evaluate_unconditional(lm, records(), perplexity_samples=1)
+  assert [(r["perplexity"], r["coherence"]) for r in again] == \
+      [(r["perplexity"], r["coherence"]) for r in scored]
 
 
 def test_perplexity_widths_stop_at_the_longest_row():

@@ -1,11 +1,18 @@
-"""Degeneration, valid shares and metrics.json's intervals and paired tests."""
+"""Degeneration, incoherence, valid shares, the fluency cost and metrics.json's intervals
+and paired tests."""
 
 import numpy as np
 import pytest
 import sacrebleu
 
 from lang_neuron_jax.data import corpora as data
-from lang_neuron_jax.evaluation import measures as evaluation, metrics, uncertainty
+from lang_neuron_jax.errors import ConfigError, StageMismatchError, UserError
+from lang_neuron_jax.evaluation import cost, measures as evaluation, metrics, uncertainty
+
+# A sample with every neuron fixed (README's default run): German by language ID, not a
+# loop, but its own context hardly makes its tokens likelier (coherence about 1 nat per
+# token under the unintervened model; natural text 8-15).
+SALAD = "und in an St in und am der Lim im in z und der G in in der für jüng B im la zu"
 
 
 @pytest.mark.parametrize("text", ["色" * 64, "基本" * 32, "、" * 40, " パー" + "\n" * 60,
@@ -69,16 +76,87 @@ def test_degeneration_calibration_as_quoted():
     assert quoted in comment, quoted
 
 
-def test_valid_target_needs_language_and_no_loop():
-  assert evaluation.is_valid_target("de", "Die Stadt liegt am Fluss und hat viele Brücken.", "de")
-  assert not evaluation.is_valid_target("zh", "色" * 64, "zh")
-  assert not evaluation.is_valid_target("fr", "Die Stadt liegt am Fluss.", "de")
+def test_valid_target_needs_language_no_loop_and_no_salad():
+  good = "Die Stadt liegt am Fluss und hat viele Brücken."
+  assert evaluation.is_valid_target("de", good, "de", coherence=9.0)
+  assert not evaluation.is_valid_target("zh", "色" * 64, "zh", coherence=12.0)
+  assert not evaluation.is_valid_target("fr", good, "de", coherence=9.0)
+  assert not evaluation.is_degenerate(SALAD)  # the loop rule passes it...
+  assert not evaluation.is_valid_target("de", SALAD, "de", coherence=0.8)  # ...this does not
+  assert evaluation.is_valid_target("de", good, "de", coherence=None)  # a translation's line
 
 
-def _records(condition, language, texts, detected, kind="both", n=2):
+def test_incoherence_boundary():
+  """Strictly below the language's threshold is incoherent (English and languages
+  outside the six: the lowest); no coherence is not judged; reading as text needs a
+  non-empty text that is neither a loop nor salad."""
+  assert evaluation.INCOHERENT_BELOW == {"en": 5.0, "de": 8.0, "fr": 8.0, "es": 8.0,
+                                         "zh": 8.0, "ja": 8.0}  # as measures.py derives them
+  for lang, t in (("de", 8.0), ("en", 5.0), ("it", 5.0), ("", 5.0)):
+    assert evaluation.incoherent_below(lang) == t
+    assert not evaluation.is_incoherent(t, lang)
+    assert evaluation.is_incoherent(np.nextafter(t, -np.inf), lang)
+  assert evaluation.is_incoherent(7.3, "es") and not evaluation.is_incoherent(7.3, "en")
+  assert not evaluation.is_incoherent(None, "de")
+  assert evaluation.reads_as_text("Die Stadt liegt am Fluss.", 9.0, "de")
+  assert not evaluation.reads_as_text("Die Stadt liegt am Fluss.", 6.0, "de")
+  assert not evaluation.reads_as_text(" \n ", None, "")
+  assert not evaluation.reads_as_text("色" * 64, 12.0, "zh")
+
+
+def _records(condition, language, texts, detected, kind="both", n=2, coherence=10.0):
   return [{"condition": condition, "language": language, "kind": kind if language else None,
            "n": n if language else None, "sample": i, "text": t, "detected": d,
-           "perplexity": float(i + 1)} for i, (t, d) in enumerate(zip(texts, detected))]
+           "perplexity": float(i + 1), "coherence": coherence}
+          for i, (t, d) in enumerate(zip(texts, detected))]
+
+
+def test_every_neuron_fixed_salad_is_never_valid():
+  """Issue 30's case: with every neuron fixed, samples are German by language ID and no
+  loop, but word salad; none counts as valid, all are incoherent and broken, and the
+  setting is over the fluency cost, while fluent German is valid and within it."""
+  good = "Die Stadt liegt am Fluss und hat viele alte Brücken aus Stein."
+  base = _records("baseline", None, [good] * 10, ["en"] * 10)
+  salad = _records("de/both/124416", "de", [SALAD] * 10, ["de"] * 10, n=124416,
+                   coherence=1.0)
+  fluent = _records("de/both/200", "de", [good] * 10, ["de"] * 10, n=200)
+  out = metrics.summarize_unconditional(base + salad + fluent)
+  m = out["de/both/124416"]
+  assert m["target_share"] == 1.0 and m["degenerate_share"] == 0.0
+  assert m["valid_share"] == 0.0 and m["incoherent_share"] == 1.0 and m["broken_share"] == 1.0
+  assert m["incoherent_share_ci"] == pytest.approx(uncertainty.wilson_interval(10, 10))
+  assert m["within_cost"] is False and not m["significant_valid"]
+  f = out["de/both/200"]
+  assert f["valid_share"] == 1.0 and f["incoherent_share"] == 0.0 and f["within_cost"] is True
+  assert out["baseline"]["within_cost"] is None and out["baseline"]["broken_share"] == 0.0
+
+
+def test_records_without_coherence_are_refused():
+  """Generated records (with tokens) evaluated before every sample was scored would pass
+  the incoherence rule unjudged; an empty sample (coherence None) is fine."""
+  rows = _records("baseline", None, ["Hallo Welt, wie geht es?", ""], ["de", ""])
+  rows[0]["tokens"], rows[1]["tokens"], rows[1]["coherence"] = [5, 6, 7], [], None
+  assert metrics.summarize_unconditional(rows)["baseline"]["broken_share"] == 0.5  # empty
+  del rows[0]["coherence"]
+  with pytest.raises(StageMismatchError, match="no coherence"):
+    metrics.summarize_unconditional(rows)
+
+
+def test_fluency_cost_counts_broken_samples():
+  """Within the cost at most MAX_EXTRA_BROKEN above the baseline's broken share (the bound
+  itself counts), whatever the median perplexity; bad bounds and old entries refused."""
+  base = {"broken_share": 2 / 24}
+  assert cost.within_cost({"broken_share": 2 / 24 + 6 / 24}, base)  # 25 points: at the bound
+  assert not cost.within_cost({"broken_share": 2 / 24 + 7 / 24}, base)
+  # AP de at N = 20,000 in the comparison: 88% degenerate at a median perplexity of 7.6.
+  assert not cost.within_cost({"broken_share": 0.88, "median_perplexity": 7.6},
+                              {"broken_share": 0.0, "median_perplexity": 6.8})
+  assert cost.within_cost({"broken_share": 0.5}, base, max_extra_broken=0.5)
+  for bad in (-0.1, 1.5, float("nan")):
+    with pytest.raises(ConfigError, match="max_extra_broken"):
+      cost.within_cost({"broken_share": 0.1}, base, max_extra_broken=bad)
+  with pytest.raises(UserError, match="broken_share"):
+    cost.within_cost({"median_perplexity": 7.6}, base)
 
 
 def test_summarize_unconditional_shares_intervals_and_paired_test():
@@ -90,7 +168,9 @@ def test_summarize_unconditional_shares_intervals_and_paired_test():
   assert m["target_share"] == 1.0 and m["valid_share"] == 0.6
   assert m["target_share_ci"] == pytest.approx(uncertainty.wilson_interval(10, 10))
   assert m["valid_share_ci"] == pytest.approx(uncertainty.wilson_interval(6, 10))
-  assert m["degenerate_share"] == 0.4
+  assert m["degenerate_share"] == 0.4 and m["broken_share"] == 0.4
+  assert m["degenerate_share_ci"] == pytest.approx(uncertainty.wilson_interval(4, 10))
+  assert m["incoherent_share"] == 0.0 and m["within_cost"] is False  # 40 points over
   # 10 of 10 pairs gained German: p = 2 / 2^10; the only comparison, so Holm keeps it.
   assert m["p_target"] == pytest.approx(2 / 1024) and m["significant_target"]
   assert m["p_valid"] == pytest.approx(2 / 64) and m["significant_valid"]
@@ -160,6 +240,8 @@ def _mixed_records():
   short = _records("de/both/20", "de", [good] * 8, ["de"] * 8, n=20)
   for r in same:  # Each condition its own median perplexity.
     r["perplexity"] *= 3
+  for r in short[:4]:  # Half salad: incoherent, so over the fluency cost.
+    r["coherence"] = 4.0
   return base + gained + same + short
 
 
@@ -228,6 +310,22 @@ def test_report_cells_match_the_metrics():
   for label, cell in zip(header[2:], rows["de"][2:]):
     c = by_key[columns[label]]
     report_cells.check_score(cell, c["median_perplexity"], c["median_perplexity_ci"])
+  # Incoherent and broken shares with their intervals; † exactly where the cost rule says.
+  over = set()
+  for field in ("incoherent", "broken"):
+    header, rows = report_cells.table(text[text.index(f"Share of **{field}**"):], "| target |")
+    for label, cell in zip(header[2:], rows["de"][2:]):
+      c = by_key[columns[label]]
+      shown = cell.removesuffix(" †")
+      report_cells.check_share(shown, c[f"{field}_share"], c[f"{field}_share_ci"])
+      if field == "broken":
+        assert (shown != cell) == (not c["within_cost"]), (label, cell)
+        over.add(shown != cell)
+  assert over == {True, False}
+  _, rows = report_cells.table(text, "| target | N |")
+  assert rows["de"][1] == "N=2"  # the only N of the sweep within the cost (N=20: half salad)
+  report_cells.check_share(rows["de"][2], by_key[("both", 2)]["valid_share"],
+                           by_key[("both", 2)]["valid_share_ci"], True)
   header, rows = report_cells.table(text, "| set |")
   t = m["translation"]["wmt_en_de"]
   cells = dict(zip(header, rows["wmt_en_de"]))

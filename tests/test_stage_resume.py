@@ -22,8 +22,7 @@ def test_translation_interrupted_mid_stage_resumes_to_identical_records(
                             str(tmp_path / "find"), progress=False)
   config = control_stage.ControlConfig(
       languages=("de", "ja"), samples=2, max_new_tokens=4, ns=(2,), main_n=10,
-      translation_pairs=3, translation_tokens=12, translation_n=10, translation_slots=2,
-      perplexity_samples=1)
+      translation_pairs=3, translation_tokens=12, translation_n=10, translation_slots=2)
   run = lambda work: control_stage.run_control(lm, found.expertise, config, str(work),
                                                expertise_stamp=found.stamp, progress=False)
   reference = run(tmp_path / "ref")

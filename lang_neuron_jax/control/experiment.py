@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
 
 from lang_neuron_jax.control import conditions, rows as control
 from lang_neuron_jax.control.conditions import Job
-from lang_neuron_jax.evaluation import measures as evaluation
+from lang_neuron_jax.evaluation import measures as evaluation, scoring
 from lang_neuron_jax.generation import batching, sampling
 from lang_neuron_jax.runtime import artifacts, distributed, stages
 
@@ -36,20 +37,30 @@ def translation_settings(lm, *, max_new_tokens: int) -> dict:
           "refill": True}
 
 
-def evaluate_unconditional(lm, records: list[dict], *, perplexity_samples: int) -> list[dict]:
-  """Adds each sample's detected language, and the perplexity of the first
-  ``perplexity_samples`` samples of each condition."""
+def evaluate_unconditional(lm, records: list[dict], *,
+                           perplexity_samples: int | None = None) -> list[dict]:
+  """Adds each sample's detected language, and its perplexity and coherence under the
+  unintervened model (:func:`lang_neuron_jax.evaluation.scoring.score`; None for an
+  empty sample, coherence None for a one-token one).
+
+  Every sample is scored, so that the incoherence rule
+  (:func:`lang_neuron_jax.evaluation.measures.is_incoherent`) can judge each one: about one
+  forward pass with the output head per sample, in batches of 16 (docs/evaluation.md
+  has what it costs). ``perplexity_samples`` is deprecated and ignored (it scored only
+  the first samples of each condition, issue 30).
+  """
+  if perplexity_samples is not None:
+    warnings.warn("evaluate_unconditional(perplexity_samples=...) is ignored: every sample "
+                  "is scored (issue 30).", DeprecationWarning, stacklevel=2)
   texts = [r["text"] for r in records]
   for r, lang in zip(records, evaluation.identify_language(texts, progress=True)):
     r["detected"] = lang
   prompt = tuple(conditions.unconditional_prompt(lm.config))
-  scored = [r for r in records if r["sample"] < perplexity_samples]
-  ppl = evaluation.perplexity(lm, [prompt] * len(scored), [r["tokens"] for r in scored],
-                             progress=True)
-  for r in records:
-    r["perplexity"] = None
-  for r, p in zip(scored, ppl):
+  scores = scoring.score(lm, [prompt] * len(records), [r["tokens"] for r in records],
+                         progress=True)
+  for r, p, c in zip(records, scores.perplexity, scores.coherence):
     r["perplexity"] = None if np.isnan(p) else float(p)
+    r["coherence"] = None if np.isnan(c) else float(c)
   return records
 
 

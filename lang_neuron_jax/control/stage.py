@@ -5,9 +5,11 @@ Layout of ``workdir``::
     unconditional.jsonl   one record per generated sample (condition, tokens, text, language)
     translation.jsonl     one record per translation (set, condition, source, output, ...)
     metrics.json          per condition: target-language and valid shares with 95% intervals
-                          and exact paired tests against the baseline, degenerate share,
-                          perplexity; per translation set: BLEU, chrF and the same shares,
-                          with and without intervention (see lang_neuron_jax/evaluation/metrics.py)
+                          and exact paired tests against the baseline; degenerate,
+                          incoherent and broken shares with intervals; every sample's
+                          perplexity summarized; whether it is within the fluency cost;
+                          per translation set: BLEU, chrF and the same shares, with and
+                          without intervention (see lang_neuron_jax/evaluation/metrics.py)
     share_vs_n.png, translation_bleu.png, translation_target_share.png,
     translation_valid_share.png
     run.json
@@ -60,8 +62,6 @@ class ControlConfig:
     translation_n: N (total, top N/2 + bottom N/2) of the set used for translation.
     translation_tokens: Greedy new tokens for translation (the paper: 128).
     statistic: Value the neurons are fixed to.
-    perplexity_samples: Unconditional samples per condition whose perplexity is
-      computed (a full forward with the output head each; the first ones by index).
     batch_size: Unconditional generation rows per compiled call.
     translation_slots: Translation rows decoded together; each slot is refilled as its
       row stops (64 ran the default run's 288 rows faster than 32 on a 2-core CPU;
@@ -80,7 +80,6 @@ class ControlConfig:
   translation_n: int = conditions.MAIN_N
   translation_tokens: int = 128
   statistic: str = "on_p50"
-  perplexity_samples: int = 20
   batch_size: int = 128
   translation_slots: int = 64
   seed: int = 0
@@ -110,8 +109,8 @@ class ControlConfig:
                  "batch_size", "translation_slots"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
-    if self.perplexity_samples < 0 or self.temperature < 0:
-      raise ConfigError("perplexity_samples and temperature must not be negative.")
+    if self.temperature < 0:
+      raise ConfigError(f"temperature must not be negative, got {self.temperature}.")
     return resolved
 
 
@@ -207,8 +206,10 @@ def run_control(lm, exp: Expertise, config: ControlConfig, workdir: str, *,
                   max_new_tokens=resolved.max_new_tokens, temperature=resolved.temperature),
               "translation": experiment.translation_settings(
                   lm, max_new_tokens=resolved.translation_tokens)}
-  evaluate = {"unconditional": functools.partial(experiment.evaluate_unconditional, lm,
-                                                 perplexity_samples=resolved.perplexity_samples),
+  # Every sample's perplexity is computed (issue 30: the incoherence rule judges each one);
+  # the config's old perplexity_samples field is gone, so work directories evaluated
+  # before that have other fingerprints and run again.
+  evaluate = {"unconditional": functools.partial(experiment.evaluate_unconditional, lm),
               "translation": experiment.evaluate_translation}
   for part in make_jobs:
     with timings.measure(part):

@@ -1,10 +1,14 @@
-"""One evaluator for every method: language ID, degeneration, BLEU/chrF and perplexity
-(``measures``), per-condition summaries with paired tests (``metrics``) and intervals
-(``uncertainty``)."""
+"""One evaluator for every method: language ID, the loop and incoherence rules, BLEU/chrF
+and perplexity (``measures``), perplexity and coherence under the unintervened model
+(``scoring``), per-condition summaries with paired tests (``metrics``), intervals
+(``uncertainty``) and the fluency cost of a setting (``cost``)."""
 
+from lang_neuron_jax.evaluation.cost import within_cost
 from lang_neuron_jax.evaluation.measures import (identify_language, is_degenerate,
-                                                 is_valid_target, language_shares, perplexity,
+                                                 is_incoherent, is_valid_target,
+                                                 language_shares, perplexity, reads_as_text,
                                                  translation_scores)
 
-__all__ = ["identify_language", "is_degenerate", "is_valid_target", "language_shares",
-           "perplexity", "translation_scores"]
+__all__ = ["identify_language", "is_degenerate", "is_incoherent", "is_valid_target",
+           "language_shares", "perplexity", "reads_as_text", "translation_scores",
+           "within_cost"]

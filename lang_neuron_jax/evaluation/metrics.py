@@ -1,15 +1,20 @@
 """``metrics.json``: each condition's shares with their uncertainty, from evaluated records.
 
 For every unconditional condition: the language mix, the *target share* (language ID
-says the target) and the *valid share* (the target language and not degenerate, see
+says the target) and the *valid share* (the target language, and the sample reads as
+text: not degenerate and not incoherent, see
 :func:`lang_neuron_jax.evaluation.measures.is_valid_target`), each with a 95% Wilson interval
 and McNemar's exact test against the baseline's samples of the same index (paired by
 common random numbers), Holm-adjusted over every intervened condition (None, printed
 "n/a", where a condition's sample indices differ from the baseline's); the median
-perplexity under the unintervened model with a bootstrap interval; the repetition measure
-(median distinct character 4-gram ratio) and the degenerate share. For every translation
-set, the same shares per condition (paired by source sentence), and corpus BLEU and chrF
-with bootstrap intervals over pairs.
+perplexity under the unintervened model (every sample's) with a bootstrap interval; the
+repetition measure (median distinct character 4-gram ratio); the degenerate, incoherent
+and *broken* shares (broken: does not read as text, in any language) with Wilson
+intervals; and whether the condition is within the fluency cost
+(:func:`lang_neuron_jax.evaluation.cost.within_cost`; None for the baseline). For every
+translation set, the same target and valid shares per condition (paired by source
+sentence; a translation's line has no coherence, so its valid share uses the loop rule
+alone), and corpus BLEU and chrF with bootstrap intervals over pairs.
 """
 
 from __future__ import annotations
@@ -19,15 +24,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lang_neuron_jax.evaluation import measures as evaluation, uncertainty
+from lang_neuron_jax.errors import StageMismatchError
+from lang_neuron_jax.evaluation import cost, measures as evaluation, uncertainty
 
 BOOTSTRAP_RESAMPLES = 1000
 
 
 def _outcomes(rows: Sequence[dict], language: str, text_key: str) -> dict[str, np.ndarray]:
-  """bool ``[n]`` per outcome: in ``language``; in it and not degenerate."""
+  """bool ``[n]`` per outcome: in ``language``; in it and reads as text (a row's
+  ``coherence``, where it has one, judges incoherence: unconditional samples)."""
   return {"target": np.array([r["detected"] == language for r in rows]),
-          "valid": np.array([evaluation.is_valid_target(r["detected"], r[text_key], language)
+          "valid": np.array([evaluation.is_valid_target(r["detected"], r[text_key], language,
+                                                        coherence=r.get("coherence"))
                              for r in rows])}
 
 
@@ -43,6 +51,33 @@ def _repetition_fields(texts: Sequence[str]) -> dict:
   ratios = [evaluation.distinct_ngram_ratio(t) for t in texts]
   return {"median_distinct4": float(np.median(ratios)),
           "degenerate_share": float(np.mean([evaluation.is_degenerate(t) for t in texts]))}
+
+
+def _text_fields(rows: Sequence[dict]) -> dict:
+  """Degenerate, incoherent and broken (does not read as text) shares of unconditional
+  samples, each with a Wilson interval."""
+  out = {}
+  for name, judge in (("degenerate", lambda r: evaluation.is_degenerate(r["text"])),
+                      ("incoherent", lambda r: evaluation.is_incoherent(r.get("coherence"),
+                                                                        r["detected"])),
+                      ("broken", lambda r: not evaluation.reads_as_text(
+                          r["text"], r.get("coherence"), r["detected"]))):
+    s = uncertainty.share_summary([judge(r) for r in rows])
+    out[f"{name}_share"], out[f"{name}_share_ci"] = s["share"], s["ci"]
+  return out
+
+
+def _check_scored(rows: Sequence[dict]) -> None:
+  """Generated samples (records with ``tokens``) must carry their ``coherence``: records
+  evaluated before every sample was scored (issue 30) would otherwise pass the
+  incoherence rule unjudged."""
+  unscored = [r for r in rows if "tokens" in r and "coherence" not in r]
+  if unscored:
+    raise StageMismatchError(
+        f"{len(unscored)} unconditional samples (e.g. {unscored[0]['condition']} sample "
+        f"{unscored[0]['sample']}) have no coherence: they were evaluated before every "
+        "sample was scored for it. Run the stage again in a new work directory (or "
+        "delete its unconditional.stage.json).")
 
 
 def _by_sample(rows: Sequence[dict], key: str) -> list[dict]:
@@ -71,10 +106,12 @@ def _paired_tests(entries: list[tuple[dict, dict[str, np.ndarray], dict[str, np.
 
 def summarize_unconditional(records: Sequence[dict], *, seed: int = 0) -> dict:
   """Per condition name, the fields of the module docstring (``records`` hold
-  ``condition, language, kind, n, sample, text, detected, perplexity``)."""
+  ``condition, language, kind, n, sample, text, detected, perplexity, coherence``;
+  ``coherence`` may be left out only by records without ``tokens``, such as tests')."""
   by_condition = collections.defaultdict(list)
   for r in records:
     by_condition[r["condition"]].append(r)
+  _check_scored(records)
   languages = sorted({r["language"] for r in records if r["language"]})
   baseline = _by_sample(by_condition.get("baseline", []), "sample")
   out, tests = {}, []
@@ -92,7 +129,9 @@ def summarize_unconditional(records: Sequence[dict], *, seed: int = 0) -> dict:
         "perplexity_samples": len(ppl),
         # Share of samples in each language; for the baseline, the model's own mix.
         "share": {l: sum(r["detected"] == l for r in rows) / len(rows) for l in languages},
-        **_repetition_fields([r["text"] for r in rows]),
+        "median_distinct4": float(np.median([evaluation.distinct_ngram_ratio(r["text"])
+                                             for r in rows])),
+        **_text_fields(rows),
     }
     target = rows[0]["language"]
     if target:
@@ -106,6 +145,9 @@ def summarize_unconditional(records: Sequence[dict], *, seed: int = 0) -> dict:
       fields["by_language"] = {l: _share_fields(_outcomes(rows, l, "text")) for l in languages}
     out[name] = fields
   _paired_tests(tests)
+  for name, fields in out.items():
+    fields["within_cost"] = (cost.within_cost(fields, out["baseline"])
+                             if name != "baseline" and "baseline" in out else None)
   return out
 
 
@@ -162,7 +204,16 @@ def summarize(unconditional: Sequence[dict], translation: Sequence[dict], *,
               "test": "McNemar's exact test against the baseline on the same samples "
                       "(paired by common random numbers, or by source sentence), "
                       f"Holm-adjusted; significant when the adjusted p < {uncertainty.ALPHA}",
-              "valid": "in the target language and not degenerate",
+              "valid": "in the target language and reads as text (not degenerate and not "
+                       "incoherent; a translation's line: not degenerate)",
               "degenerate": (f"fewer than {evaluation.DEGENERATE_BELOW:.0%} of the text's "
                              f"character {evaluation.DEGENERATE_NGRAM}-grams distinct"),
+              "incoherent": ("coherence under the unintervened model (nats per token "
+                             "the text's own context adds) below its language's threshold "
+                             "(incoherent_below; other languages: "
+                             f"{evaluation.INCOHERENT_BELOW_OTHERWISE:g})"),
+              "incoherent_below": dict(evaluation.INCOHERENT_BELOW),
+              "broken": "does not read as text: empty, degenerate or incoherent",
+              "within_cost": ("broken share at most "
+                              f"{100 * cost.MAX_EXTRA_BROKEN:g} points above the baseline's"),
           }}

@@ -8,7 +8,7 @@ import os
 from typing import Sequence
 
 from lang_neuron_jax.runtime import artifacts
-from lang_neuron_jax.evaluation import measures as evaluation
+from lang_neuron_jax.evaluation import cost, measures as evaluation
 from lang_neuron_jax.control.conditions import TRANSLATION_PROMPT
 from lang_neuron_jax.report.tables import percent, share, table
 
@@ -69,8 +69,8 @@ def _unconditional_tables(uncond: dict) -> list[str]:
   lines = []
   for field, title in (("target", "Share of samples in the target language (language ID)"),
                        ("valid", "Share of **valid** target-language samples (in the target "
-                                 "language *and* not degenerate; the test catches loops, "
-                                 "not word salad: read it with the perplexity below)")):
+                                 "language *and* reading as text: not degenerate, not "
+                                 "incoherent)")):
     rows = []
     for lang, d in sorted(by_lang.items()):
       b = base["by_language"].get(lang) if base else None
@@ -90,16 +90,68 @@ def _unconditional_tables(uncond: dict) -> list[str]:
   lines += ["Share of **degenerate** samples (fewer than half their character 4-grams "
             "distinct: loops of a character, word or line):", ""]
   lines += table(header, rows) + [""]
+  lines += _share_table(
+      by_lang, columns, header, base, "incoherent",
+      "Share of **incoherent** samples (coherence under the unintervened model, the nats "
+      "per token by which a text's own context makes its tokens likelier, below its "
+      f"language's threshold: {_thresholds()}; word salad, which language ID and the loop "
+      "rule both pass; benchmarks/incoherence.py derives the thresholds), 95% interval:")
+  lines += _share_table(
+      by_lang, columns, header, base, "broken",
+      "Share of **broken** samples (not reading as text: empty, degenerate or incoherent, "
+      "in any language), 95% interval; † over the fluency cost, more than "
+      f"{100 * cost.MAX_EXTRA_BROKEN:g} points above no intervention "
+      "(`evaluation.cost.within_cost`):",
+      over_cost=True)
+  lines += _best_within_cost(by_lang, base)
   rows = []
   for lang, d in sorted(by_lang.items()):
     row = [lang, _ppl(base) if base else "n/a"]
     row += [_ppl(d[k]) if k in d else "" for k in columns]
     rows.append(row)
-  lines += ["Median perplexity of the samples under the unintervened model, with a "
-            "bootstrap 95% interval (low values can mean repetition, not fluency: read "
-            "it with the degenerate share):", ""]
+  lines += ["Median perplexity of the samples (every one) under the unintervened model, "
+            "with a bootstrap 95% interval (low values can mean repetition, not fluency: "
+            "read it with the degenerate share):", ""]
   lines += table(header, rows) + [""]
   return lines
+
+
+def _share_table(by_lang: dict, columns: list, header: list[str], base: dict | None,
+                 field: str, title: str, over_cost: bool = False) -> list[str]:
+  """A table of one per-sample share with its interval (no test); ``over_cost`` marks
+  with † the conditions :func:`cost.within_cost` rejects."""
+  rows = []
+  for lang, d in sorted(by_lang.items()):
+    row = [lang, share(base[f"{field}_share"], base[f"{field}_share_ci"]) if base else "n/a"]
+    for k in columns:
+      if k not in d:
+        row.append("")
+        continue
+      cell = share(d[k][f"{field}_share"], d[k][f"{field}_share_ci"])
+      if over_cost and base and not cost.within_cost(d[k], base):
+        cell += " †"
+      row.append(cell)
+    rows.append(row)
+  return [title, ""] + table(header, rows) + [""]
+
+
+def _best_within_cost(by_lang: dict, base: dict | None) -> list[str]:
+  """Per target, the N of the top N/2 + bottom N/2 sweep with the highest valid share
+  among those within the fluency cost (ties: the smaller N), as the comparison chooses."""
+  if not base:
+    return []
+  rows = []
+  for lang, d in sorted(by_lang.items()):
+    ok = [c for (kind, _), c in d.items() if kind == "both" and cost.within_cost(c, base)]
+    best = max(ok, key=lambda c: (c["valid_share"], -c["n"]), default=None)
+    rows.append([lang, "none within cost"] if best is None else
+                [lang, f"N={best['n']:,}",
+                 share(best["valid_share"], best["valid_share_ci"], best.get("significant_valid")),
+                 share(best["broken_share"], best["broken_share_ci"])])
+  rows = [r + [""] * (4 - len(r)) for r in rows]
+  return (["Highest valid share within the fluency cost, per target, over the N sweep (ties: "
+           "the smaller N):", ""]
+          + table(["target", "N", "valid", "broken"], rows) + [""])
 
 
 def _ppl(c: dict) -> str:
@@ -118,7 +170,7 @@ def _control_section(control: dict, images: dict) -> list[str]:
   if counts:
     lines += [f"Counts used: {counts['samples']} unconditional samples per condition "
               f"({counts['max_new_tokens']} new tokens, temperature {counts['temperature']}; "
-              f"perplexity on the first {counts['perplexity_samples']}), "
+              "every sample's perplexity under the unintervened model), "
               f"{counts['translation_pairs']} pairs per translation set (greedy, "
               f"{counts['translation_tokens']} new tokens at most). The paper: 100 and 100.", ""]
   if base:
@@ -126,7 +178,9 @@ def _control_section(control: dict, images: dict) -> list[str]:
     lines += [f"Without intervention, {base['samples']} unconditional samples are: {mix}; "
               f"{percent(base['empty_share'])} empty, {percent(base['degenerate_share'])} "
               f"degenerate (median distinct 4-gram ratio {base['median_distinct4']:.2f}; "
-              "the degeneration threshold is 0.5); median perplexity "
+              f"the degeneration threshold is {evaluation.DEGENERATE_BELOW}), "
+              f"{percent(base['incoherent_share'])} incoherent (coherence below "
+              f"{_thresholds()} nats per token); median perplexity "
               f"{base['median_perplexity'] and round(base['median_perplexity'], 1)}.", ""]
   lines += _unconditional_tables(uncond)
   if "share_vs_n" in images:
@@ -160,10 +214,32 @@ def _control_section(control: dict, images: dict) -> list[str]:
   if examples:
     lines += ["### Example generations", ""]
     rows = [[e["condition"], e["detected"] or "(empty)",
-             "yes" if evaluation.is_degenerate(e["text"]) else "no",
+             "yes" if evaluation.is_degenerate(e["text"]) else "no", _incoherent_cell(e),
              e["text"].replace("\n", " ").replace("|", "\\|")[:150]] for e in examples]
-    lines += table(["condition", "detected", "degenerate", "text"], rows) + [""]
+    lines += table(["condition", "detected", "degenerate", "incoherent (coherence)", "text"],
+                   rows) + [""]
   return lines
+
+
+def _thresholds() -> str:
+  """"8 for de, fr, es, zh, ja; 5 for en and other languages": the incoherence
+  thresholds."""
+  by_value = collections.defaultdict(list)
+  for lang, t in evaluation.INCOHERENT_BELOW.items():
+    by_value[t].append(lang)
+  other = evaluation.INCOHERENT_BELOW_OTHERWISE
+  return "; ".join(f"{t:g} for {', '.join(langs)}" + (" and other languages" if t == other else "")
+                   for t, langs in sorted(by_value.items(), reverse=True))
+
+
+def _incoherent_cell(record: dict) -> str:
+  """"yes (0.8)" / "no (9.4)": the rule (in the detected language) and the sample's
+  coherence; "n/a" for a sample without one (empty or one token)."""
+  coherence = record.get("coherence")
+  if coherence is None:
+    return "n/a"
+  flag = evaluation.is_incoherent(coherence, record["detected"])
+  return f"{'yes' if flag else 'no'} ({coherence:.1f})"
 
 
 def _score(c: dict, metric: str) -> str:
