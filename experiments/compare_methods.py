@@ -45,6 +45,10 @@ _CHOOSE_SAMPLES = flags.DEFINE_integer("choose_samples", None, "Samples of every
 _PAIRS = flags.DEFINE_integer("translation_pairs", None, "English->X pairs per translation set, "
                               "each method at its chosen strength (0: no translation; "
                               "default: the preset's).")
+_MAX_EXTRA_BROKEN = flags.DEFINE_float(
+    "max_extra_broken", None, "The fluency cost: a setting is within it when its broken "
+    "share (empty, degenerate or incoherent samples) is at most this share above the "
+    "baseline's, in [0, 1] (default: the preset's, evaluation.cost.MAX_EXTRA_BROKEN).")
 _CORPUS = study_flags.corpus()
 _DIFFMEAN_LAYER = flags.DEFINE_integer("diffmean_layer", None, "Steer with mean-difference "
                                        "directions at this layer (default: the d' rule's).")
@@ -77,7 +81,8 @@ def configs(model_config) -> tuple[find.FindConfig, compare.CompareConfig]:
       strengths=tuple((m, v) for m, v in strengths.items() if m in methods),
       options=tuple((m, o) for m, o in options.items() if m in methods),
       **{k: flag.value for k, flag in (("samples", _SAMPLES), ("choose_samples", _CHOOSE_SAMPLES),
-                                       ("translation_pairs", _PAIRS))
+                                       ("translation_pairs", _PAIRS),
+                                       ("max_extra_broken", _MAX_EXTRA_BROKEN))
          if flag.value is not None})
   find_config = compare.find_config(
       dataclasses.replace(preset.find, languages=tuple(_LANGUAGES.value), seed=_SEED.value,

@@ -104,8 +104,9 @@ def check_study_report(text: str, metrics: dict) -> int:
 
 def check_comparison_report(text: str, summary: dict, methods, languages) -> int:
   """Checks comparison.md's best-setting tables (held out: ``best``; choosing half:
-  ``chosen_on``) and every-condition table against ``comparison.json``; returns the
-  number of cells checked."""
+  ``chosen_on``), the held-out broken shares with their cost flags and the
+  every-condition table against ``comparison.json``; returns the number of cells
+  checked."""
   checked = 0
   for header, part in (("| method |", "best"), ("| method, choosing half |", "chosen_on")):
     _, rows = table(text, header)
@@ -119,6 +120,19 @@ def check_comparison_report(text: str, summary: dict, methods, languages) -> int
                                b["significant_valid"], style="compare")
         assert float(strength) == b["strength"], (cell, b)
         checked += 1
+  # The held-out broken shares, flagged "(over the cost)" exactly where comparison.json's
+  # within_cost (evaluation.cost.within_cost at the config's bound) says so.
+  _, rows = table(text, "| method, held-out broken share |")
+  for m in methods:
+    for lang, cell in zip(languages, rows[m][1:]):
+      b = summary["best"][m][lang]
+      if b is None:
+        assert cell == "-", cell
+        continue
+      shown = cell.removesuffix(" (over the cost)")
+      check_share(shown, b["broken_share"], b["broken_share_ci"], style="compare")
+      assert (shown != cell) == (not b["within_cost"]), (cell, b["within_cost"])
+      checked += 1
   _, rows = table(text, "| condition |")
   cond = summary["conditions"]
   assert set(rows) == {k for k, v in cond.items() if v["kind"] is not None}

@@ -10,58 +10,101 @@ import pytest
 
 import lang_neuron_jax as lnj
 from lang_neuron_jax import compare
+from lang_neuron_jax.compare import choice
 from lang_neuron_jax.find import stage as find
 from lang_neuron_jax import study as presets
 from lang_neuron_jax.data import corpora as data
-from lang_neuron_jax.errors import UserError
+from lang_neuron_jax.errors import ConfigError, UserError
+from lang_neuron_jax.evaluation import cost
+from lang_neuron_jax.runtime import artifacts, stages
 from tests.conftest import write_small_corpus
 
 
-def _condition(lang, method, strength, valid, ppl):
-  """One condition of ``comparison.json`` as best_settings reads it."""
+def _condition(lang, method, strength, valid, broken, ppl=10.0):
+  """One condition of ``comparison.json`` as best_settings reads it. Its ``within_cost``
+  key is stale on purpose (always True): the choice must apply the config's bound itself,
+  not read the key ``summarize_unconditional`` computed at the default one."""
   return {"kind": method, "language": lang, "strength": strength, "valid_share": valid,
           "valid_share_ci": [valid / 2, (1 + valid) / 2], "target_share": valid,
-          "target_share_ci": [0.0, 1.0], "median_perplexity": ppl,
-          "significant_valid": valid > 0.5}
+          "target_share_ci": [0.0, 1.0], "broken_share": broken,
+          "broken_share_ci": [broken / 2, (1 + broken) / 2], "median_perplexity": ppl,
+          "significant_valid": valid > 0.5, "within_cost": True}
 
 
-def _conditions(*rows, baseline_ppl=10.0):
-  out = {"baseline": {"kind": None, "language": None, "median_perplexity": baseline_ppl}}
+def _conditions(*rows, baseline_broken=0.1, baseline_ppl=10.0):
+  out = {"baseline": {"kind": None, "language": None, "broken_share": baseline_broken,
+                      "median_perplexity": baseline_ppl}}
   out.update({f"{r[0]}/{r[1]}/{r[2]:g}": _condition(*r) for r in rows})
   return out
 
 
 RULE_CONFIG = compare.CompareConfig(languages=("de", "fr"), methods=("ap", "lape"),
                                     strengths=(("ap", (20, 4, 200)), ("lape", (0.02, 0.01))),
-                                    fluency_cost=2.0)
+                                    max_extra_broken=0.25)
+WITHIN, OVER = 0.2, 0.5  # broken shares either side of the default limit 0.1 + 0.25
 
 
 def test_best_setting_is_the_highest_valid_share_within_the_cost():
-  """Limit 2 x 10 = 20, inclusive: a better setting over it loses to a worse one under
-  it; one exactly at it counts; a setting without perplexity never counts; other
-  methods' and languages' rows do not leak in."""
-  cond = _conditions(("de", "ap", 4, 0.3, 12.0), ("de", "ap", 20, 0.9, 20.5),
-                     ("de", "ap", 200, 0.5, 20.0),  # exactly at the limit
-                     ("fr", "ap", 4, 0.2, 19.0), ("fr", "ap", 20, 1.0, None),
-                     ("fr", "ap", 200, 0.95, 40.0),
-                     ("de", "lape", 0.01, 1.0, 50.0), ("de", "lape", 0.02, 1.0, 60.0),
-                     ("fr", "lape", 0.01, 0.1, 30.0), ("fr", "lape", 0.02, 0.7, 11.0))
+  """Limit: the baseline's broken share 2/20 + 0.25 = 7/20, inclusive: a better setting
+  over it loses to a worse one under it; one exactly at it counts; other methods' and
+  languages' rows do not leak in; the config's bound, not the entries' own within_cost
+  key, decides."""
+  cond = _conditions(("de", "ap", 4, 0.3, 4 / 20), ("de", "ap", 20, 0.9, 8 / 20),
+                     ("de", "ap", 200, 0.5, 7 / 20),  # exactly at the limit
+                     ("fr", "ap", 4, 0.2, 0.3), ("fr", "ap", 20, 1.0, 0.6),
+                     ("fr", "ap", 200, 0.95, 0.9),
+                     ("de", "lape", 0.01, 1.0, 0.5), ("de", "lape", 0.02, 1.0, 0.6),
+                     ("fr", "lape", 0.01, 0.1, 0.5), ("fr", "lape", 0.02, 0.7, 0.0),
+                     baseline_broken=2 / 20)
   best = compare.best_settings(cond, RULE_CONFIG)
   assert best["ap"]["de"]["strength"] == 200 and best["ap"]["de"]["valid_share"] == 0.5
   assert best["ap"]["de"] == {k: cond["de/ap/200"][k] for k in best["ap"]["de"]}
+  assert best["ap"]["de"]["broken_share"] == 7 / 20
   assert best["ap"]["fr"]["strength"] == 4
   assert best["lape"]["de"] is None  # nothing within the cost
   assert best["lape"]["fr"]["strength"] == 0.02
-  # The cost scales the baseline's median: at 5 x, the 0.9 at 20.5 wins.
-  wide = compare.best_settings(cond, dataclasses.replace(RULE_CONFIG, fluency_cost=5.0))
+  # The bound is added to the baseline's share: at 0.5, the 0.9 at 8/20 wins.
+  wide = compare.best_settings(cond, dataclasses.replace(RULE_CONFIG, max_extra_broken=0.5))
   assert wide["ap"]["de"]["strength"] == 20 and wide["lape"]["de"]["strength"] == 0.01
+  # At 0, only settings that break no more often than the baseline.
+  tight = compare.best_settings(cond, dataclasses.replace(RULE_CONFIG, max_extra_broken=0.0))
+  assert tight["ap"]["de"] is None and tight["lape"]["fr"]["strength"] == 0.02
+
+
+def test_cost_counts_broken_samples_not_the_median_perplexity():
+  """The old rule (median perplexity at most 2 x the baseline's) and the shared one
+  disagree here, and the choice follows the shared one (evaluation.cost.within_cost):
+  AP de at N = 20,000 in the 2026-12-03 comparison, 88% degenerate at a median perplexity
+  of 7.6 against the baseline's 6.8, passed the old rule and is out; a setting whose
+  text stays whole at a high perplexity (hard text, not salad) was out and is in."""
+  cond = _conditions(("de", "ap", 20000, 0.12, 0.88, 7.6),  # loops: low perplexity
+                     ("de", "ap", 200, 0.06, 0.20, 30.0),   # whole text, over 2 x 6.8
+                     ("fr", "ap", 200, 0.0, 0.0, 6.9),
+                     baseline_broken=0.05, baseline_ppl=6.8)
+  config = dataclasses.replace(RULE_CONFIG, languages=("de",), methods=("ap",),
+                               strengths=(("ap", (200, 20000)),))
+  best = compare.best_settings(cond, config)
+  assert best["ap"]["de"]["strength"] == 200
+  assert compare.translation_strengths(best, config) == {"ap": {"de": 200}}
+  # The held-out flag applies the same rule: the 200 there, and 20,000 if it were chosen.
+  summary = compare.summarize(cond, cond, {}, config)
+  assert summary["best"]["ap"]["de"]["within_cost"] is True
+  assert summary["max_extra_broken"] == 0.25 and "fluency_cost" not in summary
+  assert cost.within_cost(cond["de/ap/200"], cond["baseline"])
+  assert not cost.within_cost(cond["de/ap/20000"], cond["baseline"])
+  assert choice.describe_cost(cond["baseline"], 0.25) == \
+      "broken share at most 25 points above the baseline's 5%"
+  # Metrics summarized before broken shares existed are refused, not judged.
+  del cond["de/ap/200"]["broken_share"]
+  with pytest.raises(UserError, match="broken_share"):
+    compare.best_settings(cond, config)
 
 
 def test_best_setting_ties_go_to_the_weaker_strength():
   # Listed strongest first, so the rule and not the order decides.
-  cond = _conditions(("de", "ap", 200, 0.5, 11.0), ("de", "ap", 20, 0.5, 11.0),
-                     ("de", "ap", 4, 0.5, 15.0), ("fr", "ap", 200, 0.25, 11.0),
-                     ("fr", "ap", 20, 0.25, 11.0), ("fr", "ap", 4, 0.0, 11.0))
+  cond = _conditions(("de", "ap", 200, 0.5, 0.1), ("de", "ap", 20, 0.5, 0.1),
+                     ("de", "ap", 4, 0.5, WITHIN), ("fr", "ap", 200, 0.25, 0.1),
+                     ("fr", "ap", 20, 0.25, 0.1), ("fr", "ap", 4, 0.0, 0.1))
   config = dataclasses.replace(RULE_CONFIG, methods=("ap",), strengths=(("ap", (200, 20, 4)),))
   best = compare.best_settings(cond, config)
   assert best["ap"]["de"]["strength"] == 4 and best["ap"]["fr"]["strength"] == 20
@@ -70,11 +113,11 @@ def test_best_setting_ties_go_to_the_weaker_strength():
 def test_translation_strengths_fall_back_to_the_weakest():
   """The best setting where there is one; the smallest strength of the sweep (not its
   first) where nothing is within the cost."""
-  cond = _conditions(("de", "ap", 20, 0.4, 15.0), ("de", "ap", 4, 0.1, 50.0),
-                     ("de", "ap", 200, 0.9, 90.0), ("fr", "ap", 20, 0.9, 25.0),
-                     ("fr", "ap", 4, 0.1, 21.0), ("fr", "ap", 200, 0.9, 99.0),
-                     ("de", "lape", 0.02, 0.1, 30.0), ("de", "lape", 0.01, 0.0, 30.0),
-                     ("fr", "lape", 0.02, 0.3, 10.0), ("fr", "lape", 0.01, 0.0, 30.0))
+  cond = _conditions(("de", "ap", 20, 0.4, WITHIN), ("de", "ap", 4, 0.1, OVER),
+                     ("de", "ap", 200, 0.9, OVER), ("fr", "ap", 20, 0.9, OVER),
+                     ("fr", "ap", 4, 0.1, OVER), ("fr", "ap", 200, 0.9, OVER),
+                     ("de", "lape", 0.02, 0.1, OVER), ("de", "lape", 0.01, 0.0, OVER),
+                     ("fr", "lape", 0.02, 0.3, WITHIN), ("fr", "lape", 0.01, 0.0, OVER))
   best = compare.best_settings(cond, RULE_CONFIG)
   assert best["ap"]["fr"] is None and best["lape"]["de"] is None
   assert compare.translation_strengths(best, RULE_CONFIG) == {
@@ -82,18 +125,20 @@ def test_translation_strengths_fall_back_to_the_weakest():
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("fluency_cost", math.nan, "fluency_cost"), ("fluency_cost", math.inf, "fluency_cost"),
-    ("fluency_cost", -2.0, "fluency_cost"), ("fluency_cost", 0.5, "fluency_cost"),
-    ("perplexity_samples", 0, "perplexity_samples"), ("samples", 0, "samples"),
-    ("choose_samples", 0, "choose_samples"),
+    ("max_extra_broken", math.nan, "max_extra_broken"),
+    ("max_extra_broken", math.inf, "max_extra_broken"),
+    ("max_extra_broken", -0.1, "max_extra_broken"), ("max_extra_broken", 1.5, "max_extra_broken"),
+    ("max_extra_broken", True, "max_extra_broken"), ("max_extra_broken", "0.2", "max_extra_broken"),
+    ("samples", 0, "samples"), ("choose_samples", 0, "choose_samples"),
     ("translation_pairs", -1, "translation_pairs")])
 def test_validate_refuses_bad_numbers_before_any_work(field, value, message):
   config = dataclasses.replace(compare.CompareConfig(), **{field: value})
-  with pytest.raises(ValueError, match=message) as raised:
+  with pytest.raises(ConfigError, match=message):
     config.validate(data.PAPER_LANGUAGES, 18)
-  if field in ("fluency_cost", "perplexity_samples"):
-    assert isinstance(raised.value, UserError)
   compare.CompareConfig().validate(data.PAPER_LANGUAGES, 18)  # the defaults pass
+  for edge in (0, 1.0):  # the bound's range is closed
+    dataclasses.replace(compare.CompareConfig(), max_extra_broken=edge).validate(
+        data.PAPER_LANGUAGES, 18)
   # Without translation, the cost is still checked (it once sat after sets()' return).
   no_translation = dataclasses.replace(config, translation_pairs=0)
   if field != "translation_pairs":
@@ -101,7 +146,31 @@ def test_validate_refuses_bad_numbers_before_any_work(field, value, message):
       no_translation.validate(data.PAPER_LANGUAGES, 18)
 
 
-def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):
+def test_old_cost_fields_are_gone_and_old_work_directories_run_again(tmp_path):
+  """CompareConfig lost fluency_cost and perplexity_samples for max_extra_broken (issue
+  30), so a comparison stage finished under the old fields has another fingerprint: it
+  is run again, not reused with metrics judged by the old rule. The bound is part of the
+  fingerprint too (it changes the choice, so the held-out half)."""
+  fields = {f.name for f in dataclasses.fields(compare.CompareConfig)}
+  assert "max_extra_broken" in fields and not fields & {"fluency_cost", "perplexity_samples"}
+  assert compare.CompareConfig().max_extra_broken == cost.MAX_EXTRA_BROKEN
+  config = compare.CompareConfig()
+  old = {k: v for k, v in artifacts.to_jsonable(config).items() if k != "max_extra_broken"}
+  old.update(fluency_cost=2.0, perplexity_samples=None)
+  work = str(tmp_path)
+  artifacts.write_json(stages.stamp_path(work, "comparison"), {
+      "stage": "comparison",
+      "fingerprint": artifacts.fingerprint(stage="comparison", config=old, model="m",
+                                           inputs=[])})
+  stage = stages.Stage(work, "comparison", config=config, model_id="m")
+  assert stage.finished() is None  # not reused: run again (keep_other)
+  same = stages.Stage(work, "comparison", config=dataclasses.replace(config), model_id="m")
+  assert same.fingerprint == stage.fingerprint
+  assert stages.Stage(work, "comparison", model_id="m", config=dataclasses.replace(
+      config, max_extra_broken=0.5)).fingerprint != stage.fingerprint
+
+
+def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path, recwarn):
   lm = lnj.load_model(tiny_gemma3_with_tokenizer)
   corpus = write_small_corpus(str(tmp_path / "corpus"), positives=12, negatives=24)
   work = str(tmp_path / "work")
@@ -118,6 +187,10 @@ def test_comparison_end_to_end_and_reuse(tiny_gemma3_with_tokenizer, tmp_path):
     return compare.run_comparison(lm, found, config, work, progress=False)
 
   result = run()
+  # The stage no longer passes the deprecated perplexity_samples (which only warns now),
+  # and every sample is scored for the cost's incoherence rule.
+  assert not [w for w in recwarn if "perplexity_samples" in str(w.message)]
+  assert all("coherence" in r for r in result.records + result.held_out)
   compare.write_report(work, result, config, model_id=lm.model_id)
   for name in ("comparison.md", "comparison.json", "comparison.jsonl", "held_out.jsonl",
                "pareto.png", "method_layers.png", "find/expertise.npz", "find/responses/resid.npy",
@@ -308,16 +381,20 @@ def test_comparison_report_cells_match_the_summary(tmp_path):
                                  translation_pairs=12, samples=10, choose_samples=10)
   records = (_records("baseline", None, None, None, ["en"] * 10, 10.0)
              + _records("de/ap/4", "de", "ap", 4, ["de"] * 10, 12.0)  # significant
-             + _records("de/ap/20", "de", "ap", 20, ["de"] * 8, 40.0, samples=8)  # unpaired, over the cost
+             + _records("de/ap/20", "de", "ap", 20, ["de"] * 8, 9.0, samples=8)  # unpaired, over the cost
              + _records("de/lape/0.01", "de", "lape", 0.01, ["en"] * 9 + ["de"], 11.0))
-  for r in records[10:14]:  # de/ap/4: 4 loops, so its valid share differs from its target share
+  for r in records[10:12]:  # de/ap/4: 2 loops (within the cost), so its valid share
+    r["text"] = "色" * 60   # differs from its target share
+  for r in records[20:23]:  # de/ap/20: 3 loops of 8, 37.5 points over the baseline's 0
     r["text"] = "色" * 60
   by_condition = metrics_lib.summarize_unconditional(records)
-  assert by_condition["de/ap/4"]["valid_share"] == 0.6
+  assert by_condition["de/ap/4"]["valid_share"] == 0.8
   assert compare.best_settings(by_condition, config)["ap"]["de"]["strength"] == 4
   held = (_records("baseline", None, None, None, ["en"] * 10, 10.0, first=10)
-          + _records("de/ap/4", "de", "ap", 4, ["de"] * 7 + ["en"] * 3, 25.0, first=10)
+          + _records("de/ap/4", "de", "ap", 4, ["de"] * 7 + ["en"] * 3, 12.0, first=10)
           + _records("de/lape/0.01", "de", "lape", 0.01, ["en"] * 10, 11.0, first=10))
+  for r in held[17:20]:  # held-out de/ap/4: its 3 English samples loop, 30 points over
+    r["text"] = "色" * 60
   translations = [{"dataset": "flores200", "target": "de", "kind": kind, "strength": s,
                    "condition": "x", "sample": i, "output": out, "reference": "Der Hund.",
                    "detected": det}
@@ -328,13 +405,16 @@ def test_comparison_report_cells_match_the_summary(tmp_path):
   summary = compare.summarize(by_condition, metrics_lib.summarize_unconditional(held), {},
                               config, translations)
   assert summary["best"]["ap"]["de"]["valid_share"] == 0.7  # held out, not the chosen 0.6
-  # Held out, its median perplexity (36) is over the limit (2 x the baseline's 14.5).
+  # Held out, its broken share (30%) is over the limit (the baseline's 0 + 25 points),
+  # though its median perplexity is as low as on the choosing half.
+  assert summary["best"]["ap"]["de"]["broken_share"] == 0.3
   assert summary["best"]["ap"]["de"]["within_cost"] is False
   result = compare.CompareResult(summary, records, translations, {}, None, held)
   with open(compare.write_report(str(tmp_path), result, config, model_id="m")) as f:
     text = f.read()
   assert report_cells.check_comparison_report(text, summary, config.methods, config.languages) > 0
   assert "(over the cost)" in text
+  assert "broken share at most 25 points above the baseline's 0%, on the choosing half" in text
   marks = set()
   _, rows = report_cells.table(text, "| method |")
   for m in config.methods:
@@ -354,7 +434,10 @@ def test_comparison_report_cells_match_the_summary(tmp_path):
                                c[f"significant_{field}"], style="compare")
       marks.add(c[f"significant_{field}"])
     assert abs(float(row[3].rstrip("%")) - 100 * c["degenerate_share"]) <= 0.5
-    assert float(row[4]) == pytest.approx(c["median_perplexity"], abs=0.0501)
+    broken, dagger = row[4].removesuffix("†"), row[4].endswith("†")
+    assert abs(float(broken.rstrip("%")) - 100 * c["broken_share"]) <= 0.5
+    assert dagger == (name == "de/ap/20")  # over the cost on the choosing half
+    assert float(row[5]) == pytest.approx(c["median_perplexity"], abs=0.0501)
   assert marks == {True, False, None}
   header, rows = report_cells.table(text, "| set |")
   t = summary["translation"]["flores200_en_de"]

@@ -15,9 +15,12 @@ Significance (McNemar against the baseline on the same samples) is Holm-adjusted
 each method's own family of tests (:func:`holm_within_methods`), not over the whole
 table: a method's marks then do not depend on which other methods are compared.
 
-The selection criterion is one call, :func:`choose`, and the fluency cost one call,
-:func:`within_cost` (described in the report by :func:`describe_cost`); swapping either
-changes the rule everywhere it is used: the choice, the translation strengths, and the
+The selection criterion is one call, :func:`choose`. The fluency cost is the study's own
+rule, :func:`lang_neuron_jax.evaluation.cost.within_cost` (a setting's broken share at
+most ``max_extra_broken`` above the baseline's), called directly rather than wrapped, so
+that the study's report and the comparison cannot judge the same setting differently;
+:func:`describe_cost` words it for the report. The one call applies it everywhere the
+comparison uses it: the choice, the translation strengths (through the choice) and the
 held-out report's "over the cost" flag.
 """
 
@@ -28,11 +31,11 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from lang_neuron_jax.evaluation import uncertainty
+from lang_neuron_jax.evaluation import cost, uncertainty
 
 # What best_settings copies of the chosen condition, and the held-out report of it.
 FIELDS = ("strength", "valid_share", "valid_share_ci", "target_share", "target_share_ci",
-          "median_perplexity", "significant_valid")
+          "broken_share", "broken_share_ci", "median_perplexity", "significant_valid")
 
 
 def split_samples(choosing: int, held_out: int, seed: int
@@ -48,37 +51,31 @@ def split_samples(choosing: int, held_out: int, seed: int
           tuple(sorted(int(i) for i in order[choosing:])))
 
 
-def within_cost(condition: Mapping, baseline: Mapping, fluency_cost: float) -> bool:
-  """The fluency cost rule: ``condition``'s median perplexity (under the unintervened
-  model) is at most ``fluency_cost`` times ``baseline``'s, on the same half of the
-  samples. A condition without perplexities is never within it.
-
-  The one place the comparison applies the cost; a shared rule from
-  :mod:`lang_neuron_jax.evaluation` replaces this body.
-  """
-  ppl, base = condition.get("median_perplexity"), baseline.get("median_perplexity")
-  return ppl is not None and base is not None and ppl <= fluency_cost * base
+def describe_cost(baseline: Mapping, max_extra_broken: float) -> str:
+  """The rule of :func:`lang_neuron_jax.evaluation.cost.within_cost` in words, with the
+  baseline's broken share on the half it is applied to, for the report."""
+  base = baseline.get("broken_share")
+  return (f"broken share at most {100 * max_extra_broken:g} points above the baseline's "
+          f"{'n/a' if base is None else f'{base:.0%}'}")
 
 
-def describe_cost(baseline: Mapping, fluency_cost: float) -> str:
-  """The rule of :func:`within_cost` in words, for the report (kept beside it, so that
-  the two change together)."""
-  base = baseline.get("median_perplexity")
-  return (f"median perplexity at most {fluency_cost:g} x the baseline's "
-          f"{'n/a' if base is None else f'{base:.1f}'}")
-
-
-def choose(candidates: Sequence[Mapping], baseline: Mapping, fluency_cost: float
+def choose(candidates: Sequence[Mapping], baseline: Mapping, max_extra_broken: float
            ) -> Mapping | None:
   """The selection criterion: of one method's conditions for one language (its sweep, on
-  the choosing half), the one of highest valid share among those :func:`within_cost`;
-  ties go to the weaker (smaller) strength. None if no condition is within the cost."""
-  ok = [v for v in candidates if within_cost(v, baseline, fluency_cost)]
+  the choosing half), the one of highest valid share among those within the fluency cost
+  (:func:`lang_neuron_jax.evaluation.cost.within_cost` at ``max_extra_broken``); ties go
+  to the weaker (smaller) strength. None if no condition is within the cost.
+
+  The bound is the config's, not the entries' own ``within_cost`` key, which
+  ``summarize_unconditional`` computes at the default bound.
+  """
+  ok = [v for v in candidates
+        if cost.within_cost(v, baseline, max_extra_broken=max_extra_broken)]
   return max(ok, key=lambda v: (v["valid_share"], -v["strength"]), default=None)
 
 
 def best_settings(metrics: Mapping[str, dict], methods: Iterable[str],
-                  languages: Iterable[str], fluency_cost: float) -> dict:
+                  languages: Iterable[str], max_extra_broken: float) -> dict:
   """``{method: {language: fields | None}}``: :func:`choose` on each method's conditions
   for each language in ``metrics`` (``summarize_unconditional`` of the choosing half),
   with :data:`FIELDS` of the chosen condition."""
@@ -86,7 +83,7 @@ def best_settings(metrics: Mapping[str, dict], methods: Iterable[str],
   for m in methods:
     for lang in languages:
       rows = [v for v in metrics.values() if v["kind"] == m and v["language"] == lang]
-      best = choose(rows, metrics["baseline"], fluency_cost)
+      best = choose(rows, metrics["baseline"], max_extra_broken)
       out.setdefault(m, {})[lang] = None if best is None else {k: best[k] for k in FIELDS}
   return out
 

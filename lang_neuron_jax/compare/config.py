@@ -9,7 +9,8 @@ import numpy as np
 
 from lang_neuron_jax.compare import choice
 from lang_neuron_jax.data import corpora as data
-from lang_neuron_jax.errors import ConfigError, UserError
+from lang_neuron_jax.errors import ConfigError
+from lang_neuron_jax.evaluation import cost
 from lang_neuron_jax.find import stage as find
 from lang_neuron_jax.methods import ap, base, diffmean, lape, probe
 
@@ -65,11 +66,10 @@ class CompareConfig:
     choose_samples: Unconditional samples of every setting (and of the baseline) on which
       each method's strength is chosen (:mod:`~lang_neuron_jax.compare.choice`).
     max_new_tokens, temperature: Unconditional sampling, as the paper's (64, 0.8).
-    perplexity_samples: Only samples of index below this get a perplexity under the
-      unintervened model (None: every sample; the indices of both halves run to
-      ``choose_samples + samples``).
-    fluency_cost: A setting is within the fluency cost when its median perplexity is at
-      most this many times the baseline's.
+    max_extra_broken: A setting is within the fluency cost when its broken share (empty,
+      degenerate or incoherent samples) is at most this share above the baseline's on
+      the same half (:func:`lang_neuron_jax.evaluation.cost.within_cost`, the rule the
+      study's report applies too).
     batch_size: Generation rows per compiled call.
     translation_sets: ``(dataset, language)`` sets translated into; None for the
       FLORES-200 set of every target language that has one (the shipped sets' only
@@ -90,8 +90,7 @@ class CompareConfig:
   choose_samples: int = 10
   max_new_tokens: int = 64
   temperature: float = 0.8
-  perplexity_samples: int | None = None
-  fluency_cost: float = 2.0
+  max_extra_broken: float = cost.MAX_EXTRA_BROKEN
   batch_size: int = 128
   translation_sets: tuple[tuple[str, str], ...] | None = None
   translation_pairs: int = 8
@@ -134,15 +133,14 @@ class CompareConfig:
                  "translation_slots"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
-    # Checked here, not after the generation that needs them: a NaN, infinite or
-    # sub-1 cost makes every setting fail (or pass) the limit, and no perplexity sample
-    # leaves the baseline without the median the limit is relative to.
-    if not np.isfinite(self.fluency_cost) or self.fluency_cost < 1:
-      raise UserError(f"fluency_cost must be a finite number of at least 1 (times the "
-                      f"baseline's median perplexity), got {self.fluency_cost}.")
-    if self.perplexity_samples is not None and self.perplexity_samples < 1:
-      raise UserError(f"perplexity_samples must be at least 1 (the fluency cost compares "
-                      f"median perplexities), got {self.perplexity_samples}.")
+    # Checked here, not when the choice first applies it after the choosing half's
+    # generation: a NaN bound makes every setting fail it, one outside [0, 1] makes it
+    # pass everything or nothing, and either would surface only after minutes of work.
+    bound = self.max_extra_broken
+    if (isinstance(bound, bool) or not isinstance(bound, (int, float))
+        or not np.isfinite(bound) or not 0 <= bound <= 1):
+      raise ConfigError(f"max_extra_broken must be a share in [0, 1] (how much more often "
+                        f"than the baseline's a setting's samples may break), got {bound!r}.")
     if self.translation_pairs < 0:
       raise ConfigError(f"translation_pairs must not be negative, got {self.translation_pairs}.")
     shipped = data.available_translation_sets()
@@ -158,10 +156,6 @@ class CompareConfig:
     """Sample indices ``(choosing, held_out)`` of every condition
     (:func:`~lang_neuron_jax.compare.choice.split_samples`, fixed by ``seed``)."""
     return choice.split_samples(self.choose_samples, self.samples, self.seed)
-
-  def perplexity_below(self) -> int:
-    """Samples of index below this get a perplexity (``perplexity_samples``, or all)."""
-    return self.perplexity_samples or self.choose_samples + self.samples
 
   def sets(self) -> list[tuple[str, str]]:
     """The ``(dataset, language)`` translation sets used (none when translation_pairs is 0)."""

@@ -7,7 +7,7 @@ Layout of ``workdir``::
                           one forward pass over the corpora (lang_neuron_jax/find/stage.py)
     comparison.jsonl      one record per unconditional sample of the choosing half, every
                           setting (condition, method, strength, sample, tokens, text,
-                          detected language, perplexity)
+                          detected language, perplexity, coherence)
     held_out.jsonl        the same for the held-out half: the baseline and each method's
                           chosen setting per language
     translation.jsonl     one record per English->X translation, with no intervention and
@@ -124,8 +124,11 @@ def _unconditional_stage(lm, steering, config: CompareConfig, stage: stages.Stag
           progress=progress,
           **experiment.unconditional_settings(max_new_tokens=config.max_new_tokens,
                                               temperature=config.temperature)),
-      functools.partial(experiment.evaluate_unconditional, lm,
-                        perplexity_samples=config.perplexity_below()))
+      # Every sample is scored (perplexity and coherence: the fluency cost counts broken
+      # samples, issue 30). CompareConfig's old perplexity_samples and fluency_cost
+      # fields are gone, so work directories evaluated before have other fingerprints
+      # and their stages run again instead of being reused with the old metrics.
+      functools.partial(experiment.evaluate_unconditional, lm))
 
 
 @workdir_locked  # A second run on the same workdir is refused (lang_neuron_jax/runtime/locks.py).
@@ -155,7 +158,8 @@ def run_comparison(lm, found: find.FindResult, config: CompareConfig, workdir: s
                                    comparison_jobs(lm, config), progress)
     choosing = metrics_lib.summarize_unconditional(records, seed=config.seed)
     # The choice: one call per method and language (compare/choice.py's choose, which
-    # applies the fluency cost through within_cost), on the choosing half only.
+    # applies the fluency cost through evaluation.cost.within_cost), on the choosing
+    # half only.
     chosen = best_settings(choosing, config)
 
   # The held-out half and the translation depend on the choice, so their stages' input

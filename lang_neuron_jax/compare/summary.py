@@ -12,7 +12,7 @@ import numpy as np
 from lang_neuron_jax.compare import choice
 from lang_neuron_jax.compare.config import CompareConfig
 from lang_neuron_jax.control import conditions
-from lang_neuron_jax.evaluation import metrics as metrics_lib
+from lang_neuron_jax.evaluation import cost, metrics as metrics_lib
 from lang_neuron_jax.methods import base
 
 
@@ -34,14 +34,16 @@ def best_settings(metrics: Mapping[str, dict], config: CompareConfig) -> dict:
   """Per method and language, the setting :func:`~lang_neuron_jax.compare.choice.choose`
   picks from ``metrics`` (the choosing half's ``summarize_unconditional``): the highest
   valid share within the fluency cost (None if no setting is within it)."""
-  return choice.best_settings(metrics, config.methods, config.languages, config.fluency_cost)
+  return choice.best_settings(metrics, config.methods, config.languages,
+                              config.max_extra_broken)
 
 
 def held_out_figures(chosen: Mapping[str, dict], held_out: Mapping[str, dict],
                      config: CompareConfig) -> dict:
   """``{method: {language: fields | None}}``: each chosen setting's figures on the held-out
   half (``held_out``: its ``summarize_unconditional``, tests Holm-adjusted within each
-  method), with ``within_cost``: whether it is within the fluency cost there too."""
+  method), with ``within_cost``: whether it is within the fluency cost there too (at the
+  config's ``max_extra_broken``, against the held-out baseline)."""
   out = {}
   for m in config.methods:
     for lang in config.languages:
@@ -49,7 +51,8 @@ def held_out_figures(chosen: Mapping[str, dict], held_out: Mapping[str, dict],
       v = None if c is None else held_out[conditions.method_condition(lang, m, c["strength"]).name]
       out.setdefault(m, {})[lang] = None if v is None else {
           **{k: v[k] for k in choice.FIELDS},
-          "within_cost": choice.within_cost(v, held_out["baseline"], config.fluency_cost)}
+          "within_cost": cost.within_cost(v, held_out["baseline"],
+                                          max_extra_broken=config.max_extra_broken)}
   return out
 
 
@@ -98,7 +101,7 @@ def summarize(choosing: Mapping[str, dict], held_out: Mapping[str, dict],
     each method; ``chosen_on`` (each method's chosen setting on the choosing half) and
     ``best`` (the same settings on the held-out half: the figures to report);
     translation per method (tests Holm-adjusted within each method); the split,
-    overlaps, layers, fits, sweeps and the fluency cost.
+    overlaps, layers, fits, sweeps and the fluency cost's bound (``max_extra_broken``).
   """
   choosing = choice.holm_within_methods(choosing)
   held_out = choice.holm_within_methods(held_out)
@@ -115,4 +118,4 @@ def summarize(choosing: Mapping[str, dict], held_out: Mapping[str, dict],
                    "Holm-adjusted within each method's own tests of the table",
           "overlap": overlaps(fits, config), "layers": where_they_edit(fits, config),
           "fits": {m: f.summary() for m, f in fits.items()},
-          "sweep": config.sweep(), "fluency_cost": config.fluency_cost}
+          "sweep": config.sweep(), "max_extra_broken": config.max_extra_broken}

@@ -8,6 +8,7 @@ from typing import Mapping
 import numpy as np
 
 from lang_neuron_jax.compare import choice
+from lang_neuron_jax.evaluation import cost
 from lang_neuron_jax.report import figures
 from lang_neuron_jax.report.tables import share
 from lang_neuron_jax.runtime import artifacts
@@ -20,19 +21,25 @@ def _share(v: dict, key: str) -> str:
 
 
 def draw(summary: dict, workdir: str) -> None:
-  """pareto.png, method_layers.png and the translation figures."""
+  """pareto.png, method_layers.png and the translation figures.
+
+  pareto.png plots what the fluency cost bounds: each setting's broken share (x) against
+  its valid share (y), on the choosing half the choice was made on, with the bound (the
+  baseline's broken share plus ``max_extra_broken``) as a vertical line, so a point left
+  of it is exactly a setting :func:`lang_neuron_jax.evaluation.cost.within_cost` accepts.
+  """
   by_condition = summary["conditions"]
-  base_ppl = by_condition["baseline"]["median_perplexity"]
+  base = by_condition["baseline"]
   curves = {}
   for v in by_condition.values():
     if v["kind"] is None:
       continue
     curves.setdefault(v["language"], {}).setdefault(v["kind"], []).append(
-        (v["median_perplexity"] / base_ppl if v["median_perplexity"] else np.nan,
-         v["valid_share"], v["valid_share_ci"], v["strength"]))
-  baseline_valid = {l: b["valid_share"] for l, b in by_condition["baseline"]["by_language"].items()}
-  figures.pareto(curves, os.path.join(workdir, "pareto.png"), cost=summary["fluency_cost"],
-                 baseline=baseline_valid)
+        (v["broken_share"], v["valid_share"], v["valid_share_ci"], v["strength"]))
+  baseline_valid = {l: b["valid_share"] for l, b in base["by_language"].items()}
+  figures.pareto(curves, os.path.join(workdir, "pareto.png"),
+                 max_broken=base["broken_share"] + summary["max_extra_broken"],
+                 baseline=baseline_valid, baseline_broken=base["broken_share"])
   figures.layer_distribution({m: np.asarray(c) for m, c in summary["layers"].items()},
                              os.path.join(workdir, "method_layers.png"),
                              title="Units edited per layer, all target languages, middle strength")
@@ -78,23 +85,25 @@ def _best_cell(b: dict | None) -> str:
   return "none within cost" if b is None else f"{_share(b, 'valid_share')} @ {b['strength']:g}"
 
 
-def _perplexity_cell(b: dict | None) -> str:
-  """The held-out median perplexity of a chosen setting, flagged where over the cost."""
+def _broken_cell(b: dict | None) -> str:
+  """The held-out broken share of a chosen setting with its interval, flagged where it is
+  over the cost there (the choice saw only the choosing half)."""
   if b is None:
     return "-"
-  ppl = "-" if b["median_perplexity"] is None else f"{b['median_perplexity']:.1f}"
-  return ppl + ("" if b["within_cost"] else " (over the cost)")
+  return share(b["broken_share"], b["broken_share_ci"]) + (
+      "" if b["within_cost"] else " (over the cost)")
 
 
 def best_lines(s: dict, config) -> list[str]:
   """The chosen settings: on the held-out half (the figures to quote), on the choosing
-  half (optimistic), and their held-out median perplexity."""
+  half (optimistic), and their held-out broken share (what the fluency cost bounds)."""
   cond, held = s["conditions"], s["held_out"]
   languages = " | ".join(config.languages)
   rule = "|---|" + "---|" * len(config.languages)
   lines = [
       f"## Best setting per method within the fluency cost "
-      f"({choice.describe_cost(cond['baseline'], config.fluency_cost)}, on the choosing half)",
+      f"({choice.describe_cost(cond['baseline'], config.max_extra_broken)}, on the choosing "
+      "half)",
       "",
       f"Each method's strength per language is chosen on the choosing half "
       f"({config.choose_samples} samples per setting): the highest valid share within the "
@@ -114,10 +123,12 @@ def best_lines(s: dict, config) -> list[str]:
             f"| method, choosing half | {languages} |", rule]
   lines += [f"| {m} | " + " | ".join(_best_cell(s["chosen_on"][m][l]) for l in config.languages)
             + " |" for m in config.methods]
-  lines += ["", f"Median perplexity of the chosen settings on the held-out half (the "
-            f"baseline's: {held['baseline']['median_perplexity'] or float('nan'):.1f}):", "",
-            f"| method, held-out perplexity | {languages} |", rule]
-  lines += [f"| {m} | " + " | ".join(_perplexity_cell(s["best"][m][l]) for l in config.languages)
+  lines += ["", "Broken share (empty, degenerate or incoherent samples) of the chosen "
+            "settings on the held-out half, \"(over the cost)\" where it is more than "
+            f"{100 * config.max_extra_broken:g} points above the baseline's there "
+            f"({share(held['baseline']['broken_share'], held['baseline']['broken_share_ci'])}):",
+            "", f"| method, held-out broken share | {languages} |", rule]
+  lines += [f"| {m} | " + " | ".join(_broken_cell(s["best"][m][l]) for l in config.languages)
             + " |" for m in config.methods]
   return lines
 
@@ -144,14 +155,14 @@ def write_report(workdir: str, result, config, *,
       f"by a permutation of the sample indices fixed by the seed ({config.seed}): "
       f"{config.choose_samples} per setting to choose each method's strength, "
       f"{config.samples} held out to report the chosen settings and the baseline on. "
-      "Perplexity under the unintervened model"
-      + ("" if config.perplexity_samples is None else
-         f" of the samples of index below {config.perplexity_samples}") + ".",
+      "Every sample's perplexity and coherence under the unintervened model.",
       "",
       "Methods and strengths: " + "; ".join(
           f"`{m}` {names[m]} in {list(v)}" for m, v in s["sweep"].items()),
       "",
-      "*Valid*: in the target language (language ID) and not degenerate (see metrics.py). "
+      "*Valid*: in the target language (language ID) and reads as text. *Broken*: does "
+      "not read as text, in any language: empty, degenerate or incoherent "
+      "(lang_neuron_jax/evaluation/metrics.py). "
       "Intervals: 95% Wilson; `*`: differs from no intervention by McNemar's exact test on "
       "the same samples, Holm-adjusted within each method's own tests of the table (its "
       "conditions, languages or sets), so a method's marks do not change with the other "
@@ -159,15 +170,19 @@ def write_report(workdir: str, result, config, *,
       "",
       *best_lines(s, config), "",
       "![pareto](pareto.png)", "", "## Every condition (choosing half)", "",
-      "| condition | target share | valid share | degenerate | median perplexity |",
-      "|---|---|---|---|---|"]
+      f"† over the fluency cost (broken share more than {100 * config.max_extra_broken:g} "
+      f"points above the baseline's {cond['baseline']['broken_share']:.0%}).", "",
+      "| condition | target share | valid share | degenerate | broken | median perplexity |",
+      "|---|---|---|---|---|---|"]
   for name, v in cond.items():
     if v["kind"] is None:
       continue
     ppl = "-" if v["median_perplexity"] is None else f"{v['median_perplexity']:.1f}"
+    over = not cost.within_cost(v, cond["baseline"], max_extra_broken=config.max_extra_broken)
     lines.append(f"| {name} | {_share(v, 'target_share')}"
                  f" | {_share(v, 'valid_share')}"
-                 f" | {v['degenerate_share']:.0%} | {ppl} |")
+                 f" | {v['degenerate_share']:.0%} | {v['broken_share']:.0%}{'†' if over else ''}"
+                 f" | {ppl} |")
   lines += translation_lines(s, config)
   lines += ["", "## Overlap of the neuron sets", "",
             "LAPE's units are the MLP nonlinearity's outputs; they are matched to the "

@@ -148,17 +148,21 @@ def paired_bars(values: Mapping[str, Mapping[str, tuple[float, Sequence[float]]]
   return _save(fig, path)
 
 
-def pareto(curves: Mapping[str, Mapping[str, Sequence[tuple]]], path: str, *, cost: float,
-           baseline: Mapping[str, float] | None = None) -> str:
-  """Valid target-language share against fluency cost, one panel per language and one
+def pareto(curves: Mapping[str, Mapping[str, Sequence[tuple]]], path: str, *,
+           max_broken: float, baseline: Mapping[str, float] | None = None,
+           baseline_broken: float | None = None) -> str:
+  """Valid target-language share against broken share (what the fluency cost bounds:
+  :func:`lang_neuron_jax.evaluation.cost.within_cost`), one panel per language and one
   curve per method over its strengths.
 
   Args:
-    curves: ``{language: {method: [(perplexity ratio to the baseline, valid share,
-      [low, high], strength), ...]}}``.
+    curves: ``{language: {method: [(broken share, valid share, [low, high], strength),
+      ...]}}``.
     path: PNG to write.
-    cost: The fluency budget (a vertical dashed line at that ratio).
+    max_broken: The highest broken share within the cost (the baseline's plus the
+      bound): a vertical dashed line; points on or left of it are within the cost.
     baseline: ``{language: valid share}`` without intervention (dotted line).
+    baseline_broken: The baseline's broken share (a dotted vertical line).
   """
   languages = list(curves)
   cols = min(3, max(len(languages), 1))
@@ -178,11 +182,15 @@ def pareto(curves: Mapping[str, Mapping[str, Sequence[tuple]]], path: str, *, co
                     xytext=(3, 3), textcoords="offset points")
     if baseline and lang in baseline:
       ax.axhline(baseline[lang], color="grey", linestyle=":", linewidth=1)
-    ax.axvline(cost, color="grey", linestyle="--", linewidth=1)
-    ax.set_xscale("log")
+    if baseline_broken is not None:
+      ax.axvline(baseline_broken, color="grey", linestyle=":", linewidth=1)
+    # A bound of 1 or more admits every setting; the line then sits on the right edge.
+    ax.axvline(min(max_broken, 1.0), color="grey", linestyle="--", linewidth=1)
+    # Shares on both axes: the same fixed range, so panels and runs read alike.
+    ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"towards {lang}", fontsize=10)
-    ax.set_xlabel("median perplexity / baseline's", fontsize=8)
+    ax.set_xlabel("broken share (empty, degenerate or incoherent)", fontsize=8)
   for ax in axes[len(languages):]:
     ax.set_visible(False)
   axes[0].set_ylabel("valid target share (95% CI)")
