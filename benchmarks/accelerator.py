@@ -53,12 +53,13 @@ texts into a similar number of tokens; the exact counts are not needed for time 
   python benchmarks/accelerator.py --out=/tmp/acc/accelerator.json             # smoke on CPU
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/accelerator.py \\
       --cpu_full --big_layers=2 --big_positives=5 --responses_texts=256 \\
-      --generation_rows=16 --generation_tokens=16 --ap_units=20000 --deadline_s=1500 \\
-      --out=/tmp/acc/cpu8.json                                                  # full, on CPU
+      --generation_rows=16 --generation_tokens=16 --ap_units=20000 --deadline_s=2400 \\
+      --test_timeout_s=1200 --out=/tmp/acc/cpu8.json                                                  # full, on CPU
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import gc
@@ -188,7 +189,8 @@ def block_imports(names) -> None:
 # Texts of the real lengths, models of the real shapes.
 
 
-def random_model(config, dtype, *, seed: int = 0, source: str = "random"):
+def random_model(config, dtype, *, seed: int = 0, source: str = "random",
+                 layout: str = "data"):
   """A :class:`~lang_neuron_jax.LanguageModel` with random weights initialised on the
   devices (each parameter placed as ``load_model(mesh=...)`` places it), no tokenizer."""
   import jax
@@ -203,7 +205,7 @@ def random_model(config, dtype, *, seed: int = 0, source: str = "random"):
   placement = jax.tree.map(lambda p: sharding.param_sharding(p.shape, mesh), shapes)
   params = jax.jit(init, out_shardings=placement)(jax.random.key(seed))
   jax.block_until_ready(params)
-  return lnj.LanguageModel(module, params, config, None, source)
+  return lnj.LanguageModel(module, params, config, None, source, layout=layout)
 
 
 def eight_b_config(layers: int | None, shrink: int = 1):
@@ -487,31 +489,19 @@ def part_big(ctx) -> dict:
   import numpy as np
   from lang_neuron_jax.models import planning
   from lang_neuron_jax.data.corpora import load_corpus
+  from lang_neuron_jax.errors import UserError
   from lang_neuron_jax.find import stage as find_stage
   from lang_neuron_jax.generation import batching, sampling
   from lang_neuron_jax.neurons import selection
 
   name, cfg = eight_b_config(_BIG_LAYERS.value, _BIG_SHRINK.value)
   devices = jax.local_device_count()
-  before = memory_stats() or {}
-  in_use_before = int(before.get("bytes_in_use", 0))
-  out = {"model": name, "layers": cfg.num_layers, "dtype": "bfloat16", "devices": devices,
-         "config": {k: getattr(cfg, k) for k in ("width", "num_layers", "num_heads",
-                                                 "num_kv_heads", "head_dim", "mlp_width",
-                                                 "vocab_size")}}
-  start = time.perf_counter()
-  lm = random_model(cfg, jnp.bfloat16, source="random-8b")
-  out["build_seconds"] = time.perf_counter() - start
-  out["parameters"] = int(sum(p.size for p in jax.tree.leaves(lm.params)))
-  after_build = memory_stats() or {}
-  out["bytes_in_use_after_build"] = int(after_build.get("bytes_in_use", 0)) - in_use_before
-
-  corpus, lengths = corpus_lengths()
-  lm = type(lm)(lm.module, lm.params, cfg, LengthTokenizer(dict(zip(corpus.texts, lengths)),
-                                                           cfg.vocab_size, cfg.bos_token_id),
-                lm.source)
+  # Several CPU devices share the host's memory, where XLA:CPU's data layout gathers
+  # every layer at once (docs/scale.md): the model layout there, the default elsewhere.
+  layout = "model" if jax.default_backend() == "cpu" and devices > 1 else "data"
   config = find_stage.FindConfig(positives_per_language=_BIG_POSITIVES.value,
                                  max_length=_BIG_MAX_LENGTH.value)
+  corpus, lengths = corpus_lengths()
   length_of = dict(zip(corpus.texts, lengths))
   texts = load_corpus(positives_per_language=_BIG_POSITIVES.value).texts
   kept = [t for t in texts if length_of[t] <= config.max_length]
@@ -520,7 +510,30 @@ def part_big(ctx) -> dict:
                               max_length=widest,
                               batch_per_device=max(1, config.batch_size // devices),
                               generation_rows=_BIG_ROWS.value,
-                              generation_length=1 + _BIG_TOKENS.value)
+                              generation_length=1 + _BIG_TOKENS.value, layout=layout)
+  memory_gb, memory_source = planning.device_memory_gb(devices)
+  try:  # Before a weight is built: a model that cannot fit is skipped, with the reason.
+    planning.check_fits(plan, memory_gb, what=f"{name} in bfloat16")
+  except UserError as e:
+    return {"status": "skipped", "model": name, "layout": layout,
+            "reason": f"{e} (memory per device: {memory_source})", "plan": plan.table(memory_gb)}
+  before = memory_stats() or {}
+  in_use_before = int(before.get("bytes_in_use", 0))
+  out = {"model": name, "layers": cfg.num_layers, "dtype": "bfloat16", "devices": devices,
+         "layout": layout,
+         "config": {k: getattr(cfg, k) for k in ("width", "num_layers", "num_heads",
+                                                 "num_kv_heads", "head_dim", "mlp_width",
+                                                 "vocab_size")}}
+  start = time.perf_counter()
+  lm = random_model(cfg, jnp.bfloat16, source="random-8b", layout=layout)
+  out["build_seconds"] = time.perf_counter() - start
+  out["parameters"] = int(sum(p.size for p in jax.tree.leaves(lm.params)))
+  after_build = memory_stats() or {}
+  out["bytes_in_use_after_build"] = int(after_build.get("bytes_in_use", 0)) - in_use_before
+
+  # dataclasses.replace keeps the layout (a positional rebuild reset it to "data").
+  lm = dataclasses.replace(lm, tokenizer=LengthTokenizer(length_of, cfg.vocab_size,
+                                                         cfg.bos_token_id))
   out["plan"] = {"table": plan.table(), "peak_per_device": plan.peak_per_device,
                  "params_per_device": plan.params_per_device,
                  "forward_temp": plan.forward_temp, "largest_layer": plan.largest_layer,
@@ -540,7 +553,8 @@ def part_big(ctx) -> dict:
     intervention = selection.build_intervention([german])
     rows = _BIG_ROWS.value
     ids, ln = batching.pad_prompts([[cfg.bos_token_id]] * rows, cfg.pad_token_id)
-    gen = functools.partial(sampling.generate, cfg, lm.params, jnp.asarray(ids), jnp.asarray(ln),
+    ids, ln = sampling.shard_rows((ids, ln), lm.layout)
+    gen = functools.partial(sampling.generate, cfg, lm.params, ids, ln,
                             max_new_tokens=_BIG_TOKENS.value,
                             sampler=sampling.Sampler(temperature=0.8), intervention=intervention)
     start = time.perf_counter()
