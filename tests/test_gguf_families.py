@@ -59,10 +59,8 @@ def llama_cpp_permute(w, n_head, n_head_kv):
           .swapaxes(1, 2).reshape(w.shape))
 
 
-def _text_model_hparams(writer, arch, cfg, num_layers):
-  """The metadata of llama.cpp's ``TextModel.set_gguf_parameters`` (which ``LlamaModel``
-  extends with the RoPE dimension and vocabulary size, and which ``Qwen2Model`` and
-  ``Qwen3Model`` use as it is; ``head_dim`` becomes ``key_length``/``value_length``)."""
+def _shape_hparams(writer, cfg, num_layers):
+  """The keys both llama.cpp's ``TextModel`` and ``Gemma2Model`` write first."""
   writer.add_context_length(cfg.max_position_embeddings)
   writer.add_embedding_length(cfg.hidden_size)
   writer.add_block_count(num_layers)
@@ -70,6 +68,13 @@ def _text_model_hparams(writer, arch, cfg, num_layers):
   writer.add_head_count(cfg.num_attention_heads)
   writer.add_head_count_kv(cfg.num_key_value_heads)
   writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+
+
+def _text_model_hparams(writer, arch, cfg, num_layers):
+  """The metadata of llama.cpp's ``TextModel.set_gguf_parameters`` (which ``LlamaModel``
+  extends with the RoPE dimension and vocabulary size, and which ``Qwen2Model`` and
+  ``Qwen3Model`` use as it is; ``head_dim`` becomes ``key_length``/``value_length``)."""
+  _shape_hparams(writer, cfg, num_layers)
   writer.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
   if arch == "qwen3":
     writer.add_key_length(cfg.head_dim)
@@ -83,13 +88,7 @@ def _gemma2_hparams(writer, arch, cfg, num_layers):
   """The metadata of llama.cpp's ``Gemma2Model.set_gguf_parameters``, which does not call
   ``TextModel``'s: no RoPE base and no ``query_pre_attn_scalar``."""
   del arch
-  writer.add_context_length(cfg.max_position_embeddings)
-  writer.add_embedding_length(cfg.hidden_size)
-  writer.add_block_count(num_layers)
-  writer.add_feed_forward_length(cfg.intermediate_size)
-  writer.add_head_count(cfg.num_attention_heads)
-  writer.add_head_count_kv(cfg.num_key_value_heads)
-  writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+  _shape_hparams(writer, cfg, num_layers)
   writer.add_key_length(cfg.head_dim)
   writer.add_value_length(cfg.head_dim)
   writer.add_attn_logit_softcapping(cfg.attn_logit_softcapping)
