@@ -93,8 +93,9 @@ def main(argv):
   check_fits(model_config)
   with locks.hold_workdir(_WORKDIR.value):  # Before the weights load: a second run stops here.
     # Several devices: each weight is split over them as it is read (sharding.py).
-    mesh = sharding.local_mesh() if sharding.local_mesh().devices.size > 1 else None
-    lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value, mesh=mesh, layout=_LAYOUT.value)
+    mesh = sharding.local_mesh()
+    lm = lnj.load_model(_MODEL.value, dtype=_DTYPE.value,
+                        mesh=mesh if mesh.devices.size > 1 else None, layout=_LAYOUT.value)
     result = find.find_neurons(lm, config, _WORKDIR.value)
   if not distributed.is_leader():
     return
