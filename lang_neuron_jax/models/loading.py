@@ -31,13 +31,13 @@ import jax.numpy as jnp
 
 from lang_neuron_jax.runtime import artifacts, cache
 from lang_neuron_jax.models import tokenizer as tokenizer_lib
-from lang_neuron_jax.errors import ConfigError, MissingFileError, UserError
+from lang_neuron_jax.errors import MissingFileError, UserError
 from lang_neuron_jax.models import bloom, cohere, gemma2, gemma3, llama, mistral, qwen2, qwen3, xglm
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import convert
 from lang_neuron_jax.models.decoder import Decoder
 from lang_neuron_jax.models.sources import GGUFSource, SafetensorsSource, gguf_metadata, open_gguf
-from lang_neuron_jax.runtime.sharding import LAYOUTS, param_sharding, shard_params
+from lang_neuron_jax.runtime.sharding import check_layout, param_sharding, shard_params
 
 DEFAULT_MODEL = "gemma3-270m"
 # Family modules by name. A family module provides PRESETS, HF_MODEL_TYPES,
@@ -178,8 +178,7 @@ class LanguageModel:
   layout: str = "data"
 
   def __post_init__(self):
-    if self.layout not in LAYOUTS:
-      raise ConfigError(f"Unknown layout {self.layout!r}; use one of {', '.join(LAYOUTS)}.")
+    check_layout(self.layout)
 
   @property
   def model_id(self) -> str:
@@ -256,8 +255,7 @@ def load_model(source: str = DEFAULT_MODEL, *, dtype=jnp.float32,
   dtype = jnp.dtype(dtype)
   if dtype not in (jnp.float32, jnp.bfloat16):
     raise UserError(f"dtype must be float32 or bfloat16, not {dtype}.")
-  if layout not in LAYOUTS:
-    raise ConfigError(f"Unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}.")
+  check_layout(layout)
   lm = _load(os.fspath(source), dtype, cache_dir or default_cache_dir(), mesh)
   return lm if layout == lm.layout else dataclasses.replace(lm, layout=layout)
 

@@ -26,7 +26,7 @@ from lang_neuron_jax.errors import ConfigError, UserError
 from lang_neuron_jax.generation import sampling
 from lang_neuron_jax.models.loading import abstract_params
 from lang_neuron_jax.models.config import DecoderConfig
-from lang_neuron_jax.runtime.sharding import (LAYOUTS, param_sharding, rows_sharding,
+from lang_neuron_jax.runtime.sharding import (check_layout, param_sharding, rows_sharding,
                                               sharded_axis)
 
 GB = 1024**3
@@ -192,8 +192,7 @@ def plan_memory(config: DecoderConfig, *, devices: int, dtype=jnp.float32, texts
   """
   if devices < 1:
     raise ConfigError(f"devices must be positive, got {devices}.")
-  if layout not in LAYOUTS:
-    raise ConfigError(f"Unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}.")
+  check_layout(layout)
   params = abstract_params(config, dtype)
   leaves = jax.tree_util.tree_leaves_with_path(params)
   total = sum(_bytes(p.shape, p.dtype) for _, p in leaves)

@@ -44,15 +44,18 @@ def split_along(mesh: Mesh, axis: int = 0) -> NamedSharding:
 LAYOUTS = ("data", "model")
 
 
+def check_layout(layout: str) -> None:
+  """Raises a :class:`ConfigError` for a layout not in :data:`LAYOUTS`."""
+  if layout not in LAYOUTS:
+    raise ConfigError(f"Unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}.")
+
+
 def rows_sharding(layout: str = "data", mesh: Mesh | None = None) -> NamedSharding:
   """Where a batch's rows go on ``mesh`` (default: :func:`local_mesh`): split along the
   rows for ``"data"``, on every device for ``"model"`` (see the module docstring)."""
+  check_layout(layout)
   mesh = local_mesh() if mesh is None else mesh
-  if layout == "data":
-    return split_along(mesh)
-  if layout == "model":
-    return NamedSharding(mesh, PartitionSpec())
-  raise ConfigError(f"Unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}.")
+  return split_along(mesh) if layout == "data" else NamedSharding(mesh, PartitionSpec())
 
 
 def sharded_axis(shape: tuple[int, ...], num_devices: int) -> int | None:
