@@ -66,6 +66,7 @@ import gc
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import platform
 import resource
@@ -191,8 +192,17 @@ def block_imports(names) -> None:
 
 def random_model(config, dtype, *, seed: int = 0, source: str = "random",
                  layout: str = "data"):
-  """A :class:`~lang_neuron_jax.LanguageModel` with random weights initialised on the
-  devices (each parameter placed as ``load_model(mesh=...)`` places it), no tokenizer."""
+  """A :class:`~lang_neuron_jax.LanguageModel` with random weights built on the devices
+  (each parameter placed as ``load_model(mesh=...)`` places it), no tokenizer.
+
+  Vectors (norm scales, biases) come from the model's own Flax init; every matrix is
+  drawn shard by shard on the device that holds it (:func:`_random_matrix`), so building
+  never holds more than one shard's temporaries. One jitted init with ``out_shardings``
+  did not: XLA:CPU runs the eight forced devices' random-number temporaries at once, and
+  Llama-3.1-8B's 128,256 x 4,096 embeddings alone peaked at 8.6 GB of host memory for a
+  1.05 GB result (the 2-layer 8B shape: 17.0 GB; docs/performance.md). Values depend on
+  ``seed`` and on how the devices split each matrix.
+  """
   import jax
   import jax.numpy as jnp
   import lang_neuron_jax as lnj
@@ -201,11 +211,75 @@ def random_model(config, dtype, *, seed: int = 0, source: str = "random",
   mesh = sharding.local_mesh()
   module = lnj.Decoder(config, param_dtype=dtype)
   init = lambda key: module.init(key, jnp.zeros((1, 1), jnp.int32))["params"]
-  shapes = jax.eval_shape(init, jax.random.key(seed))
+  key = jax.random.key(seed)
+  shapes = jax.eval_shape(init, key)
+  is_vector = lambda p: len(p.shape) < 2
   placement = jax.tree.map(lambda p: sharding.param_sharding(p.shape, mesh), shapes)
-  params = jax.jit(init, out_shardings=placement)(jax.random.key(seed))
+  # XLA drops the unused matrices' (and the forward's) work from this init.
+  vectors = jax.jit(lambda k: jax.tree.map(lambda p: p if is_vector(p) else None, init(k)),
+                    out_shardings=jax.tree.map(lambda p, s: s if is_vector(p) else None,
+                                               shapes, placement))(key)
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+  vector_leaves = dict(jax.tree_util.tree_flatten_with_path(vectors)[0])
+  built = []
+  for number, (path, leaf) in enumerate(leaves):
+    if is_vector(leaf):
+      built.append(vector_leaves[path])
+      continue
+    name = jax.tree_util.keystr(path)
+    # Flax's scales: N(0, 0.02) for a separate head, 1/sqrt(width) for the embeddings,
+    # 1/sqrt(fan in) for a kernel (in, ..., out).
+    std = (0.02 if "lm_head" in name else leaf.shape[-1] ** -0.5 if "embed" in name
+           else math.prod(leaf.shape[:-1]) ** -0.5)
+    built.append(_random_matrix(jax.random.fold_in(key, number), leaf.shape, dtype, std,
+                                placement_of(placement, path)))
+  params = jax.tree_util.tree_unflatten(treedef, built)
   jax.block_until_ready(params)
   return lnj.LanguageModel(module, params, config, None, source, layout=layout)
+
+
+def placement_of(tree, path):
+  """The leaf of ``tree`` at ``path`` (a key path of a tree of the same structure)."""
+  for entry in path:
+    tree = tree[entry.key]
+  return tree
+
+
+def _random_matrix(key, shape, dtype, std: float, placement):
+  """A ``shape`` array of ``dtype`` drawn from N(0, std^2), each distinct shard drawn by
+  one jitted call on its first device and copied to the devices that replicate it."""
+  import jax
+  import numpy as np
+
+  per_index = {}
+  shards = []
+  for device, index in placement.addressable_devices_indices_map(shape).items():
+    starts = tuple(s.start or 0 for s in index)
+    shard_shape = tuple(len(range(*s.indices(n))) for s, n in zip(index, shape))
+    if starts not in per_index:
+      shard_key = key
+      for start in starts:
+        shard_key = jax.random.fold_in(shard_key, start)
+      shard_key, scale = jax.device_put((shard_key, np.float32(std)), device)
+      per_index[starts] = _normal_drawer()(shard_key, scale, shard_shape, np.dtype(dtype))
+      shards.append(per_index[starts])
+    else:
+      shards.append(jax.device_put(per_index[starts], device))
+    jax.block_until_ready(shards[-1])  # One shard's temporaries at a time.
+  return jax.make_array_from_single_device_arrays(shape, placement, shards)
+
+
+@functools.cache
+def _normal_drawer():
+  """One jitted draw of N(0, std^2) in float32, cast to a static dtype: ``(key, std, shape,
+  dtype) -> array`` on ``key``'s device; built on first use (jax is imported lazily here)."""
+  import jax
+  import jax.numpy as jnp
+
+  def draw(key, std, shape, dtype):
+    return (jax.random.normal(key, shape, jnp.float32) * std).astype(dtype)
+
+  return jax.jit(draw, static_argnums=(2, 3))
 
 
 def eight_b_config(layers: int | None, shrink: int = 1):
@@ -294,7 +368,32 @@ def memory_stats():
 
 
 def host_rss_peak() -> int:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+  """This process's peak resident memory in bytes since the last :func:`reset_host_peak`
+  (since it started where that could not reset it)."""
+  try:
+    with open("/proc/self/status") as f:
+      return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+  except (OSError, StopIteration):
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def reset_host_peak() -> bool:
+  """Restarts :func:`host_rss_peak` from the current resident memory (Linux: writing 5 to
+  /proc/self/clear_refs), so that a part's peak is its own; False where it cannot."""
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
+
+
+def host_rss() -> int:
+  try:
+    with open("/proc/self/status") as f:
+      return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
+  except (OSError, StopIteration):
+    return 0
 
 
 def _version(package: str) -> str | None:
@@ -519,6 +618,7 @@ def part_big(ctx) -> dict:
             "reason": f"{e} (memory per device: {memory_source})", "plan": plan.table(memory_gb)}
   before = memory_stats() or {}
   in_use_before = int(before.get("bytes_in_use", 0))
+  rss_before, peak_reset = host_rss(), reset_host_peak()
   out = {"model": name, "layers": cfg.num_layers, "dtype": "bfloat16", "devices": devices,
          "layout": layout,
          "config": {k: getattr(cfg, k) for k in ("width", "num_layers", "num_heads",
@@ -577,8 +677,14 @@ def part_big(ctx) -> dict:
   else:
     out["device_memory"] = {"note": "this backend reports no memory_stats(); host RSS instead",
                             "host_rss_peak": host_rss_peak(),
+                            "host_rss_before_part": rss_before,
+                            "peak_is_this_part_only": peak_reset,
                             "plan_peak_per_device": plan.peak_per_device,
-                            "plan_peak_all_devices": plan.peak_per_device * devices}
+                            "plan_peak_all_devices": plan.peak_per_device * devices,
+                            # Every CPU device lives in the host's memory: the plan for
+                            # all of them is what the host must hold.
+                            "host_peak_over_plan": host_rss_peak()
+                            / (plan.peak_per_device * devices)}
   tokens_per_s = out["tokens"] / out["find_seconds"]
   out["find_tokens_per_s"] = tokens_per_s
   mean_len = out["tokens"] / out["texts"]
@@ -988,8 +1094,11 @@ def markdown(report: dict) -> str:
       mem_text = (f"peak device memory {measured / 2**30:.2f} GiB vs plan "
                   f"{part['plan']['peak_per_device'] / 2**30:.2f} GiB "
                   f"({mem['measured_over_plan']:.2f}x)" if measured is not None else
-                  f"host RSS peak {mem.get('host_rss_peak', 0) / 2**30:.2f} GiB; plan "
-                  f"{part['plan']['peak_per_device'] / 2**30:.2f} GiB per device")
+                  f"host RSS peak {mem.get('host_rss_peak', 0) / 2**30:.2f} GiB"
+                  f"{'' if mem.get('peak_is_this_part_only') else ' (whole process)'} vs plan "
+                  f"{part['plan']['peak_per_device'] / 2**30:.2f} GiB per device x "
+                  f"{part['devices']} = {mem.get('plan_peak_all_devices', 0) / 2**30:.2f} GiB "
+                  f"({mem.get('host_peak_over_plan', 0):.2f}x)")
       lines.append(f"| {part['model']}, bfloat16, built on the device | find on "
                    f"{part['texts']} texts ({part['neurons']:,} neurons): "
                    f"{_fmt_s(part['find_seconds'])}; intervened generation {part.get('generated_tokens')} "

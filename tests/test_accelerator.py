@@ -62,3 +62,52 @@ def test_bad_flags_answer_in_one_line(tmp_path, flag, expected):
   assert len(lines) == 1 and lines[0].startswith("accelerator.py: error: "), out.stderr
   assert expected in lines[0], lines[0]
   assert not (tmp_path / "a.json").exists()
+
+
+CHILD_RANDOM_MODEL = r"""
+import sys, numpy as np, jax, jax.numpy as jnp
+sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/benchmarks")
+import accelerator
+from lang_neuron_jax.runtime import sharding
+from tests.test_decoder import tiny_config
+assert jax.local_device_count() == 4
+cfg = tiny_config()
+lm = accelerator.random_model(cfg, jnp.float32, seed=3)
+again = accelerator.random_model(cfg, jnp.float32, seed=3)
+other = accelerator.random_model(cfg, jnp.float32, seed=4)
+flax = lm.module.init(jax.random.key(3), jnp.zeros((1, 1), jnp.int32))["params"]
+mesh = sharding.local_mesh()
+replicated = 0
+for (path, p), q, r, f in zip(jax.tree_util.tree_flatten_with_path(lm.params)[0],
+                              jax.tree.leaves(again.params), jax.tree.leaves(other.params),
+                              jax.tree.leaves(flax)):
+  name = jax.tree_util.keystr(path)
+  assert p.shape == f.shape and p.dtype == f.dtype, name
+  assert p.sharding == sharding.param_sharding(p.shape, mesh), name
+  np.testing.assert_array_equal(np.asarray(p), np.asarray(q), err_msg=name)
+  if p.ndim < 2:  # norm scales and biases: the model's own init
+    np.testing.assert_array_equal(np.asarray(p), np.asarray(f), err_msg=name)
+    continue
+  assert not np.array_equal(np.asarray(p), np.asarray(r)), name
+  std = (0.02 if "lm_head" in name else p.shape[-1] ** -0.5 if "embed" in name
+         else np.prod(p.shape[:-1]) ** -0.5)
+  assert abs(float(np.std(np.asarray(p))) / std - 1) < 0.2, (name, np.std(p), std)
+  shards = [np.asarray(s.data) for s in p.addressable_shards]
+  if all(s.shape == p.shape for s in shards):  # replicated: every copy the same
+    replicated += 1
+    assert all(np.array_equal(s, shards[0]) for s in shards), name
+  else:  # split: the shards differ from each other
+    assert not np.array_equal(shards[0], shards[1]), name
+print("ok", replicated)
+"""
+
+
+def test_random_model_draws_each_shard_on_its_device(tmp_path):
+  # Checked on 4 devices: the split matrices are drawn shard by shard (never a whole
+  # matrix per device), placed as load_model places them, deterministic for a seed.
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
+             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  child = subprocess.run([sys.executable, "-c", CHILD_RANDOM_MODEL, ROOT], capture_output=True,
+                         text=True, env=env, cwd=ROOT, timeout=300)
+  assert child.returncode == 0, child.stderr[-3000:]
+  assert child.stdout.startswith("ok")
