@@ -82,6 +82,12 @@ def windows(tokenizer, language: str, sentences: int | None) -> list[list[int]]:
   return [ids[i:i + WINDOW_TOKENS] for i in range(0, len(ids) - WINDOW_TOKENS + 1, WINDOW_TOKENS)]
 
 
+def below(language: str) -> float:
+  """``language``'s threshold under --model's calibration (the embedded model's where it
+  has none yet: what this script's output then helps to set)."""
+  return measures.incoherent_below(language, _MODEL.value)
+
+
 def scored(lm, prompt, continuations) -> tuple[np.ndarray, np.ndarray]:
   """Perplexity and coherence ``[R]`` each (NaN where not defined)."""
   s = scoring.score(lm, [prompt] * len(continuations), continuations, batch_size=_BATCH.value)
@@ -94,7 +100,8 @@ def line(name: str, ppl, coherence, languages) -> str:
   keep = [i for i, x in enumerate(coherence) if not np.isnan(x)]
   c = np.asarray([coherence[i] for i in keep])
   p = np.asarray([x for x in ppl if not np.isnan(x)])
-  flagged = sum(measures.is_incoherent(coherence[i], languages[i]) for i in keep)
+  flagged = sum(measures.is_incoherent(coherence[i], languages[i], below=below(languages[i]))
+                for i in keep)
   return (f"{name}: {c.size} texts; coherence lowest {c.min():.2f}, p1 "
           f"{np.percentile(c, 1):.2f}, p5 {np.percentile(c, 5):.2f}, median {np.median(c):.2f}, "
           f"highest {c.max():.2f}; flagged incoherent: {flagged}; perplexity median "
@@ -155,10 +162,11 @@ def every_neuron_fixed(lm, prompt, directory: str, ppl_limit: float | None) -> d
     o["samples"] += 1
     o["target"] += lang == r["language"]
     o["degenerate"] += measures.is_degenerate(r["text"])
-    o["incoherent"] += measures.is_incoherent(c, lang)
+    o["incoherent"] += measures.is_incoherent(c, lang, below=below(lang))
     o["perplexity_above_limit"] += bool(ppl_limit and p > ppl_limit)
     o["valid_loop_rule_only"] += lang == r["language"] and not measures.is_degenerate(r["text"])
-    o["valid"] += measures.is_valid_target(lang, r["text"], r["language"], coherence=c)
+    o["valid"] += measures.is_valid_target(lang, r["text"], r["language"], coherence=c,
+                                           below=below(lang))
     o["perplexity"].append(float(p))
     o["coherence"].append(c)
     o["detected"].append(lang)
@@ -205,7 +213,8 @@ def calibrate(lm, prompt) -> dict:
   print(line("baseline samples 0-23 (the default run's)", base_ppl[:24], base_coherence[:24],
              detected[:24]))
   for i in np.argsort(np.nan_to_num(base_coherence, nan=np.inf))[:6]:
-    flag = "incoherent" if measures.is_incoherent(base_coherence[i], detected[i]) else "ok"
+    flag = ("incoherent" if measures.is_incoherent(base_coherence[i], detected[i],
+                                                   below=below(detected[i])) else "ok")
     print(f"    {base_coherence[i]:.2f} {detected[i]} {flag}: {records[i]['text'][:70]!r}")
   print(f"cost: {score_seconds:.3f} s a scored row (batch {_BATCH.value}, "
         f"{WINDOW_TOKENS + 1} columns), {generate_seconds:.3f} s a generated row (batch "
@@ -222,8 +231,9 @@ def main(argv):
   del argv
   lm = lnj.load_model(_MODEL.value)
   prompt = conditions.unconditional_prompt(lm.config)
-  out = {"model": _MODEL.value, "incoherent_below": measures.INCOHERENT_BELOW,
-         "incoherent_below_otherwise": measures.INCOHERENT_BELOW_OTHERWISE}
+  table, calibrated = measures.incoherence_thresholds(_MODEL.value)
+  out = {"model": _MODEL.value, "incoherent_below": table, "calibrated": calibrated,
+         "incoherent_below_otherwise": min(table.values())}
   if _CALIBRATE.value:
     out.update(calibrate(lm, prompt))
   if _FIND.value:

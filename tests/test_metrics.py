@@ -131,6 +131,36 @@ def test_every_neuron_fixed_salad_is_never_valid():
   assert out["baseline"]["within_cost"] is None and out["baseline"]["broken_share"] == 0.0
 
 
+def test_thresholds_follow_the_model_that_scored(monkeypatch):
+  """A record is judged by the calibration of its ``judge`` (the model that scored it),
+  read at judging time; records without one, and models not calibrated, get the embedded
+  model's thresholds, and metrics.json's definitions say which applied."""
+  monkeypatch.setitem(evaluation.INCOHERENT_BELOW_BY_MODEL, "lenient-model",
+                      {"en": 2.0, "de": 4.0})
+  good = "Die Stadt liegt am Fluss und hat viele alte Brücken aus Stein."
+  base = _records("baseline", None, [good] * 4, ["en"] * 4)
+  steered = _records("de/both/2", "de", [good] * 4, ["de"] * 4, coherence=6.0)
+  old = metrics.summarize(base + steered, [])  # no judge: the embedded model's de 8
+  assert old["unconditional"]["de/both/2"]["incoherent_share"] == 1.0
+  assert old["definitions"]["incoherent_below"] == evaluation.INCOHERENT_BELOW
+  assert old["definitions"]["incoherence_calibration"] == "calibrated for gemma3-270m"
+  for r in base + steered:
+    r["judge"] = "lenient-model"
+  new = metrics.summarize(base + steered, [])
+  assert new["unconditional"]["de/both/2"]["valid_share"] == 1.0
+  assert new["unconditional"]["de/both/2"]["incoherent_share"] == 0.0
+  assert new["definitions"]["incoherent_below"] == {"en": 2.0, "de": 4.0}
+  assert new["definitions"]["incoherence_calibration"] == "calibrated for lenient-model"
+  assert evaluation.record_threshold({"detected": "it", "judge": "lenient-model"}) == 2.0
+  for r in base + steered:
+    r["judge"] = "some-checkpoint"
+  other = metrics.summarize(base + steered, [])
+  assert other["unconditional"]["de/both/2"]["incoherent_share"] == 1.0
+  assert "not calibrated for some-checkpoint" in other["definitions"]["incoherence_calibration"]
+  assert evaluation.incoherence_thresholds("some-checkpoint") == (evaluation.INCOHERENT_BELOW,
+                                                                 False)
+
+
 def test_records_without_coherence_are_refused():
   """Generated records (with tokens) evaluated before every sample was scored would pass
   the incoherence rule unjudged; an empty sample (coherence None) is fine."""

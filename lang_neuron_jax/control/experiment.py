@@ -12,6 +12,7 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
+from absl import logging
 
 from lang_neuron_jax.control import conditions, rows as control
 from lang_neuron_jax.control.conditions import Job
@@ -58,9 +59,15 @@ def evaluate_unconditional(lm, records: list[dict], *,
   prompt = tuple(conditions.unconditional_prompt(lm.config))
   scores = scoring.score(lm, [prompt] * len(records), [r["tokens"] for r in records],
                          progress=True)
+  _, calibrated = evaluation.incoherence_thresholds(lm.source)
+  if not calibrated:
+    logging.warning("The incoherence rule is not calibrated for %s: its samples are judged "
+                    "by the embedded model's thresholds. Run benchmarks/incoherence.py "
+                    "--model=%s to calibrate it (docs/evaluation.md).", lm.source, lm.source)
   for r, p, c in zip(records, scores.perplexity, scores.coherence):
     r["perplexity"] = None if np.isnan(p) else float(p)
     r["coherence"] = None if np.isnan(c) else float(c)
+    r["judge"] = lm.source  # whose calibration judges its coherence (measures.record_threshold)
   return records
 
 

@@ -71,6 +71,13 @@ DEGENERATE_BELOW = 0.5
 INCOHERENT_BELOW = {"en": 5.0, "de": 8.0, "fr": 8.0, "es": 8.0, "zh": 8.0, "ja": 8.0}
 INCOHERENT_BELOW_OTHERWISE = min(INCOHERENT_BELOW.values())
 
+# Each calibrated model's thresholds, by preset name (the judge is the unintervened model
+# under study, and its prior sets where natural text lies). The same rule on each: 1 nat
+# below the lowest natural window of the language, rounded down; other languages get the
+# lowest (docs/evaluation.md).
+EMBEDDED_JUDGE = "gemma3-270m"  # whose thresholds INCOHERENT_BELOW are
+INCOHERENT_BELOW_BY_MODEL = {EMBEDDED_JUDGE: INCOHERENT_BELOW}
+
 
 @functools.lru_cache(maxsize=1)
 def _detector():
@@ -142,38 +149,65 @@ def is_degenerate(text: str) -> bool:
   return distinct_ngram_ratio(text) < DEGENERATE_BELOW
 
 
-def incoherent_below(language: str) -> float:
+def incoherence_thresholds(model: str | None = None) -> tuple[dict[str, float], bool]:
+  """``(thresholds by language, calibrated)``: ``model``'s (a preset name, as
+  ``LanguageModel.source`` gives it) from :data:`INCOHERENT_BELOW_BY_MODEL`, or, for a
+  model not calibrated (or None), the embedded model's :data:`INCOHERENT_BELOW` and
+  False: run ``benchmarks/incoherence.py --model=...`` to calibrate it."""
+  if model in INCOHERENT_BELOW_BY_MODEL:
+    return INCOHERENT_BELOW_BY_MODEL[model], True
+  return INCOHERENT_BELOW, False
+
+
+def incoherent_below(language: str, model: str | None = None) -> float:
   """The coherence threshold of ``language`` (an ISO 639-1 code, as language ID gives
-  it): :data:`INCOHERENT_BELOW`, or :data:`INCOHERENT_BELOW_OTHERWISE`."""
-  return INCOHERENT_BELOW.get(language, INCOHERENT_BELOW_OTHERWISE)
+  it) under ``model``'s calibration (:func:`incoherence_thresholds`); a language outside
+  the table gets the table's lowest."""
+  table, _ = incoherence_thresholds(model)
+  return table.get(language, min(table.values()))
 
 
-def is_incoherent(coherence: float | None, language: str) -> bool:
+def is_incoherent(coherence: float | None, language: str, *,
+                  below: float | None = None) -> bool:
   """Whether a sample in ``language`` has a coherence (:mod:`~lang_neuron_jax.evaluation.
   scoring`: nats per token its own context adds, under the unintervened model) below its
-  language's threshold (:func:`incoherent_below`): word salad, which language ID and the
-  loop rule both pass. None (an empty or one-token sample, or a text that is not scored,
-  such as a translation's line) is not judged by this rule."""
-  return coherence is not None and coherence < incoherent_below(language)
+  language's threshold: ``below`` where given (a record's ``incoherent_below``, set by
+  the model that scored it), else the embedded model's (:func:`incoherent_below`). Word
+  salad, which language ID and the loop rule both pass. None (an empty or one-token
+  sample, or a text that is not scored, such as a translation's line) is not judged by
+  this rule."""
+  threshold = incoherent_below(language) if below is None else below
+  return coherence is not None and coherence < threshold
 
 
-def reads_as_text(text: str, coherence: float | None, language: str) -> bool:
+def reads_as_text(text: str, coherence: float | None, language: str, *,
+                  below: float | None = None) -> bool:
   """Not empty, not degenerate (a loop) and not incoherent (word salad, judged in
-  ``language``, the text's by language ID): what a sample must be to count, in any
-  language. Its opposite is a *broken* sample."""
+  ``language``, the text's by language ID, against ``below`` as :func:`is_incoherent`):
+  what a sample must be to count, in any language. Its opposite is a *broken* sample."""
   return (bool(text.strip()) and not is_degenerate(text)
-          and not is_incoherent(coherence, language))
+          and not is_incoherent(coherence, language, below=below))
 
 
 def is_valid_target(detected: str, text: str, target: str, *,
-                    coherence: float | None) -> bool:
+                    coherence: float | None, below: float | None = None) -> bool:
   """In the target language (by language ID) and reads as text (:func:`reads_as_text`).
 
   ``coherence``: the text's under the unintervened model; None where it is not scored
   (translations' lines), which leaves the loop rule alone to judge. Required, so that a
-  caller cannot forget it for unconditional samples.
+  caller cannot forget it for unconditional samples. ``below``: the threshold of the
+  detected language under the scoring model (a record's ``incoherent_below``).
   """
-  return detected == target and reads_as_text(text, coherence, target)
+  return detected == target and reads_as_text(text, coherence, target, below=below)
+
+
+def record_threshold(record: dict) -> float:
+  """The incoherence threshold of a scored sample's record: its detected language's under
+  the calibration of the model that scored it (its ``judge``, the preset name; records
+  scored before thresholds were per model have none and get the embedded model's). Read
+  at judging time, not stored, so a new calibration re-judges finished runs without
+  scoring them again."""
+  return incoherent_below(record.get("detected", ""), record.get("judge"))
 
 
 def translation_statistics(hypotheses: Sequence[str], references: Sequence[str],

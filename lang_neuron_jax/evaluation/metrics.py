@@ -34,9 +34,9 @@ def _outcomes(rows: Sequence[dict], language: str, text_key: str) -> dict[str, n
   """bool ``[n]`` per outcome: in ``language``; in it and reads as text (a row's
   ``coherence``, where it has one, judges incoherence: unconditional samples)."""
   return {"target": np.array([r["detected"] == language for r in rows]),
-          "valid": np.array([evaluation.is_valid_target(r["detected"], r[text_key], language,
-                                                        coherence=r.get("coherence"))
-                             for r in rows])}
+          "valid": np.array([evaluation.is_valid_target(
+              r["detected"], r[text_key], language, coherence=r.get("coherence"),
+              below=evaluation.record_threshold(r)) for r in rows])}
 
 
 def _share_fields(outcomes: dict[str, np.ndarray]) -> dict:
@@ -58,10 +58,12 @@ def _text_fields(rows: Sequence[dict]) -> dict:
   samples, each with a Wilson interval."""
   out = {}
   for name, judge in (("degenerate", lambda r: evaluation.is_degenerate(r["text"])),
-                      ("incoherent", lambda r: evaluation.is_incoherent(r.get("coherence"),
-                                                                        r["detected"])),
+                      ("incoherent", lambda r: evaluation.is_incoherent(
+                          r.get("coherence"), r["detected"],
+                          below=evaluation.record_threshold(r))),
                       ("broken", lambda r: not evaluation.reads_as_text(
-                          r["text"], r.get("coherence"), r["detected"]))):
+                          r["text"], r.get("coherence"), r["detected"],
+                          below=evaluation.record_threshold(r)))):
     s = uncertainty.share_summary([judge(r) for r in rows])
     out[f"{name}_share"], out[f"{name}_share_ci"] = s["share"], s["ci"]
   return out
@@ -196,6 +198,10 @@ def summarize(unconditional: Sequence[dict], translation: Sequence[dict], *,
               seed: int = 0) -> dict:
   """The whole ``metrics.json``: ``{"unconditional": ..., "translation": ...,
   "definitions": ...}``."""
+  judges = sorted({r.get("judge") or evaluation.EMBEDDED_JUDGE for r in unconditional})
+  thresholds, calibrated = evaluation.incoherence_thresholds(judges[0] if judges else None)
+  calibration = (f"calibrated for {judges[0]}" if calibrated and len(judges) == 1 else
+                 f"the embedded model's thresholds (not calibrated for {', '.join(judges)})")
   return {"unconditional": summarize_unconditional(unconditional, seed=seed),
           "translation": summarize_translation(translation, seed=seed),
           "definitions": {
@@ -211,8 +217,9 @@ def summarize(unconditional: Sequence[dict], translation: Sequence[dict], *,
               "incoherent": ("coherence under the unintervened model (nats per token "
                              "the text's own context adds) below its language's threshold "
                              "(incoherent_below; other languages: "
-                             f"{evaluation.INCOHERENT_BELOW_OTHERWISE:g})"),
-              "incoherent_below": dict(evaluation.INCOHERENT_BELOW),
+                             f"{min(thresholds.values()):g})"),
+              "incoherent_below": dict(thresholds),
+              "incoherence_calibration": calibration,
               "broken": "does not read as text: empty, degenerate or incoherent",
               "within_cost": ("broken share at most "
                               f"{100 * cost.MAX_EXTRA_BROKEN:g} points above the baseline's"),

@@ -57,7 +57,7 @@ def _condition_label(kind: str, n: int) -> str:
           "random": f"random {n:,}"}[kind]
 
 
-def _unconditional_tables(uncond: dict) -> list[str]:
+def _unconditional_tables(uncond: dict, definitions: dict) -> list[str]:
   base = uncond.get("baseline")
   by_lang = collections.defaultdict(dict)
   for c in uncond.values():
@@ -94,7 +94,7 @@ def _unconditional_tables(uncond: dict) -> list[str]:
       by_lang, columns, header, base, "incoherent",
       "Share of **incoherent** samples (coherence under the unintervened model, the nats "
       "per token by which a text's own context makes its tokens likelier, below its "
-      f"language's threshold: {_thresholds()}; word salad, which language ID and the loop "
+      f"language's threshold: {_thresholds(definitions)}; word salad, which language ID and the loop "
       "rule both pass; benchmarks/incoherence.py derives the thresholds), 95% interval:")
   lines += _share_table(
       by_lang, columns, header, base, "broken",
@@ -180,9 +180,9 @@ def _control_section(control: dict, images: dict) -> list[str]:
               f"degenerate (median distinct 4-gram ratio {base['median_distinct4']:.2f}; "
               f"the degeneration threshold is {evaluation.DEGENERATE_BELOW}), "
               f"{percent(base['incoherent_share'])} incoherent (coherence below "
-              f"{_thresholds()} nats per token); median perplexity "
+              f"{_thresholds(m.get('definitions', {}))} nats per token); median perplexity "
               f"{base['median_perplexity'] and round(base['median_perplexity'], 1)}.", ""]
-  lines += _unconditional_tables(uncond)
+  lines += _unconditional_tables(uncond, m.get("definitions", {}))
   if "share_vs_n" in images:
     lines += [f"![share vs N]({images['share_vs_n']})", ""]
   trans = m["translation"]
@@ -221,15 +221,19 @@ def _control_section(control: dict, images: dict) -> list[str]:
   return lines
 
 
-def _thresholds() -> str:
-  """"8 for de, fr, es, zh, ja; 5 for en and other languages": the incoherence
-  thresholds."""
+def _thresholds(definitions: dict) -> str:
+  """"8 for de, fr, es, zh, ja; 5 for en and other languages (calibrated for
+  gemma3-270m)": the incoherence thresholds ``metrics.json``'s definitions name (the
+  embedded model's for metrics written before thresholds were per model)."""
+  table = definitions.get("incoherent_below", evaluation.INCOHERENT_BELOW)
   by_value = collections.defaultdict(list)
-  for lang, t in evaluation.INCOHERENT_BELOW.items():
+  for lang, t in table.items():
     by_value[t].append(lang)
-  other = evaluation.INCOHERENT_BELOW_OTHERWISE
-  return "; ".join(f"{t:g} for {', '.join(langs)}" + (" and other languages" if t == other else "")
+  other = min(table.values())
+  text = "; ".join(f"{t:g} for {', '.join(langs)}" + (" and other languages" if t == other else "")
                    for t, langs in sorted(by_value.items(), reverse=True))
+  calibration = definitions.get("incoherence_calibration")
+  return f"{text} ({calibration})" if calibration else text
 
 
 def _incoherent_cell(record: dict) -> str:
@@ -238,7 +242,8 @@ def _incoherent_cell(record: dict) -> str:
   coherence = record.get("coherence")
   if coherence is None:
     return "n/a"
-  flag = evaluation.is_incoherent(coherence, record["detected"])
+  flag = evaluation.is_incoherent(coherence, record["detected"],
+                                  below=evaluation.record_threshold(record))
   return f"{'yes' if flag else 'no'} ({coherence:.1f})"
 
 
