@@ -21,7 +21,10 @@ prompt, the model's document start):
    is for (issue 30); beside it, how many a perplexity threshold at the windows' 99th
    percentile would flag (why the rule is not on perplexity alone);
 4. ``--run`` (optional): a control work directory's ``unconditional.jsonl``, every
-   sample scored from its recorded tokens and judged, per condition.
+   sample scored from its recorded tokens and judged, per condition, and the run's
+   metrics recomputed with the rule (``run_metrics`` in the JSON: metrics.json's
+   "unconditional" section, intervals and paired tests included), which re-judges a
+   run evaluated before every sample was scored without generating it again.
 
 In the same run it times a scored row (batches of ``--batch_size``, as the control stage
 scores) against a generated row (the study's sampler, batches of ``--generate_batch``),
@@ -50,7 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import lang_neuron_jax as lnj  # noqa: E402
 from lang_neuron_jax.control import conditions, rows as control  # noqa: E402
 from lang_neuron_jax.data import corpora as data  # noqa: E402
-from lang_neuron_jax.evaluation import measures, scoring  # noqa: E402
+from lang_neuron_jax.evaluation import measures, metrics, scoring  # noqa: E402
 from lang_neuron_jax.find import stage as find_stage  # noqa: E402
 from lang_neuron_jax.generation import sampling  # noqa: E402
 from lang_neuron_jax.neurons import selection  # noqa: E402
@@ -174,18 +177,26 @@ def every_neuron_fixed(lm, prompt, directory: str, ppl_limit: float | None) -> d
   return out
 
 
-def judge_run(lm, prompt, directory: str) -> dict[str, dict]:
-  """Per condition of a control work directory: every sample scored from its recorded
-  tokens, and how many the rule flags."""
-  records = [r for r in artifacts.read_jsonl(os.path.join(directory, "unconditional.jsonl"))
-             if len(r["tokens"]) >= 2]
-  ppl, coherence = scored(lm, prompt, [r["tokens"] for r in records])
+def judge_run(lm, prompt, directory: str) -> tuple[dict[str, dict], dict]:
+  """A control work directory's samples, every one scored from its recorded tokens and
+  judged with --model's thresholds: ``(per condition: perplexity, coherence and detected
+  language lists, the run's metrics as metrics.json's "unconditional" section)``. The
+  metrics re-judge a run evaluated before every sample was scored (issue 30) without
+  generating it again: its samples, language IDs and paired tests are the run's own."""
+  records = artifacts.read_jsonl(os.path.join(directory, "unconditional.jsonl"))
+  scoreable = [r for r in records if len(r["tokens"]) >= 2]
+  ppl, coherence = scored(lm, prompt, [r["tokens"] for r in scoreable])
+  for r in records:
+    r["perplexity"] = r["coherence"] = None
+    r["judge"] = _MODEL.value
   by = collections.defaultdict(lambda: {"perplexity": [], "coherence": [], "detected": []})
-  for r, p, c in zip(records, ppl, coherence):
+  for r, p, c in zip(scoreable, ppl, coherence):
+    r["perplexity"] = None if np.isnan(p) else float(p)
+    r["coherence"] = None if np.isnan(c) else float(c)
     by[r["condition"]]["perplexity"].append(float(p))
     by[r["condition"]]["coherence"].append(float(c))
     by[r["condition"]]["detected"].append(r["detected"])
-  return dict(by)
+  return dict(by), metrics.summarize_unconditional(records)
 
 
 def calibrate(lm, prompt) -> dict:
@@ -248,9 +259,12 @@ def main(argv):
             + (f"; perplexity above the windows' p99 ({limit:.0f}): "
                f"{o['perplexity_above_limit']}" if limit else ""))
   if _RUN.value:
-    out["run"] = judged = judge_run(lm, prompt, _RUN.value)
+    judged, out["run_metrics"] = judge_run(lm, prompt, _RUN.value)
+    out["run"] = judged
     for name, j in judged.items():
-      print("  " + line(name, j["perplexity"], j["coherence"], j["detected"]))
+      m = out["run_metrics"][name]
+      print(f"  {line(name, j['perplexity'], j['coherence'], j['detected'])}; target "
+            f"{m['target_share']:.0%}, valid {m['valid_share']:.0%}")
   if _OUTPUT.value:
     artifacts.write_json(_OUTPUT.value, out)
 
