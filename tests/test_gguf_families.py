@@ -404,3 +404,22 @@ def test_gguf_metadata_the_loader_cannot_use_is_named(arch, preset, changes, mat
   family = {"qwen3": qwen3, "gemma2": gemma2}[arch]
   with pytest.raises(CheckpointMismatchError, match=match):
     family.config_from_gguf(meta, names)
+
+
+@pytest.mark.parametrize("arch,meta,match", [
+    ("llama", {"general.architecture": "llama", "tokenizer.ggml.tokens": ["a", "b"],
+               "llama.embedding_length": 64, "llama.attention.head_count": 4,
+               "llama.feed_forward_length": 128}, "llama.block_count"),
+    ("gemma3", {"general.architecture": "gemma3", "tokenizer.ggml.tokens": ["a", "b"],
+                "gemma3.block_count": 2, "gemma3.embedding_length": 64,
+                "gemma3.attention.key_length": 16, "gemma3.attention.head_count": 4,
+                "gemma3.attention.head_count_kv": 1, "gemma3.feed_forward_length": 128},
+     "gemma3.attention.sliding_window"),
+])
+def test_llama_and_gemma3_gguf_missing_keys_are_named(arch, meta, match):
+  """A key llama.cpp always writes, missing: a CheckpointMismatchError naming it (it was
+  a bare KeyError)."""
+  from lang_neuron_jax.models import gemma3, llama
+
+  with pytest.raises(CheckpointMismatchError, match=match):
+    {"llama": llama, "gemma3": gemma3}[arch].config_from_gguf(meta, ["token_embd.weight"])

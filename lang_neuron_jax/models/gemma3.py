@@ -25,6 +25,7 @@ import numpy as np
 
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import Rule, linear_to_kernel, minus_one
+from lang_neuron_jax.models.sources import gguf_required
 from lang_neuron_jax.errors import UserError
 
 FAMILY = "gemma3"
@@ -135,19 +136,23 @@ def config_from_gguf(metadata: Mapping, tensor_names=()) -> DecoderConfig:
 
   The GGUF does not record the local RoPE base or the layer pattern; Gemma 3 uses
   10,000 and a global layer every 6th for every published size.
+
+  Raises:
+    CheckpointMismatchError: a required key missing
+      (:func:`~lang_neuron_jax.models.sources.gguf_required`).
   """
   del tensor_names
   a = GGUF_ARCHITECTURE
-  n = int(metadata[f"{a}.block_count"])
-  width = int(metadata[f"{a}.embedding_length"])
-  head_dim = int(metadata[f"{a}.attention.key_length"])
-  vocab = len(metadata["tokenizer.ggml.tokens"])
+  n = int(gguf_required(metadata, f"{a}.block_count"))
+  width = int(gguf_required(metadata, f"{a}.embedding_length"))
+  head_dim = int(gguf_required(metadata, f"{a}.attention.key_length"))
+  vocab = len(gguf_required(metadata, "tokenizer.ggml.tokens"))
   return _preset(
       width=width, num_layers=n,
-      num_heads=int(metadata[f"{a}.attention.head_count"]),
-      num_kv_heads=int(metadata[f"{a}.attention.head_count_kv"]),
-      mlp_width=int(metadata[f"{a}.feed_forward_length"]),
-      sliding_window=int(metadata[f"{a}.attention.sliding_window"]),
+      num_heads=int(gguf_required(metadata, f"{a}.attention.head_count")),
+      num_kv_heads=int(gguf_required(metadata, f"{a}.attention.head_count_kv")),
+      mlp_width=int(gguf_required(metadata, f"{a}.feed_forward_length")),
+      sliding_window=int(gguf_required(metadata, f"{a}.attention.sliding_window")),
       rope_scale_global=float(metadata.get(f"{a}.rope.scaling.factor", 1.0)),
       head_dim=head_dim,
   ).replace(

@@ -31,7 +31,7 @@ from typing import Mapping
 from lang_neuron_jax.errors import UserError
 from lang_neuron_jax.models.config import DecoderConfig
 from lang_neuron_jax.models.convert import Rule, linear_to_kernel, reverse_llama_rope_permutation
-from lang_neuron_jax.models.sources import gguf_float
+from lang_neuron_jax.models.sources import gguf_float, gguf_required
 
 FAMILY = "llama"
 HF_MODEL_TYPES = ("llama",)
@@ -189,6 +189,8 @@ def config_from_gguf(metadata: Mapping, tensor_names=()) -> DecoderConfig:
   Raises:
     UserError: a file with Llama 3.1's frequency factors (``rope_freqs.weight``) or a
       RoPE scaling other than linear, which are not read, named.
+    CheckpointMismatchError: a required key missing
+      (:func:`~lang_neuron_jax.models.sources.gguf_required`).
   """
   a = GGUF_ARCHITECTURE
   if "rope_freqs.weight" in tensor_names:
@@ -199,11 +201,12 @@ def config_from_gguf(metadata: Mapping, tensor_names=()) -> DecoderConfig:
   if rope_kind not in ("none", "linear"):
     raise UserError(f"GGUF asks for RoPE scaling {rope_kind!r} ({a}.rope.scaling.type); "
                     "only none and linear are implemented.")
-  tokens = metadata["tokenizer.ggml.tokens"]
-  width, heads = int(metadata[f"{a}.embedding_length"]), int(metadata[f"{a}.attention.head_count"])
+  tokens = gguf_required(metadata, "tokenizer.ggml.tokens")
+  width = int(gguf_required(metadata, f"{a}.embedding_length"))
+  heads = int(gguf_required(metadata, f"{a}.attention.head_count"))
   head_dim = int(metadata.get(f"{a}.attention.key_length",
                               metadata.get(f"{a}.rope.dimension_count", width // heads)))
-  n = int(metadata[f"{a}.block_count"])
+  n = int(gguf_required(metadata, f"{a}.block_count"))
   scale = float(metadata.get(f"{a}.rope.scaling.factor", 1.0)) if rope_kind == "linear" else 1.0
   # llama.cpp adds BOS unless the file says not to (SentencePiece files often do not say).
   adds_bos = metadata.get("tokenizer.ggml.add_bos_token",
@@ -212,7 +215,8 @@ def config_from_gguf(metadata: Mapping, tensor_names=()) -> DecoderConfig:
   return DecoderConfig(
       family=FAMILY, vocab_size=len(tokens), width=width, num_layers=n, num_heads=heads,
       num_kv_heads=int(metadata.get(f"{a}.attention.head_count_kv", heads)), head_dim=head_dim,
-      mlp_width=int(metadata[f"{a}.feed_forward_length"]), layer_kinds=("global",) * n,
+      mlp_width=int(gguf_required(metadata, f"{a}.feed_forward_length")),
+      layer_kinds=("global",) * n,
       rope_base_global=gguf_float(metadata.get(f"{a}.rope.freq_base", 10_000.0)),
       rope_scale_global=scale, query_scale=head_dim ** -0.5,
       norm_eps=gguf_float(metadata.get(f"{a}.attention.layer_norm_rms_epsilon", 1e-6)),
