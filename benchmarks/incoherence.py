@@ -177,10 +177,12 @@ def every_neuron_fixed(lm, prompt, directory: str, ppl_limit: float | None) -> d
   return out
 
 
-def judge_run(lm, prompt, directory: str) -> tuple[dict[str, dict], dict]:
+def judge_run(lm, prompt, directory: str) -> tuple[dict[str, dict], dict, list]:
   """A control work directory's samples, every one scored from its recorded tokens and
   judged with --model's thresholds: ``(per condition: perplexity, coherence and detected
-  language lists, the run's metrics as metrics.json's "unconditional" section)``. The
+  language lists, the run's metrics as metrics.json's "unconditional" section, each
+  record's coherence in file order (None where not scored), so that a later calibration
+  can re-judge them without scoring again)``. The
   metrics re-judge a run evaluated before every sample was scored (issue 30) without
   generating it again: its samples, language IDs and paired tests are the run's own."""
   records = artifacts.read_jsonl(os.path.join(directory, "unconditional.jsonl"))
@@ -196,7 +198,8 @@ def judge_run(lm, prompt, directory: str) -> tuple[dict[str, dict], dict]:
     by[r["condition"]]["perplexity"].append(float(p))
     by[r["condition"]]["coherence"].append(float(c))
     by[r["condition"]]["detected"].append(r["detected"])
-  return dict(by), metrics.summarize_unconditional(records)
+  return (dict(by), metrics.summarize_unconditional(records),
+          [r["coherence"] for r in records])
 
 
 def calibrate(lm, prompt) -> dict:
@@ -259,7 +262,7 @@ def main(argv):
             + (f"; perplexity above the windows' p99 ({limit:.0f}): "
                f"{o['perplexity_above_limit']}" if limit else ""))
   if _RUN.value:
-    judged, out["run_metrics"] = judge_run(lm, prompt, _RUN.value)
+    judged, out["run_metrics"], out["run_coherence"] = judge_run(lm, prompt, _RUN.value)
     out["run"] = judged
     for name, j in judged.items():
       m = out["run_metrics"][name]
