@@ -104,7 +104,7 @@ def share_vs_n(target: Mapping[str, Mapping[int, tuple[float, Sequence[float]]]]
   axes = fig.subplots(1, 2, sharey=True)
   for panel, (ax, curves, title) in enumerate(
       zip(axes, (target, valid), ("in the target language", "valid: target language, "
-                                  "not degenerate"))):
+                                  "reads as text (no loop, no salad)"))):
     for k, (lang, by_n) in enumerate(curves.items()):
       ns = sorted(by_n)
       shares = [by_n[n][0] for n in ns]
