@@ -266,8 +266,9 @@ def main(argv):
     out["run"] = judged
     for name, j in judged.items():
       m = out["run_metrics"][name]
-      print(f"  {line(name, j['perplexity'], j['coherence'], j['detected'])}; target "
-            f"{m['target_share']:.0%}, valid {m['valid_share']:.0%}")
+      shares = (f"; target {m['target_share']:.0%}, valid {m['valid_share']:.0%}"
+                if "target_share" in m else "")  # the baseline has no target
+      print(f"  {line(name, j['perplexity'], j['coherence'], j['detected'])}{shares}")
   if _OUTPUT.value:
     artifacts.write_json(_OUTPUT.value, out)
 
