@@ -161,6 +161,17 @@ def test_thresholds_follow_the_model_that_scored(monkeypatch):
                                                                  False)
 
 
+def test_qwen_thresholds_follow_the_rule_from_its_calibration():
+  """1 nat below the lowest natural window of each language, rounded down, from
+  benchmarks/incoherence.py's figures for Qwen2.5-Coder-0.5B (measures.py's comment)."""
+  import math
+
+  lowest = {"en": 5.40, "de": 6.43, "fr": 6.21, "es": 7.00, "zh": 3.99, "ja": 5.93}
+  table, calibrated = evaluation.incoherence_thresholds("qwen2.5-coder-0.5b")
+  assert calibrated and table == {lang: float(math.floor(x - 1)) for lang, x in lowest.items()}
+  assert evaluation.incoherent_below("it", "qwen2.5-coder-0.5b") == 2.0  # the lowest
+
+
 def test_records_without_coherence_are_refused():
   """Generated records (with tokens) evaluated before every sample was scored would pass
   the incoherence rule unjudged; an empty sample (coherence None) is fine."""
