@@ -163,8 +163,9 @@ def report(runs: Sequence[StudyRun]) -> str:
   if any(r.analysis["n"] != n for r in runs):
     raise StageMismatchError(f"The runs selected different N ({[r.analysis['n'] for r in runs]}).")
   lines += ["", f"**Unconditional generation at the run's N** (N = {n:,}, "
-            "top + bottom): target-language share and valid share (target language and not "
-            "degenerate), 95% Wilson intervals, `*` differs from no intervention "
+            "top + bottom): target-language share and valid share (target language and "
+            "reads as text: not degenerate, not incoherent by the run's own calibration), "
+            "95% Wilson intervals, `*` differs from no intervention "
             "(McNemar, Holm within each run):", ""]
   rows = []
   for r in runs:
