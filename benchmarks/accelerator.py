@@ -222,7 +222,7 @@ def random_model(config, dtype, *, seed: int = 0, source: str = "random",
   leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
   vector_leaves = dict(jax.tree_util.tree_flatten_with_path(vectors)[0])
   built = []
-  for number, (path, leaf) in enumerate(leaves):
+  for number, ((path, leaf), sharding) in enumerate(zip(leaves, jax.tree.leaves(placement))):
     if is_vector(leaf):
       built.append(vector_leaves[path])
       continue
@@ -232,17 +232,10 @@ def random_model(config, dtype, *, seed: int = 0, source: str = "random",
     std = (0.02 if "lm_head" in name else leaf.shape[-1] ** -0.5 if "embed" in name
            else math.prod(leaf.shape[:-1]) ** -0.5)
     built.append(_random_matrix(jax.random.fold_in(key, number), leaf.shape, dtype, std,
-                                placement_of(placement, path)))
+                                sharding))
   params = jax.tree_util.tree_unflatten(treedef, built)
   jax.block_until_ready(params)
   return lnj.LanguageModel(module, params, config, None, source, layout=layout)
-
-
-def placement_of(tree, path):
-  """The leaf of ``tree`` at ``path`` (a key path of a tree of the same structure)."""
-  for entry in path:
-    tree = tree[entry.key]
-  return tree
 
 
 def _random_matrix(key, shape, dtype, std: float, placement):
@@ -367,14 +360,20 @@ def memory_stats():
     return None
 
 
+def _proc_status_bytes(field: str) -> int | None:
+  """A memory line of /proc/self/status (``VmRSS``, ``VmHWM``) in bytes; None off Linux."""
+  try:
+    with open("/proc/self/status") as f:
+      return next(int(l.split()[1]) * 1024 for l in f if l.startswith(f"{field}:"))
+  except (OSError, StopIteration):
+    return None
+
+
 def host_rss_peak() -> int:
   """This process's peak resident memory in bytes since the last :func:`reset_host_peak`
   (since it started where that could not reset it)."""
-  try:
-    with open("/proc/self/status") as f:
-      return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
-  except (OSError, StopIteration):
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+  peak = _proc_status_bytes("VmHWM")
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 if peak is None else peak
 
 
 def reset_host_peak() -> bool:
@@ -389,11 +388,8 @@ def reset_host_peak() -> bool:
 
 
 def host_rss() -> int:
-  try:
-    with open("/proc/self/status") as f:
-      return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
-  except (OSError, StopIteration):
-    return 0
+  """This process's resident memory in bytes now (0 where /proc is not there)."""
+  return _proc_status_bytes("VmRSS") or 0
 
 
 def _version(package: str) -> str | None:
