@@ -176,7 +176,7 @@ def is_incoherent(coherence: float | None, language: str, *,
                   below: float | None = None) -> bool:
   """Whether a sample in ``language`` has a coherence (:mod:`~lang_neuron_jax.evaluation.
   scoring`: nats per token its own context adds, under the unintervened model) below its
-  language's threshold: ``below`` where given (a record's ``incoherent_below``, set by
+  language's threshold: ``below`` where given (a record's :func:`record_threshold`, from
   the model that scored it), else the embedded model's (:func:`incoherent_below`). Word
   salad, which language ID and the loop rule both pass. None (an empty or one-token
   sample, or a text that is not scored, such as a translation's line) is not judged by
@@ -201,7 +201,7 @@ def is_valid_target(detected: str, text: str, target: str, *,
   ``coherence``: the text's under the unintervened model; None where it is not scored
   (translations' lines), which leaves the loop rule alone to judge. Required, so that a
   caller cannot forget it for unconditional samples. ``below``: the threshold of the
-  detected language under the scoring model (a record's ``incoherent_below``).
+  detected language under the scoring model (a record's :func:`record_threshold`).
   """
   return detected == target and reads_as_text(text, coherence, target, below=below)
 
